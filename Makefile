@@ -1,0 +1,56 @@
+# Turnout developer commands. `make run` and `make test` are the quick start.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+LOCK := requirements/dev.lock
+
+.PHONY: run setup test lint format typecheck check lock bench clean-demo
+
+$(BIN)/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# Reinstalls only when the lock file changes.
+$(VENV)/.installed: $(LOCK) | $(BIN)/uv
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python $(LOCK)
+	touch $@
+
+.env:
+	$(PYTHON) deploy/make_env.py .env.example .env
+
+setup: $(VENV)/.installed .env
+	@mkdir -p var/staticfiles var/artifacts
+
+## Bring the whole product up: services check, migrate, demo data, web + worker + beat.
+run: setup
+	$(BIN)/python manage.py check_services --create-database
+	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py bootstrap_demo
+	exec $(BIN)/honcho --no-colour start --procfile Procfile
+
+## The whole suite against the real PostgreSQL and Redis.
+test: setup
+	$(BIN)/python manage.py check_services
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: setup
+	$(BIN)/mypy
+
+check: lint typecheck
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+## Regenerate the lock files from pyproject.toml.
+lock: | $(BIN)/uv
+	$(BIN)/uv pip compile --quiet --python-version 3.11 pyproject.toml --extra cpu --extra demo --extra dev -o requirements/dev.lock
+	$(BIN)/uv pip compile --quiet --python-version 3.11 pyproject.toml --extra cpu --extra s3 -o requirements/cpu.lock
+	$(BIN)/uv pip compile --quiet --python-version 3.11 pyproject.toml --extra gpu --extra s3 -o requirements/gpu.lock

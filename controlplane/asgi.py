@@ -1,0 +1,38 @@
+"""ASGI entry point: the lean V2 gateway beside Django.
+
+Requests under `/v2` go to the gateway, a plain ASGI application: Django's
+request handler costs about 1.2 ms of CPU per request on its own (see
+docs/architecture.md), which the inference path cannot afford. Everything else
+(dashboard, management API, admin) goes to Django.
+"""
+
+import os
+from typing import Any
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
+
+django_application = get_asgi_application()
+
+from controlplane.gateway.app import Gateway  # noqa: E402  (needs Django set up first)
+
+
+def build_application(gateway: Gateway) -> Any:
+    async def application(scope, receive, send):  # type: ignore[no-untyped-def]
+        kind = scope["type"]
+        if kind == "http":
+            path = scope["path"]
+            if path == "/v2" or path.startswith("/v2/"):
+                await gateway(scope, receive, send)
+            else:
+                await django_application(scope, receive, send)
+        elif kind == "lifespan":
+            await gateway.lifespan(scope, receive, send)
+        else:
+            raise ValueError(f"unsupported ASGI scope type {kind!r}")
+
+    return application
+
+
+application = build_application(Gateway())

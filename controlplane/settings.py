@@ -1,0 +1,329 @@
+"""Turnout settings.
+
+Every setting that varies between deployments comes from the environment, and
+this is the only module that reads it. Each variable is documented in
+`.env.example`. The parsers are deliberately tiny and fail loudly: a typo in a
+deployment should stop the process at start-up, not surface as odd behaviour.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _load_dotenv(path: Path) -> None:
+    """Fill os.environ from a `.env` file; real environment variables win."""
+    if not path.is_file():
+        return
+    for lineno, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ImproperlyConfigured(f"{path}:{lineno}: expected KEY=VALUE, got {raw!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        os.environ.setdefault(key.strip(), value)
+
+
+if os.environ.get("TURNOUT_SKIP_DOTENV", "") not in ("1", "true"):
+    _load_dotenv(BASE_DIR / ".env")
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean; use true or false")
+
+
+def env_int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def env_float(name: str, default: float, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def env_path(name: str, default: Path) -> Path:
+    """A filesystem path; relative paths are taken from the project root, not the cwd."""
+    raw = os.environ.get(name, "")
+    path = Path(raw) if raw else default
+    return path if path.is_absolute() else (BASE_DIR / path).resolve()
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", False)
+
+# WhiteNoise serves static files with a synchronous iterator; under ASGI Django
+# warns on every file. The files are small and cached by browsers.
+warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators")
+
+_INSECURE_KEY_PREFIX = "django-insecure-"
+
+
+def _secret_key() -> str:
+    key = os.environ.get("SECRET_KEY", "")
+    weak = len(key) < 50 or len(set(key)) < 5 or key.startswith(_INSECURE_KEY_PREFIX)
+    if not weak:
+        return key
+    if DEBUG:
+        # Local development only: a stable, obviously insecure key.
+        return key or _INSECURE_KEY_PREFIX + "turnout-local-development-key-not-for-production"
+    problem = (
+        "is not set" if not key else "is too weak (need 50+ characters, 5+ distinct, no 'django-insecure-' prefix)"
+    )
+    raise ImproperlyConfigured(
+        f"SECRET_KEY {problem}. With DEBUG off Turnout refuses to start without a strong key. "
+        'Generate one with: python -c "import secrets; print(secrets.token_urlsafe(50))"'
+    )
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_htmx",
+    "controlplane.core",
+    "controlplane.dashboard",
+    "registry",
+    "rollouts",
+    "workers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "controlplane.urls"
+WSGI_APPLICATION = "controlplane.wsgi.application"
+ASGI_APPLICATION = "controlplane.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/turnout")
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL,
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured(f"DATABASE_URL must point at PostgreSQL, got engine {DATABASES['default']['ENGINE']}")
+DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DATABASE_CONNECT_TIMEOUT", 5, 1)
+DATABASES["default"]["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME", "test_turnout")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard:home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env_path("STATIC_ROOT", BASE_DIR / "var" / "staticfiles")
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+# Artifacts (uploaded ONNX files) go through Django's storage API: the local
+# filesystem by default, any S3-compatible store when ARTIFACT_STORAGE=s3.
+ARTIFACT_STORAGE = env_str("ARTIFACT_STORAGE", "local")
+ARTIFACT_ROOT = env_path("ARTIFACT_ROOT", BASE_DIR / "var" / "artifacts")
+MEDIA_ROOT = ARTIFACT_ROOT
+if ARTIFACT_STORAGE == "local":
+    _artifact_backend: dict[str, Any] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(ARTIFACT_ROOT), "base_url": None},
+    }
+elif ARTIFACT_STORAGE == "s3":
+    _artifact_backend = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env_str("ARTIFACT_S3_BUCKET", ""),
+            "endpoint_url": env_str("ARTIFACT_S3_ENDPOINT_URL", "") or None,
+            "region_name": env_str("ARTIFACT_S3_REGION", "") or None,
+            "access_key": env_str("ARTIFACT_S3_ACCESS_KEY_ID", "") or None,
+            "secret_key": env_str("ARTIFACT_S3_SECRET_ACCESS_KEY", "") or None,
+            "location": env_str("ARTIFACT_S3_PREFIX", "artifacts"),
+            "file_overwrite": False,
+            "default_acl": None,
+            "querystring_auth": True,
+        },
+    }
+    if not _artifact_backend["OPTIONS"]["bucket_name"]:
+        raise ImproperlyConfigured("ARTIFACT_STORAGE=s3 needs ARTIFACT_S3_BUCKET")
+else:
+    raise ImproperlyConfigured(f"ARTIFACT_STORAGE={ARTIFACT_STORAGE!r}: use 'local' or 's3'")
+
+STORAGES = {
+    "default": _artifact_backend,
+    "artifacts": _artifact_backend,
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# --- Security: strict unless DEBUG. TLS is normally terminated by a proxy in
+# front of Turnout; SECURE_PROXY_SSL_HEADER trusts its X-Forwarded-Proto.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^v2/", r"^metrics$"]
+if env_bool("SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Turnout management API",
+    "DESCRIPTION": "Registry, rollouts and keys. Inference is the Open Inference Protocol under /v2.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Celery: Redis is the broker. Results are not stored: jobs write their
+# outcome to PostgreSQL rows, and inference replies travel on Redis lists.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+
+# --- Turnout's own tunables, all in one place.
+TURNOUT: dict[str, Any] = {
+    # Redis key prefix for everything Turnout keeps there (streams, heartbeats, caches).
+    "REDIS_PREFIX": env_str("TURNOUT_REDIS_PREFIX", "turnout"),
+    # A worker refreshes its heartbeat this often; it counts as alive for WORKER_TTL seconds.
+    "WORKER_HEARTBEAT_SECONDS": env_float("TURNOUT_WORKER_HEARTBEAT_SECONDS", 2.0, 0.1),
+    "WORKER_TTL_SECONDS": env_float("TURNOUT_WORKER_TTL_SECONDS", 10.0, 0.5),
+    # Each dependency check in /v2/health/ready gives up after this long.
+    "HEALTH_CHECK_TIMEOUT_SECONDS": env_float("TURNOUT_HEALTH_CHECK_TIMEOUT_SECONDS", 1.5, 0.1),
+    # Largest model artifact accepted at upload (bytes); default 2 GiB.
+    "MAX_ARTIFACT_BYTES": env_int("TURNOUT_MAX_ARTIFACT_BYTES", 2 * 1024**3, 1),
+    # Validation child process limits.
+    "VALIDATION_TIMEOUT_SECONDS": env_int("TURNOUT_VALIDATION_TIMEOUT_SECONDS", 300, 1),
+    "VALIDATION_MEMORY_BYTES": env_int("TURNOUT_VALIDATION_MEMORY_BYTES", 8 * 1024**3, 64 * 1024**2),
+    # Public base URL printed in the quick start and used in links.
+    "PUBLIC_URL": env_str("TURNOUT_PUBLIC_URL", "http://127.0.0.1:8000"),
+}
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
+FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
+FILE_UPLOAD_TEMP_DIR = env_str("FILE_UPLOAD_TEMP_DIR", "") or None
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

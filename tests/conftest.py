@@ -1,0 +1,66 @@
+"""Shared fixtures.
+
+Personas (used across the suite, rights explained once):
+- `admin`: a superuser; may do everything.
+- `viewer`: an ordinary logged-in user with no grants.
+- anonymous: no session at all.
+
+Tests talk to the real PostgreSQL and Redis configured in settings. Each
+pytest-xdist worker gets its own Redis key prefix so parallel runs never see
+each other's streams or heartbeats.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings
+
+from tests.support.asgi import AsgiClient
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    settings.TURNOUT["REDIS_PREFIX"] = f"turnout-test-{worker}"
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    """The real Redis, with this test run's keys removed before and after each test."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+
+    def clean() -> None:
+        for key in client.scan_iter(match=f"{settings.TURNOUT['REDIS_PREFIX']}:*", count=1000):
+            client.delete(key)
+
+    clean()
+    yield client
+    clean()
+    client.close()
+
+
+@pytest.fixture
+def admin(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_superuser("ada", "ada@example.com", "correct horse battery")
+
+
+@pytest.fixture
+def viewer(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("vic", "vic@example.com", "correct horse battery")
+
+
+@pytest.fixture
+def gateway_client() -> Iterator[AsgiClient]:
+    """The full ASGI application (gateway + Django) with a fresh gateway, driven in-process."""
+    from controlplane.asgi import build_application
+    from controlplane.gateway.app import Gateway
+
+    gateway = Gateway()
+    client = AsgiClient(build_application(gateway))
+    yield client
+    client.loop.run_until_complete(gateway.readiness.close())
+    client.close()

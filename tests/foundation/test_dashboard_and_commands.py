@@ -1,0 +1,91 @@
+"""The login page, the overview behind it, and the quick-start commands."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import Client
+
+pytestmark = pytest.mark.django_db
+
+
+def test_login_page_renders_with_csrf(client: Client) -> None:
+    response = client.get("/login/")
+
+    assert response.status_code == 200
+    assert b"csrfmiddlewaretoken" in response.content
+    assert b"htmx" in response.content
+
+
+def test_overview_requires_login(client: Client) -> None:
+    response = client.get("/")
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/")
+
+
+def test_login_with_csrf_enforced_reaches_the_overview(viewer: Any) -> None:
+    browser = Client(enforce_csrf_checks=True)
+    token = browser.get("/login/").cookies["csrftoken"].value
+
+    response = browser.post(
+        "/login/", {"username": "vic", "password": "correct horse battery", "csrfmiddlewaretoken": token}
+    )
+
+    assert response.status_code == 302
+    overview = browser.get("/")
+    assert overview.status_code == 200
+    assert b"PostgreSQL" in overview.content
+
+
+def test_wrong_password_says_so_next_to_the_form(client: Client, viewer: Any) -> None:
+    response = client.post("/login/", {"username": "vic", "password": "nope"})
+
+    assert response.status_code == 200
+    assert b"Please enter a correct username and password" in response.content
+
+
+def test_health_partial_for_htmx(client: Client, viewer: Any) -> None:
+    client.force_login(viewer)
+
+    partial = client.get("/health/", headers={"HX-Request": "true"})
+    full = client.get("/health/")
+
+    assert partial.status_code == 200
+    assert b"<html" not in partial.content
+    assert b"Services" in partial.content
+    assert b"<html" in full.content
+
+
+def test_check_services_names_the_unreachable_service(settings: Any) -> None:
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    err = StringIO()
+
+    with pytest.raises(CommandError, match="Redis unreachable"):
+        call_command("check_services", stderr=err, stdout=StringIO())
+
+    assert "redis-server --daemonize yes" in err.getvalue()
+    assert "docker compose up -d postgres redis" in err.getvalue()
+
+
+def test_bootstrap_demo_is_idempotent(django_user_model: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    from controlplane.core.management.commands import bootstrap_demo
+
+    monkeypatch.setattr(bootstrap_demo, "CREDENTIALS_FILE", tmp_path / "creds.json")
+    first, second = StringIO(), StringIO()
+
+    call_command("bootstrap_demo", stdout=first)
+    call_command("bootstrap_demo", stdout=second)
+
+    assert django_user_model.objects.filter(username="admin").count() == 1
+    saved = json.loads((tmp_path / "creds.json").read_text())
+    assert saved["password"] in first.getvalue()
+    assert saved["password"] in second.getvalue()
+    admin = django_user_model.objects.get(username="admin")
+    assert admin.is_superuser
+    assert admin.check_password(saved["password"])

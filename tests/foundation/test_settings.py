@@ -1,0 +1,57 @@
+"""Settings come from the environment and refuse unsafe production configurations."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.processes import ROOT
+
+STRONG_KEY = "k3y-" + "x9Q2mZ7vB4nL8pR1sT6wY3uE5iO0aH" * 2
+
+
+def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {"PATH": "/usr/bin:/bin", "TURNOUT_SKIP_DOTENV": "1", "HOME": "/tmp"}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("", "SECRET_KEY is not set"),
+        ("short", "SECRET_KEY is too weak"),
+        ("a" * 60, "SECRET_KEY is too weak"),
+        ("django-insecure-" + "abcdefghij" * 6, "SECRET_KEY is too weak"),
+    ],
+)
+def test_production_refuses_to_start_without_a_strong_secret_key(key: str, expected: str) -> None:
+    result = run_manage("check", DEBUG="false", SECRET_KEY=key)
+
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert "secrets.token_urlsafe" in result.stderr  # says how to fix it
+
+
+def test_malformed_boolean_is_a_clear_startup_error() -> None:
+    result = run_manage("check", DEBUG="maybe", SECRET_KEY=STRONG_KEY)
+
+    assert result.returncode != 0
+    assert "DEBUG='maybe' is not a boolean" in result.stderr
+
+
+def test_non_postgres_database_url_is_refused() -> None:
+    result = run_manage("check", DEBUG="false", SECRET_KEY=STRONG_KEY, DATABASE_URL="sqlite:///tmp/x.db")
+
+    assert result.returncode != 0
+    assert "DATABASE_URL must point at PostgreSQL" in result.stderr
+
+
+def test_deploy_checks_pass_with_production_defaults() -> None:
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", DEBUG="false", SECRET_KEY=STRONG_KEY)
+
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "no issues" in result.stdout

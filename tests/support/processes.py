@@ -1,0 +1,70 @@
+"""Start real Turnout processes (Celery workers) for integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def process_env(**extra: str) -> dict[str, str]:
+    """Environment for a child process that talks to the same services as the tests."""
+    db = settings.DATABASES["default"]
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "REDIS_URL": settings.REDIS_URL,
+            "TURNOUT_REDIS_PREFIX": settings.TURNOUT["REDIS_PREFIX"],
+            "TURNOUT_WORKER_HEARTBEAT_SECONDS": "0.5",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+class WorkerProcess:
+    """`celery -A controlplane worker`, as the Procfile runs it."""
+
+    def __init__(self, name: str, log_path: Path, queues: str | None = None, **env: str) -> None:
+        args = [sys.executable, "-m", "celery", "-A", "controlplane", "worker", "--loglevel", "INFO"]
+        args += ["--pool", "solo", "--hostname", f"{name}@%h", "--without-mingle", "--without-gossip"]
+        if queues:
+            args += ["--queues", queues]
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            args, cwd=ROOT, env=process_env(**env), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        self._log.close()
+        return self.process.returncode

@@ -1,0 +1,64 @@
+"""Celery worker bootsteps: what `celery -A controlplane worker` runs beside its tasks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+import redis
+from celery import bootsteps
+from django.conf import settings
+
+from workers.heartbeat import forget_worker, record_heartbeat
+
+logger = logging.getLogger(__name__)
+
+
+class HeartbeatStep(bootsteps.StartStopStep):
+    """Publishes this worker's liveness to Redis every few seconds.
+
+    A plain thread rather than the worker's timer: the timer only fires while
+    the worker's event loop turns, and a solo pool busy on a long task would
+    look dead.
+    """
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._name = ""
+
+    def start(self, worker: Any) -> None:
+        self._name = worker.hostname or f"celery@{socket.gethostname()}.{os.getpid()}"
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="turnout-heartbeat", daemon=True)
+        self._thread.start()
+        logger.info("worker %s: heartbeat every %.1fs", self._name, settings.TURNOUT["WORKER_HEARTBEAT_SECONDS"])
+
+    def stop(self, worker: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            forget_worker(self._client(), self._name)
+        except redis.RedisError:
+            logger.warning("worker %s: could not remove heartbeat on shutdown", self._name)
+
+    def _client(self) -> redis.Redis:
+        return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+
+    def _run(self) -> None:
+        client = self._client()
+        info = {"pid": os.getpid(), "host": socket.gethostname()}
+        interval = float(settings.TURNOUT["WORKER_HEARTBEAT_SECONDS"])
+        while not self._stop.is_set():
+            try:
+                record_heartbeat(client, self._name, info)
+            except redis.RedisError as exc:
+                logger.warning("worker %s: heartbeat failed: %s", self._name, exc)
+            self._stop.wait(interval)
