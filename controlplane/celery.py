@@ -13,8 +13,9 @@ app.autodiscover_tasks()
 
 def _install_worker_steps(celery_app: Celery) -> None:
     # Imported lazily: the bootstep module touches Redis settings, which need Django configured.
-    from workers.bootsteps import HeartbeatStep
+    from workers.bootsteps import HeartbeatStep, ServingStep
 
+    celery_app.steps["worker"].add(ServingStep)
     celery_app.steps["worker"].add(HeartbeatStep)
 
 

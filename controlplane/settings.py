@@ -15,6 +15,8 @@ from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
+from kombu.common import Broadcast
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -136,6 +138,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "controlplane.core",
+    "controlplane.audit",
     "controlplane.dashboard",
     "registry",
     "rollouts",
@@ -177,7 +180,7 @@ DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/turno
 DATABASES = {
     "default": dj_database_url.parse(
         DATABASE_URL,
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
         conn_health_checks=True,
     )
 }
@@ -283,7 +286,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery: Redis is the broker. Results are not stored: jobs write their
 # outcome to PostgreSQL rows, and inference replies travel on Redis lists.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "") or REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -295,6 +298,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Control tasks (load, unload, warm up) go to every worker through a fanout queue.
+CELERY_TASK_QUEUES = (Queue("celery"), Broadcast("turnout_control"))
+CELERY_TASK_ROUTES = {"workers.*": {"queue": "turnout_control"}}
 
 # --- Turnout's own tunables, all in one place.
 TURNOUT: dict[str, Any] = {
@@ -310,6 +316,16 @@ TURNOUT: dict[str, Any] = {
     # Validation child process limits.
     "VALIDATION_TIMEOUT_SECONDS": env_int("TURNOUT_VALIDATION_TIMEOUT_SECONDS", 300, 1),
     "VALIDATION_MEMORY_BYTES": env_int("TURNOUT_VALIDATION_MEMORY_BYTES", 8 * 1024**3, 64 * 1024**2),
+    # Largest inference request body (bytes) and longest per-request timeout a client may ask for.
+    "MAX_REQUEST_BYTES": env_int("TURNOUT_MAX_REQUEST_BYTES", 64 * 1024**2, 1024),
+    "MAX_REQUEST_TIMEOUT_SECONDS": env_float("TURNOUT_MAX_REQUEST_TIMEOUT_SECONDS", 600.0, 0.001),
+    # Workers: which models to serve (comma-separated glob patterns), memory budget for
+    # loaded sessions, onnxruntime threads per session, and when to take over a dead
+    # worker's unanswered requests.
+    "WORKER_MODELS": env_list("TURNOUT_WORKER_MODELS", "*"),
+    "WORKER_MEMORY_BUDGET_BYTES": env_int("TURNOUT_WORKER_MEMORY_BUDGET_BYTES", 8 * 1024**3, 1),
+    "WORKER_INTRA_OP_THREADS": env_int("TURNOUT_WORKER_INTRA_OP_THREADS", 0),
+    "WORKER_RECLAIM_IDLE_MS": env_int("TURNOUT_WORKER_RECLAIM_IDLE_MS", 1000, 10),
     # Public base URL printed in the quick start and used in links.
     "PUBLIC_URL": env_str("TURNOUT_PUBLIC_URL", "http://127.0.0.1:8000"),
 }

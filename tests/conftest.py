@@ -23,9 +23,29 @@ from django.conf import settings
 from tests.support.asgi import AsgiClient
 
 
+def test_queue() -> str:
+    # One per test process: concurrent runs (and xdist workers) never share a
+    # queue or a key prefix, so none consumes or deletes another's messages.
+    return f"turnout-test-{os.getpid()}"
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    settings.TURNOUT["REDIS_PREFIX"] = f"turnout-test-{worker}"
+    from controlplane.celery import app
+
+    settings.TURNOUT["REDIS_PREFIX"] = test_queue()
+    # Tasks the code under test enqueues go to this run's own queue, which only
+    # the worker processes started by integration tests consume.
+    app.conf.task_default_queue = test_queue()
+    redis.Redis.from_url(app.conf.broker_url).delete(test_queue())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from controlplane.celery import app
+
+    client = redis.Redis.from_url(app.conf.broker_url)
+    client.delete(test_queue())
+    for key in client.scan_iter(match=f"{test_queue()}:*", count=1000):
+        client.delete(key)
 
 
 @pytest.fixture

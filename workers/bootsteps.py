@@ -12,17 +12,37 @@ import redis
 from celery import bootsteps
 from django.conf import settings
 
+from workers import serving
 from workers.heartbeat import forget_worker, record_heartbeat
 
 logger = logging.getLogger(__name__)
 
 
+class ServingStep(bootsteps.StartStopStep):
+    """Runs the batching loops of every version this worker serves (workers/serving.py)."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.serving: serving.Serving | None = None
+
+    def start(self, worker: Any) -> None:
+        self.serving = serving.Serving(worker.hostname)
+        serving.current = self.serving
+        self.serving.start()
+
+    def stop(self, worker: Any) -> None:
+        if self.serving is not None:
+            self.serving.stop()
+            serving.current = None
+
+
 class HeartbeatStep(bootsteps.StartStopStep):
-    """Publishes this worker's liveness to Redis every few seconds.
+    """Publishes this worker's liveness, and what it serves, to Redis every few seconds.
 
     A plain thread rather than the worker's timer: the timer only fires while
-    the worker's event loop turns, and a solo pool busy on a long task would
-    look dead.
+    the worker's event loop turns, and a pool busy on a long task would look dead.
     """
 
     requires = {"celery.worker.components:Pool"}
@@ -54,9 +74,11 @@ class HeartbeatStep(bootsteps.StartStopStep):
 
     def _run(self) -> None:
         client = self._client()
-        info = {"pid": os.getpid(), "host": socket.gethostname()}
         interval = float(settings.TURNOUT["WORKER_HEARTBEAT_SECONDS"])
         while not self._stop.is_set():
+            info: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname()}
+            if serving.current is not None:
+                info.update(serving.current.describe())
             try:
                 record_heartbeat(client, self._name, info)
             except redis.RedisError as exc:

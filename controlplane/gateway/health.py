@@ -78,7 +78,9 @@ class Readiness:
                 async with asyncio.timeout(self.timeout):
                     if self._db is None or self._db.closed or self._db.broken:
                         self._db = await psycopg.AsyncConnection.connect(
-                            self._conninfo or database_conninfo(), connect_timeout=max(1, int(self.timeout)), autocommit=True
+                            self._conninfo or database_conninfo(),
+                            connect_timeout=max(1, int(self.timeout)),
+                            autocommit=True,
                         )
                     await self._db.execute("SELECT 1")
                 return CheckResult(True)

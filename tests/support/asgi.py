@@ -30,9 +30,7 @@ class AsgiClient:
     def close(self) -> None:
         self.loop.close()
 
-    def request(
-        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
-    ) -> AsgiResponse:
+    def request(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> AsgiResponse:
         return self.loop.run_until_complete(self.arequest(method, path, body, headers))
 
     def get(self, path: str, **kwargs: Any) -> AsgiResponse:

@@ -47,13 +47,18 @@ class WorkerProcess:
     def __init__(self, name: str, log_path: Path, queues: str | None = None, **env: str) -> None:
         args = [sys.executable, "-m", "celery", "-A", "controlplane", "worker", "--loglevel", "INFO"]
         args += ["--pool", "solo", "--hostname", f"{name}@%h", "--without-mingle", "--without-gossip"]
-        if queues:
-            args += ["--queues", queues]
+        args += ["--queues", queues or self.default_queue()]
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
             args, cwd=ROOT, env=process_env(**env), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
+
+    @staticmethod
+    def default_queue() -> str:
+        from controlplane.celery import app
+
+        return str(app.conf.task_default_queue)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

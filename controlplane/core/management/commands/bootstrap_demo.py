@@ -1,10 +1,12 @@
-"""Idempotent demo data for the quick start: an admin login (and, as they land,
-demo models and an API key). Running it twice creates nothing twice."""
+"""Idempotent demo data for the quick start: an admin login and the demo models,
+validated and serving as `production`. Running it twice creates nothing twice."""
 
 from __future__ import annotations
 
+import io
 import json
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,17 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
+
+from registry import demo_models, services
+from registry.models import RegisteredModel, ValidationJob, VersionStatus
+
+DEMO_MODELS: dict[str, tuple[str, Callable[[], bytes]]] = {
+    "mlp-small": ("A small MLP: FP32 [batch, 64] -> 256 -> 256 -> 10.", demo_models.build_mlp_small),
+    "iris": (
+        "Logistic regression on the iris data set (scikit-learn via skl2onnx).",
+        demo_models.build_iris_classifier,
+    ),
+}
 
 CREDENTIALS_FILE = Path(settings.BASE_DIR) / "var" / "demo-credentials.json"
 
@@ -36,6 +49,8 @@ class Command(BaseCommand):
                 user.save(update_fields=["password"])
                 credentials = {"username": username, "password": password}
                 self._save(credentials)
+        for name, (description, build) in DEMO_MODELS.items():
+            self._register(name, description, build(), user)
         base = str(settings.TURNOUT["PUBLIC_URL"]).rstrip("/")
         self.stdout.write(
             "\n".join(
@@ -50,6 +65,28 @@ class Command(BaseCommand):
                 ]
             )
         )
+
+    def _register(self, name: str, description: str, artifact: bytes, user: Any) -> None:
+        model = RegisteredModel.objects.filter(name=name).first()
+        if model is None:
+            model = services.create_model(name=name, description=description, tags=["demo"], actor=user)
+        result = services.upload_version(model, io.BytesIO(artifact), actor=user, description=description)
+        version = result.version
+        if version.status in (VersionStatus.PENDING, VersionStatus.VALIDATING):
+            # Validate here rather than wait for a worker: the quick start
+            # prints a working inference command before the worker is up.
+            job = ValidationJob.objects.filter(version=version).order_by("-created_at").first()
+            if job is None:
+                job = services.start_validation(version)
+            services.run_validation(job.pk)
+            version.refresh_from_db()
+        if version.status != VersionStatus.READY:
+            self.stderr.write(f"demo model {name} v{version.number} failed validation: {version.status_reason}")
+            return
+        if services.serving_version(model) is None:
+            services.set_alias(model, services.PRODUCTION, version, actor=user)
+        state = "registered" if result.created else "already registered"
+        self.stdout.write(f"demo model {name}: v{version.number} {state}, production -> v{version.number}")
 
     def _load(self) -> dict[str, str]:
         try:

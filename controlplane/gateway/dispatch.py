@@ -1,0 +1,113 @@
+"""Enqueueing requests on a version's stream and awaiting their replies.
+
+Each web process owns one reply list. A single background task pops replies
+from it in batches (BLMPOP) and resolves the waiting requests' futures, so a
+request costs one Redis round trip to enqueue and none to wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from controlplane.gateway.protocol import ParsedRequest, ProtocolError
+from workers import streams
+from workers.wire import WireReply, decode_reply, decode_reply_id, encode_request
+
+logger = logging.getLogger(__name__)
+
+REPLY_BATCH = 512
+
+
+class Dispatcher:
+    def __init__(self, redis_url: str, prefix: str) -> None:
+        self.prefix = prefix
+        self.gateway_id = uuid.uuid4().hex
+        self.reply_key = streams.reply_list(prefix, self.gateway_id)
+        self.redis = aioredis.Redis.from_url(redis_url, max_connections=512, socket_connect_timeout=2)
+        # Blocking pops get their own connection so they never hold up enqueues.
+        self._reply_redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2)
+        self._enqueue = self.redis.register_script(streams.ENQUEUE_SCRIPT)
+        self._waiting: dict[str, asyncio.Future[WireReply]] = {}
+        self._listener: asyncio.Task[None] | None = None
+
+    async def submit(self, version_id: int, request: ParsedRequest, timeout_s: float, max_queue_size: int) -> WireReply:
+        self._ensure_listener()
+        now = time.time()
+        deadline = now + timeout_s
+        request_key = uuid.uuid4().hex
+        fields = encode_request(
+            request_key,
+            self.reply_key,
+            int(deadline * 1000),
+            int(now * 1000),
+            [(i.name, i.datatype, i.shape, i.raw) for i in request.inputs],
+            request.outputs,
+        )
+        future: asyncio.Future[WireReply] = asyncio.get_running_loop().create_future()
+        self._waiting[request_key] = future
+        try:
+            args: list[Any] = [max_queue_size]
+            for key, value in fields.items():
+                args += [key, value]
+            try:
+                entry = await self._enqueue(keys=[streams.request_stream(self.prefix, version_id)], args=args)
+            except (aioredis.RedisError, OSError) as exc:
+                raise ProtocolError(503, f"the request queue is unreachable: {exc}", [(b"retry-after", b"1")]) from exc
+            if entry is None:
+                raise ProtocolError(
+                    503, f"the model's queue is full ({max_queue_size} requests); retry later", [(b"retry-after", b"1")]
+                )
+            try:
+                return await asyncio.wait_for(future, timeout=max(0.0, deadline - time.time()))
+            except TimeoutError:
+                raise ProtocolError(
+                    504, f"no reply within the request's deadline of {timeout_s * 1000:.0f} ms"
+                ) from None
+        finally:
+            self._waiting.pop(request_key, None)
+
+    def _ensure_listener(self) -> None:
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.get_running_loop().create_task(self._listen())
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                popped = await self._reply_redis.blmpop(1, 1, self.reply_key, direction="LEFT", count=REPLY_BATCH)
+            except asyncio.CancelledError:
+                raise
+            except (aioredis.RedisError, OSError):
+                logger.warning("reply listener lost Redis; retrying in 0.5 s", exc_info=True)
+                await asyncio.sleep(0.5)
+                continue
+            if not popped:
+                continue
+            blob: Any
+            for blob in popped[1]:
+                try:
+                    request_key = decode_reply_id(blob)
+                except (ValueError, KeyError):
+                    logger.error("dropping a malformed reply")
+                    continue
+                future = self._waiting.get(request_key)
+                if future is not None and not future.done():
+                    try:
+                        future.set_result(decode_reply(blob))
+                    except (ValueError, KeyError) as exc:
+                        future.set_exception(ProtocolError(500, f"malformed reply from the worker: {exc}"))
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+            self._listener = None
+        await self.redis.aclose()
+        await self._reply_redis.aclose()

@@ -1,0 +1,171 @@
+"""`/v2/models/{name}[/versions/{version}][/ready | /infer]`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+from controlplane.gateway.catalog import ModelEntry, RegistryUnavailable, VersionEntry
+from controlplane.gateway.http import Receive, Scope, Send, send_bytes, send_json
+from controlplane.gateway.protocol import ProtocolError, encode_response, parse_request
+
+if TYPE_CHECKING:
+    from controlplane.gateway.app import Gateway
+
+logger = logging.getLogger(__name__)
+
+PLATFORM = "onnx_onnxv1"
+JSON_TYPES = (b"application/json", b"application/octet-stream")
+
+
+async def handle(gateway: Gateway, rest: str, method: str, scope: Scope, receive: Receive, send: Send) -> None:
+    parts = rest.split("/")
+    name = parts[0]
+    version: str | None = None
+    action = ""
+    if len(parts) >= 3 and parts[1] == "versions":
+        version = parts[2]
+        tail = parts[3:]
+    else:
+        tail = parts[1:]
+    if len(tail) > 1 or (tail and tail[0] not in ("ready", "infer")) or not name:
+        raise ProtocolError(404, f"no such endpoint: {scope['path']}")
+    action = tail[0] if tail else ""
+    from controlplane.gateway.app import method_not_allowed
+
+    allowed = ("POST",) if action == "infer" else ("GET",)
+    if method == "HEAD" and allowed == ("GET",):
+        method = "GET"
+    if method not in allowed:
+        raise method_not_allowed(method, scope["path"].rstrip("/"), allowed)
+
+    model = await _model(gateway, name)
+    entry = _version(model, version)
+    if action == "infer":
+        await infer(gateway, model, entry, scope, receive, send)
+    elif action == "ready":
+        await ready(gateway, model, entry, send)
+    else:
+        await metadata(gateway, model, entry, send)
+
+
+async def _model(gateway: Gateway, name: str) -> ModelEntry:
+    try:
+        model = await gateway.catalog.get(name)
+    except RegistryUnavailable as exc:
+        raise ProtocolError(503, f"the model registry is unavailable: {exc}", [(b"retry-after", b"2")]) from None
+    if model is None:
+        raise ProtocolError(404, f"unknown model '{name}'")
+    return model
+
+
+def _version(model: ModelEntry, version: str | None) -> VersionEntry:
+    if version is None:
+        if model.serving is None:
+            raise ProtocolError(503, f"model '{model.name}' has no production version yet", [(b"retry-after", b"5")])
+        return model.versions[model.serving]
+    if not version.isdigit() or int(version) not in model.versions:
+        raise ProtocolError(404, f"model '{model.name}' has no version '{version}'")
+    return model.versions[int(version)]
+
+
+def _require_ready(model: ModelEntry, entry: VersionEntry) -> dict[str, Any]:
+    if not entry.ready or entry.signature is None:
+        detail = f": {entry.status_reason}" if entry.status_reason else ""
+        raise ProtocolError(
+            503, f"model '{model.name}' version {entry.number} is {entry.status}{detail}", [(b"retry-after", b"5")]
+        )
+    return entry.signature
+
+
+async def metadata(gateway: Gateway, model: ModelEntry, entry: VersionEntry, send: Send) -> None:
+    signature = _require_ready(model, entry)
+    providers = await _providers(gateway, entry)
+    body = {
+        "name": model.name,
+        "versions": [str(n) for n, v in sorted(model.versions.items()) if v.ready],
+        "platform": PLATFORM,
+        "inputs": signature["inputs"],
+        "outputs": signature["outputs"],
+        "parameters": {
+            "version": str(entry.number),
+            "max_batch_size": entry.max_batch_size if signature["batch_dim"] else 0,
+            "execution_providers": providers,
+        },
+    }
+    await send_json(send, 200, body)
+
+
+async def ready(gateway: Gateway, model: ModelEntry, entry: VersionEntry, send: Send) -> None:
+    _require_ready(model, entry)
+    providers = await _providers(gateway, entry)
+    if not providers:
+        raise ProtocolError(
+            503, f"no live worker serves model '{model.name}' version {entry.number}", [(b"retry-after", b"5")]
+        )
+    await send_json(
+        send, 200, {"name": model.name, "version": str(entry.number), "ready": True, "execution_providers": providers}
+    )
+
+
+async def _providers(gateway: Gateway, entry: VersionEntry) -> dict[str, str]:
+    """worker name -> execution provider, for the live workers serving this version."""
+    from workers.serving_state import read_served_by
+
+    return await read_served_by(gateway.dispatcher.redis, settings.TURNOUT["REDIS_PREFIX"], entry.id)
+
+
+async def infer(
+    gateway: Gateway, model: ModelEntry, entry: VersionEntry, scope: Scope, receive: Receive, send: Send
+) -> None:
+    from controlplane.gateway.app import header, read_body
+
+    started = time.perf_counter()
+    signature = _require_ready(model, entry)
+    content_type = (header(scope, b"content-type") or b"application/json").split(b";")[0].strip().lower()
+    if content_type not in JSON_TYPES:
+        raise ProtocolError(
+            415, f"unsupported Content-Type {content_type.decode(errors='replace')!r}; send application/json"
+        )
+    raw_length = header(scope, b"inference-header-content-length")
+    header_length: int | None = None
+    if raw_length is not None:
+        try:
+            header_length = int(raw_length)
+        except ValueError:
+            raise ProtocolError(400, "Inference-Header-Content-Length is not a number") from None
+        if header_length < 0:
+            raise ProtocolError(400, "Inference-Header-Content-Length must not be negative")
+    body = await read_body(scope, receive, settings.TURNOUT["MAX_REQUEST_BYTES"])
+    request = parse_request(body, header_length, signature, entry.max_batch_size)
+    timeout_s = entry.default_timeout_ms / 1000
+    if request.timeout_us is not None:
+        timeout_s = min(request.timeout_us / 1_000_000, settings.TURNOUT["MAX_REQUEST_TIMEOUT_SECONDS"])
+    validated = time.perf_counter()
+
+    reply = await gateway.dispatcher.submit(entry.id, request, timeout_s, entry.max_queue_size)
+    if reply.status != 200:
+        raise ProtocolError(reply.status, reply.error)
+    body_out, json_length = encode_response(model.name, str(entry.number), request, reply.outputs, {})
+    headers = [
+        (b"x-turnout-model-version", str(entry.number).encode()),
+        (b"x-turnout-batch-size", str(reply.batch_size).encode()),
+        (b"server-timing", _timing(started, validated, reply).encode()),
+    ]
+    if json_length is None:
+        await send_bytes(send, 200, body_out, b"application/json", headers)
+    else:
+        headers.append((b"inference-header-content-length", str(json_length).encode()))
+        await send_bytes(send, 200, body_out, b"application/octet-stream", headers)
+
+
+def _timing(started: float, validated: float, reply: Any) -> str:
+    total = (time.perf_counter() - started) * 1000
+    validation = (validated - started) * 1000
+    return (
+        f"validate;dur={validation:.3f}, queue;dur={reply.queue_ms:.3f}, "
+        f"compute;dur={reply.compute_ms:.3f}, total;dur={total:.3f}"
+    )

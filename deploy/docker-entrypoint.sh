@@ -1,0 +1,53 @@
+#!/bin/sh
+# Entrypoint of the Turnout image. One image runs every process; the first
+# argument names the role, so docker-compose.yml and `docker run` stay short
+# and the commands live in one place (they mirror the Procfile).
+# Anything else is run as given: `docker compose run --rm web python manage.py createsuperuser`.
+#
+# `exec` everywhere: the server must be PID 1's direct child (or PID 1) so that
+# `docker stop`'s SIGTERM reaches gunicorn / celery and they shut down gracefully.
+set -eu
+
+role="${1:-web}"
+if [ "$#" -gt 0 ]; then shift; fi
+
+case "$role" in
+    web)
+        # --worker-tmp-dir: gunicorn's per-worker heartbeat file is touched
+        # constantly; on the container's overlay filesystem that can stall
+        # workers, /dev/shm is a tmpfs in every container.
+        exec gunicorn controlplane.asgi:application \
+            --worker-class uvicorn_worker.UvicornWorker \
+            --bind 0.0.0.0:8000 \
+            --workers "${WEB_CONCURRENCY:-2}" \
+            --graceful-timeout 10 \
+            --worker-tmp-dir /dev/shm \
+            "$@"
+        ;;
+    worker)
+        # %h is the container's hostname, unique per replica, so scaled
+        # workers never share a Celery node name (the healthcheck relies on it).
+        # Thread pool: the batching loops and the control tasks share the
+        # process's onnxruntime sessions, and CUDA is never forked.
+        exec celery -A controlplane worker \
+            --loglevel "${LOG_LEVEL:-INFO}" \
+            --pool threads \
+            --concurrency 4 \
+            --hostname 'worker@%h' \
+            "$@"
+        ;;
+    beat)
+        # The schedule file is scratch state: /tmp, because /app is read-only
+        # for the runtime user and losing it only means recomputing due times.
+        exec celery -A controlplane beat \
+            --loglevel "${LOG_LEVEL:-INFO}" \
+            --schedule /tmp/celerybeat-schedule \
+            "$@"
+        ;;
+    migrate)
+        exec python manage.py migrate --no-input "$@"
+        ;;
+    *)
+        exec "$role" "$@"
+        ;;
+esac

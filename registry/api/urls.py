@@ -1,0 +1,27 @@
+"""Routes of the management API, included at `/api/`."""
+
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from controlplane.audit.api import AuditEntryViewSet
+from registry.api.views import AliasViewSet, ModelVersionViewSet, RegisteredModelViewSet
+
+app_name = "api"
+
+router = SimpleRouter()
+router.register("models", RegisteredModelViewSet, basename="model")
+router.register("audit", AuditEntryViewSet, basename="audit-entry")
+
+# Versions and aliases live under their model; DRF's router does not nest.
+version_list = ModelVersionViewSet.as_view({"get": "list", "post": "create"})
+version_detail = ModelVersionViewSet.as_view({"get": "retrieve", "patch": "partial_update"})
+alias_list = AliasViewSet.as_view({"get": "list"})
+alias_detail = AliasViewSet.as_view({"get": "retrieve", "put": "update", "delete": "destroy"})
+
+urlpatterns = [
+    path("models/<str:model_name>/versions/", version_list, name="model-version-list"),
+    path("models/<str:model_name>/versions/<int:number>/", version_detail, name="model-version-detail"),
+    path("models/<str:model_name>/aliases/", alias_list, name="model-alias-list"),
+    path("models/<str:model_name>/aliases/<str:alias>/", alias_detail, name="model-alias-detail"),
+    *router.urls,
+]

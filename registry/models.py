@@ -1,0 +1,177 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+
+NAME_VALIDATOR = RegexValidator(
+    r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$",
+    "Use 1-64 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit.",
+)
+
+
+class RegisteredModel(models.Model):
+    """A named model that Turnout serves; its versions hold the artifacts."""
+
+    name = models.CharField(max_length=64, unique=True, validators=[NAME_VALIDATOR])
+    description = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="owned_models"
+    )
+    # Users granted maintainer rights on this model besides its owner.
+    maintainers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="maintained_models")
+    # The number the next version gets; incremented under a row lock so numbers
+    # have no gaps or duplicates under concurrent uploads.
+    next_version_number = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class VersionStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    VALIDATING = "validating", "Validating"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class ExecutionProvider(models.TextChoices):
+    AUTO = "auto", "CUDA when available, else CPU"
+    CUDA = "cuda", "CUDA only"
+    CPU = "cpu", "CPU only"
+
+
+class ModelVersion(models.Model):
+    """One immutable ONNX artifact of a model, with its signature and serving settings."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=VersionStatus.choices, default=VersionStatus.PENDING)
+    status_reason = models.TextField(blank=True, help_text="Why validation failed, in words a user can act on.")
+
+    # The artifact: content-addressed, never rewritten once stored.
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.BigIntegerField()
+    artifact = models.CharField(
+        max_length=255, blank=True, help_text="Storage name; empty once a failed upload's file is removed."
+    )
+    framework = models.CharField(max_length=32, default="onnx")
+    opset = models.PositiveIntegerField(null=True, blank=True)
+    ir_version = models.PositiveIntegerField(null=True, blank=True)
+    producer = models.CharField(max_length=200, blank=True)
+    signature = models.JSONField(
+        null=True, blank=True, help_text="Inputs and outputs in Open Inference Protocol terms."
+    )
+
+    # Metadata and lineage.
+    description = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    parent = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children")
+    source_run_url = models.URLField(max_length=500, blank=True)
+    training_data = models.CharField(max_length=500, blank=True, help_text="A reference to the training data.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    # Serving configuration (Triton's dynamic batching settings).
+    max_batch_size = models.PositiveIntegerField(default=64, validators=[MinValueValidator(1), MaxValueValidator(4096)])
+    max_queue_delay_ms = models.FloatField(default=2.0, validators=[MinValueValidator(0), MaxValueValidator(10_000)])
+    preferred_batch_sizes = models.JSONField(default=list, blank=True)
+    max_queue_size = models.PositiveIntegerField(default=1024, validators=[MinValueValidator(1)])
+    default_timeout_ms = models.PositiveIntegerField(
+        default=10_000, validators=[MinValueValidator(1), MaxValueValidator(600_000)]
+    )
+    execution_provider = models.CharField(
+        max_length=8, choices=ExecutionProvider.choices, default=ExecutionProvider.AUTO
+    )
+    warmup = models.BooleanField(default=True, help_text="Load and warm up on every worker at start.")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "number"],
+                name="registry_version_unique_number",
+                violation_error_message="This model already has a version with this number.",
+            ),
+            models.UniqueConstraint(
+                fields=["model", "sha256"],
+                name="registry_version_unique_artifact",
+                violation_error_message="This model already has a version with these exact bytes.",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="failed") | ~Q(artifact=""),
+                name="registry_version_artifact_unless_failed",
+                violation_error_message="Only a failed version may lack its artifact.",
+            ),
+        ]
+        indexes = [
+            # registry_check and the orphan scan look versions up by artifact hash.
+            models.Index(fields=["sha256"], name="registry_version_sha_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.name} v{self.number}"
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status == VersionStatus.READY
+
+
+class Alias(models.Model):
+    """A name (`production`, `staging`, ...) pointing at one ready version of a model."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="aliases")
+    name = models.CharField(max_length=64, validators=[NAME_VALIDATOR])
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="aliases")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "name"],
+                name="registry_alias_unique_name",
+                violation_error_message="This model already has an alias with this name.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.name}@{self.name}"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class ValidationJob(models.Model):
+    """The background validation of one version: a row first, a Celery message second."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="validation_jobs")
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    log = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"validation of {self.version} ({self.status})"

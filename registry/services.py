@@ -1,0 +1,290 @@
+"""Registry business logic: the REST API, the dashboard, the admin and the
+management commands all call these functions."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import IO, Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from controlplane.audit.services import record
+from registry import storage
+from registry.models import (
+    Alias,
+    JobStatus,
+    ModelVersion,
+    RegisteredModel,
+    ValidationJob,
+    VersionStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+PRODUCTION = "production"
+
+# What a user may set on a version after upload (the artifact itself never changes).
+SERVING_FIELDS = (
+    "max_batch_size",
+    "max_queue_delay_ms",
+    "preferred_batch_sizes",
+    "max_queue_size",
+    "default_timeout_ms",
+    "execution_provider",
+    "warmup",
+)
+METADATA_FIELDS = ("description", "tags", "metadata", "source_run_url", "training_data")
+
+
+class RegistryError(Exception):
+    """A request the registry refuses, with a message for the user."""
+
+
+class ArtifactTooLarge(RegistryError):
+    pass
+
+
+@dataclass
+class UploadResult:
+    version: ModelVersion
+    created: bool
+
+
+def model_snapshot(model: RegisteredModel) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "description": model.description,
+        "tags": model.tags,
+        "owner": model.owner.get_username() if model.owner else None,
+    }
+
+
+def version_snapshot(version: ModelVersion) -> dict[str, Any]:
+    snapshot: dict[str, Any] = {
+        "number": version.number,
+        "status": version.status,
+        "sha256": version.sha256,
+        "size_bytes": version.size_bytes,
+    }
+    snapshot.update({field: getattr(version, field) for field in (*SERVING_FIELDS, *METADATA_FIELDS)})
+    return snapshot
+
+
+def create_model(
+    *, name: str, actor: Any, description: str = "", tags: list[str] | None = None, owner: Any = None
+) -> RegisteredModel:
+    with transaction.atomic():
+        model = RegisteredModel.objects.create(
+            name=name, description=description, tags=tags or [], owner=owner or actor
+        )
+        record(actor, "model.created", model, after=model_snapshot(model))
+    return model
+
+
+def update_model(model: RegisteredModel, *, actor: Any, **changes: Any) -> RegisteredModel:
+    with transaction.atomic():
+        before = model_snapshot(model)
+        for field, value in changes.items():
+            setattr(model, field, value)
+        model.save()
+        record(actor, "model.updated", model, before=before, after=model_snapshot(model))
+    return model
+
+
+def upload_version(
+    model: RegisteredModel,
+    stream: IO[bytes],
+    *,
+    actor: Any,
+    parent_number: int | None = None,
+    **fields: Any,
+) -> UploadResult:
+    """Store an uploaded artifact and queue its validation.
+
+    The same bytes uploaded again to the same model return the existing version.
+    """
+    sha256, size = storage.hash_stream(stream)
+    limit = settings.TURNOUT["MAX_ARTIFACT_BYTES"]
+    if size > limit:
+        raise ArtifactTooLarge(f"the file is {size} bytes, over the limit of {limit} bytes")
+    if size == 0:
+        raise RegistryError("the file is empty")
+    unknown = set(fields) - set(SERVING_FIELDS) - set(METADATA_FIELDS)
+    if unknown:
+        raise RegistryError(f"unknown version fields: {', '.join(sorted(unknown))}")
+
+    existing = ModelVersion.objects.filter(model=model, sha256=sha256).first()
+    if existing is not None:
+        return UploadResult(existing, created=False)
+
+    # Stored before the transaction: the file is content-addressed, so a
+    # concurrent upload of the same bytes finds it in place. If the transaction
+    # below fails, registry_check reports the file as an orphan.
+    name = storage.store(stream, sha256)
+    with transaction.atomic():
+        # Lock the model row: numbers come from it, in order, with no gaps.
+        locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+        existing = ModelVersion.objects.filter(model=locked, sha256=sha256).first()
+        if existing is not None:
+            return UploadResult(existing, created=False)
+        parent = None
+        if parent_number is not None:
+            parent = ModelVersion.objects.filter(model=locked, number=parent_number).first()
+            if parent is None:
+                raise RegistryError(f"parent version {parent_number} does not exist on model '{locked.name}'")
+        version = ModelVersion.objects.create(
+            model=locked,
+            number=locked.next_version_number,
+            sha256=sha256,
+            size_bytes=size,
+            artifact=name,
+            parent=parent,
+            created_by=actor if getattr(actor, "is_authenticated", False) else None,
+            **fields,
+        )
+        locked.next_version_number += 1
+        locked.save(update_fields=["next_version_number", "updated_at"])
+        record(actor, "version.uploaded", version, after=version_snapshot(version))
+        start_validation(version)
+    return UploadResult(version, created=True)
+
+
+def start_validation(version: ModelVersion) -> ValidationJob:
+    """A job row now, the Celery message once the transaction commits."""
+    from registry.tasks import validate_version
+
+    job = ValidationJob.objects.create(version=version)
+    transaction.on_commit(lambda: validate_version.delay(job.pk))
+    return job
+
+
+def run_validation(job_id: int) -> ValidationJob | None:
+    """Validate a version in a child process with memory and time limits.
+
+    Safe to run twice for the same job (a redelivered message): only a job
+    still queued or running is picked up, and only a version still pending or
+    validating is moved to ready or failed.
+    """
+    from registry.validation import run_in_child
+
+    job = ValidationJob.objects.select_related("version__model").filter(pk=job_id).first()
+    if job is None or job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        return job
+    version = job.version
+    claimed = ModelVersion.objects.filter(
+        pk=version.pk, status__in=[VersionStatus.PENDING, VersionStatus.VALIDATING]
+    ).update(status=VersionStatus.VALIDATING, updated_at=timezone.now())
+    if not claimed:
+        _finish_job(job, JobStatus.FAILED, f"version is {version.status}; nothing to validate")
+        return job
+    ValidationJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, started_at=timezone.now())
+
+    conf = settings.TURNOUT
+    try:
+        with storage.local_copy(version.artifact) as path:
+            outcome = run_in_child(
+                path,
+                max_bytes=conf["MAX_ARTIFACT_BYTES"],
+                timeout_s=conf["VALIDATION_TIMEOUT_SECONDS"],
+                memory_bytes=conf["VALIDATION_MEMORY_BYTES"],
+            )
+    except OSError as exc:
+        # The artifact could not be read: a storage fault, not a bad model.
+        logger.exception("validation of %s: cannot read artifact", version)
+        _fail_version(version, job, f"the stored artifact could not be read: {exc}", [])
+        return job
+
+    if outcome.ok:
+        with transaction.atomic():
+            done = ModelVersion.objects.filter(pk=version.pk, status=VersionStatus.VALIDATING).update(
+                status=VersionStatus.READY,
+                status_reason="",
+                signature=outcome.signature,
+                opset=outcome.opset,
+                ir_version=outcome.ir_version,
+                producer=outcome.producer[:200],
+                max_batch_size=version.max_batch_size if outcome.signature and outcome.signature["batch_dim"] else 1,
+                updated_at=timezone.now(),
+            )
+            version.refresh_from_db()
+            if done:
+                record(None, "version.validated", version, after={"status": version.status})
+            _finish_job(job, JobStatus.SUCCEEDED, "\n".join(outcome.log))
+        logger.info("validation of %s: ready", version)
+    else:
+        _fail_version(version, job, outcome.reason, outcome.log)
+    return job
+
+
+def _fail_version(version: ModelVersion, job: ValidationJob, reason: str, log: list[str]) -> None:
+    artifact = version.artifact
+    with transaction.atomic():
+        done = ModelVersion.objects.filter(pk=version.pk, status=VersionStatus.VALIDATING).update(
+            status=VersionStatus.FAILED, status_reason=reason, artifact="", updated_at=timezone.now()
+        )
+        version.refresh_from_db()
+        if done:
+            record(None, "version.failed", version, after={"status": version.status, "reason": reason})
+        _finish_job(job, JobStatus.FAILED, "\n".join([*log, f"failed: {reason}"]))
+    # A refused file must not linger, unless another version still uses the same bytes.
+    if done and artifact and not ModelVersion.objects.filter(artifact=artifact).exists():
+        storage.artifact_storage().delete(artifact)
+    logger.info("validation of %s: failed: %s", version, reason)
+
+
+def _finish_job(job: ValidationJob, status: str, log: str) -> None:
+    ValidationJob.objects.filter(pk=job.pk).update(status=status, log=log, finished_at=timezone.now())
+    job.refresh_from_db()
+
+
+def update_version(version: ModelVersion, *, actor: Any, **changes: Any) -> ModelVersion:
+    """Change serving settings or metadata; the artifact and its signature never change."""
+    unknown = set(changes) - set(SERVING_FIELDS) - set(METADATA_FIELDS)
+    if unknown:
+        raise RegistryError(f"these fields cannot be changed: {', '.join(sorted(unknown))}")
+    with transaction.atomic():
+        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        before = version_snapshot(locked)
+        for field, value in changes.items():
+            setattr(locked, field, value)
+        locked.full_clean(exclude=["model", "parent", "created_by"])
+        locked.save()
+        record(actor, "version.updated", locked, before=before, after=version_snapshot(locked))
+    return locked
+
+
+def set_alias(model: RegisteredModel, name: str, version: ModelVersion, *, actor: Any) -> Alias:
+    """Point `name` at `version`, atomically; only a ready version of the same model."""
+    if version.model_id != model.pk:
+        raise RegistryError(f"version {version.number} belongs to another model")
+    with transaction.atomic():
+        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if locked.status != VersionStatus.READY:
+            raise RegistryError(f"version {locked.number} is {locked.status}; only a ready version can take an alias")
+        alias = Alias.objects.select_for_update().filter(model=model, name=name).first()
+        before = {"version": alias.version.number} if alias else None
+        if alias is None:
+            alias = Alias(model=model, name=name, version=locked)
+            alias.full_clean(exclude=["model", "version"])
+        else:
+            alias.version = locked
+        alias.save()
+        record(
+            actor, "alias.moved" if before else "alias.created", alias, before=before, after={"version": locked.number}
+        )
+    return alias
+
+
+def delete_alias(alias: Alias, *, actor: Any) -> None:
+    with transaction.atomic():
+        record(actor, "alias.deleted", alias, before={"version": alias.version.number})
+        alias.delete()
+
+
+def serving_version(model: RegisteredModel) -> ModelVersion | None:
+    """The version a request without a version number gets: the `production` alias."""
+    alias = Alias.objects.select_related("version").filter(model=model, name=PRODUCTION).first()
+    return alias.version if alias else None

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+
+from registry import services
+
+
+@shared_task(
+    name="registry.validate_version",
+    acks_late=True,
+    # The child process has its own limits; these only catch a stuck parent.
+    soft_time_limit=settings.TURNOUT["VALIDATION_TIMEOUT_SECONDS"] + 60,
+    time_limit=settings.TURNOUT["VALIDATION_TIMEOUT_SECONDS"] + 120,
+)
+def validate_version(job_id: int) -> None:
+    services.run_validation(job_id)

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from registry import views
+
+app_name = "registry"
+urlpatterns = [
+    path("", views.model_list, name="list"),
+    # Before <name>/: "new" is reserved as a model name for this page.
+    path("new/", views.model_new, name="new"),
+    path("<str:name>/", views.model_detail, name="detail"),
+    path("<str:name>/upload/", views.upload, name="upload"),
+    path("<str:name>/versions/<int:number>/", views.version_detail, name="version"),
+]

@@ -1,0 +1,284 @@
+"""Registry dashboard pages. Each view returns the full page or, for htmx, its named partial;
+every change goes through `registry.services`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import IntegrityError
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_http_methods
+from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.middleware import HtmxDetails
+
+from registry import services
+from registry.forms import AliasForm, NewModelForm, UploadForm
+from registry.models import Alias, ModelVersion, RegisteredModel, VersionStatus
+from registry.permissions import can_create_models, can_maintain
+
+# Versions whose validation has not finished: their pages refresh themselves.
+IN_PROGRESS = (VersionStatus.PENDING, VersionStatus.VALIDATING)
+# The multipart envelope and the small text fields around the file. A request
+# declaring more than the artifact limit plus this is refused before it is read.
+FORM_ALLOWANCE_BYTES = 64 * 1024
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+def _wants_partial(request: HtmxHttpRequest) -> bool:
+    # A boosted link or a history restore after a cache miss needs the whole page.
+    return bool(request.htmx) and not request.htmx.boosted and not request.htmx.history_restore_request
+
+
+def _redirect(request: HtmxHttpRequest, url: str) -> HttpResponse:
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+def _sentence(message: str) -> str:
+    return message[:1].upper() + message[1:]
+
+
+def _forbidden(request: HttpRequest, model: RegisteredModel | None, action: str, remedy: str) -> HttpResponse:
+    context = {"model": model, "action": action, "remedy": remedy}
+    return render(request, "registry/forbidden.html", context, status=403)
+
+
+def _not_a_maintainer(request: HttpRequest, model: RegisteredModel, action: str) -> HttpResponse:
+    owner = model.owner.get_username() if model.owner else "an admin"
+    remedy = f"Only the owner, the maintainers of '{model.name}' and admins may do that: ask {owner} to add you."
+    return _forbidden(request, model, action, remedy)
+
+
+# --- Models list and creation ------------------------------------------------
+
+
+def _models_matching(query: str) -> QuerySet[RegisteredModel]:
+    latest = ModelVersion.objects.filter(model=OuterRef("pk")).order_by("-number")
+    production = Alias.objects.filter(model=OuterRef("pk"), name=services.PRODUCTION)
+    models = RegisteredModel.objects.select_related("owner").annotate(
+        latest_number=Subquery(latest.values("number")[:1]),
+        latest_status=Subquery(latest.values("status")[:1]),
+        production_number=Subquery(production.values("version__number")[:1]),
+    )
+    if query:
+        # tags is a JSON list; icontains matches against its text, so a part of any tag matches.
+        models = models.filter(Q(name__icontains=query) | Q(description__icontains=query) | Q(tags__icontains=query))
+    return models.order_by("name")
+
+
+@login_required
+@require_GET
+def model_list(request: HtmxHttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()
+    models = list(_models_matching(query))
+    context = {
+        "models": models,
+        "query": query,
+        "any_model": bool(models) or RegisteredModel.objects.exists(),
+        "can_create": can_create_models(request.user),
+    }
+    template = "registry/_model_table.html" if _wants_partial(request) else "registry/model_list.html"
+    return render(request, template, context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def model_new(request: HtmxHttpRequest) -> HttpResponse:
+    if not can_create_models(request.user):
+        remedy = "Creating models is for members of the maintainers group: ask an admin to add you to it."
+        return _forbidden(request, None, "create a model", remedy)
+    form = NewModelForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        name = form.cleaned_data["name"]
+        try:
+            model = services.create_model(
+                name=name,
+                description=form.cleaned_data["description"],
+                tags=form.cleaned_data["tags"],
+                actor=request.user,
+            )
+        except IntegrityError:  # created by someone else since the form checked the name
+            form.add_error("name", f"A model named '{name}' already exists.")
+        else:
+            messages.success(request, f"Model '{model.name}' created. Upload its first version below.")
+            return _redirect(request, reverse("registry:upload", args=[model.name]))
+    return render(request, "registry/model_new.html", {"form": form})
+
+
+# --- One model: aliases, versions, set alias ------------------------------------
+
+
+def _model_context(request: HttpRequest, model: RegisteredModel, alias_form: AliasForm | None) -> dict[str, Any]:
+    versions = list(model.versions.select_related("created_by").order_by("-number"))
+    maintainer = can_maintain(request.user, model)
+    if maintainer and alias_form is None:
+        alias_form = AliasForm(model=model)
+    return {
+        "model": model,
+        "versions": versions,
+        "aliases": model.aliases.select_related("version").order_by("name"),
+        "polling": any(version.status in IN_PROGRESS for version in versions),
+        "can_maintain": maintainer,
+        "alias_form": alias_form,
+        "has_ready": any(version.status == VersionStatus.READY for version in versions),
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def model_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    model = get_object_or_404(RegisteredModel.objects.select_related("owner"), name=name)
+    alias_form = None
+    if request.method == "POST":
+        if not can_maintain(request.user, model):
+            return _not_a_maintainer(request, model, "move an alias")
+        alias_form = AliasForm(request.POST, model=model)
+        if alias_form.is_valid():
+            alias_name, version = alias_form.cleaned_data["alias"], alias_form.cleaned_data["version"]
+            try:
+                services.set_alias(model, alias_name, version, actor=request.user)
+            except services.RegistryError as exc:
+                alias_form.add_error("version", _sentence(str(exc)))
+            else:
+                messages.success(request, f"Alias '{alias_name}' now points at version {version.number}.")
+                return _redirect(request, reverse("registry:detail", args=[model.name]))
+    context = _model_context(request, model, alias_form)
+    if request.method == "GET" and _wants_partial(request):
+        return render(request, "registry/_versions.html", context)
+    return render(request, "registry/model_detail.html", context)
+
+
+# --- Upload ------------------------------------------------------------------
+
+
+def _render_upload(request: HtmxHttpRequest, context: dict[str, Any], status: int = 200) -> HttpResponse:
+    template = "registry/_upload_form.html" if _wants_partial(request) else "registry/upload.html"
+    context["max_bytes"] = settings.TURNOUT["MAX_ARTIFACT_BYTES"]
+    return render(request, template, context, status=status)
+
+
+def _declared_length(request: HttpRequest) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
+# The CSRF check reads the whole multipart body (request.POST), so it must run
+# after the size check: csrf_exempt here, csrf_protect on the part that reads.
+@csrf_exempt
+@login_required
+@require_http_methods(["GET", "POST"])
+def upload(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    model = get_object_or_404(RegisteredModel.objects.select_related("owner"), name=name)
+    if not can_maintain(request.user, model):
+        return _not_a_maintainer(request, model, "upload a version")
+    if request.method == "GET":
+        return _render_upload(request, {"model": model, "form": UploadForm(model=model)})
+    limit = settings.TURNOUT["MAX_ARTIFACT_BYTES"]
+    if _declared_length(request) > limit + FORM_ALLOWANCE_BYTES:
+        message = f"This upload is larger than the limit of {filesizeformat(limit)} ({limit} bytes) per file."
+        context = {"model": model, "form": UploadForm(model=model), "file_error": message}
+        return _render_upload(request, context, status=413)
+    return _receive_upload(request, model)
+
+
+@csrf_protect
+def _receive_upload(request: HtmxHttpRequest, model: RegisteredModel) -> HttpResponse:
+    form = UploadForm(request.POST, request.FILES, model=model)
+    if not form.is_valid():
+        return _render_upload(request, {"model": model, "form": form})
+    data = form.cleaned_data
+    try:
+        result = services.upload_version(
+            model,
+            data["file"],
+            actor=request.user,
+            parent_number=data["parent"].number if data["parent"] else None,
+            description=data["description"],
+            source_run_url=data["source_run_url"],
+            training_data=data["training_data"],
+        )
+    except services.RegistryError as exc:
+        form.add_error("file", _sentence(str(exc)))
+        status = 413 if isinstance(exc, services.ArtifactTooLarge) else 200
+        return _render_upload(request, {"model": model, "form": form}, status=status)
+    number = result.version.number
+    if result.created:
+        messages.success(request, f"Uploaded version {number}. Validation is running; this page follows it.")
+    else:
+        messages.info(request, f"Nothing new stored: these bytes are already version {number}.")
+    return _redirect(request, reverse("registry:version", args=[model.name, number]))
+
+
+# --- One version -----------------------------------------------------------------
+
+
+def _shape_text(shape: list[int]) -> str:
+    return "[" + ", ".join("-1 (dynamic)" if dim == -1 else str(dim) for dim in shape) + "]"
+
+
+def _signature_rows(signature: dict[str, Any] | None) -> list[dict[str, str]]:
+    rows = []
+    for kind in ("inputs", "outputs"):
+        for spec in (signature or {}).get(kind, []):
+            rows.append(
+                {
+                    "kind": kind[:-1],
+                    "name": spec["name"],
+                    "datatype": spec["datatype"],
+                    "shape": _shape_text(spec["shape"]),
+                }
+            )
+    return rows
+
+
+def _web_link(url: str) -> str | None:
+    # Stored URLs come from the API as well; only ever make http(s) ones clickable.
+    return url if url.lower().startswith(("https://", "http://")) else None
+
+
+def _serving_settings(version: ModelVersion) -> list[tuple[str, Any]]:
+    return [
+        ("Max batch size", version.max_batch_size),
+        ("Max queue delay", f"{version.max_queue_delay_ms:g} ms"),
+        ("Preferred batch sizes", ", ".join(map(str, version.preferred_batch_sizes)) or "none"),
+        ("Max queue size", version.max_queue_size),
+        ("Default timeout", f"{version.default_timeout_ms} ms"),
+        ("Execution provider", version.get_execution_provider_display()),
+        ("Warm up at start", "yes" if version.warmup else "no"),
+    ]
+
+
+@login_required
+@require_GET
+def version_detail(request: HtmxHttpRequest, name: str, number: int) -> HttpResponse:
+    version = get_object_or_404(
+        ModelVersion.objects.select_related("model", "parent", "created_by"), model__name=name, number=number
+    )
+    signature = version.signature
+    context = {
+        "model": version.model,
+        "version": version,
+        "polling": version.status in IN_PROGRESS,
+        "signature_rows": _signature_rows(signature),
+        "batch_dim": signature.get("batch_dim") if signature else None,
+        "metadata_json": json.dumps(version.metadata, indent=2, sort_keys=True),
+        "source_run_link": _web_link(version.source_run_url),
+        "serving": _serving_settings(version),
+        "job": version.validation_jobs.first(),
+        "aliases": version.aliases.order_by("name"),
+    }
+    template = "registry/_version_body.html" if _wants_partial(request) else "registry/version_detail.html"
+    return render(request, template, context)

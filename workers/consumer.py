@@ -1,0 +1,221 @@
+"""One model version's batching loop inside a worker: read a batch of requests
+from the version's Redis stream, run it, reply, acknowledge.
+
+Several workers read the same stream through one consumer group, so they share
+its queue. Requests stay pending until answered; a live worker claims those a
+dead worker left behind (XAUTOCLAIM) and answers them, or answers 504 when their
+deadline has already passed. No Django imports.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import redis
+
+from workers import streams
+from workers.batching import Batch, concatenate, plan_batches, split
+from workers.runtime import LoadedSession
+from workers.wire import WireReply, WireRequest, decode_request, encode_reply
+
+logger = logging.getLogger(__name__)
+
+REPLY_TTL_SECONDS = 60
+READ_BLOCK_MS = 200
+RECLAIM_EVERY_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    """What a worker needs to serve one version (read from the registry)."""
+
+    id: int
+    model: str
+    number: int
+    signature: dict[str, Any]
+    artifact: str
+    max_batch_size: int
+    max_queue_delay_ms: float
+    preferred_batch_sizes: tuple[int, ...]
+    execution_provider: str
+    warmup: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} v{self.number}"
+
+
+class VersionConsumer(threading.Thread):
+    def __init__(
+        self,
+        version: ServedVersion,
+        client: redis.Redis,
+        prefix: str,
+        worker_name: str,
+        get_session: Callable[[ServedVersion], LoadedSession],
+        reclaim_idle_ms: int,
+        on_batch: Callable[[ServedVersion, int], None] | None = None,
+    ) -> None:
+        super().__init__(name=f"turnout-{version.model}-v{version.number}", daemon=True)
+        self.version = version
+        self.redis = client
+        self.stream = streams.request_stream(prefix, version.id)
+        self.worker_name = worker_name
+        self.get_session = get_session
+        self.reclaim_idle_ms = reclaim_idle_ms
+        self.on_batch = on_batch
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        self._ensure_group()
+        if self.version.warmup:
+            try:
+                self.get_session(self.version)
+            except Exception:
+                logger.exception("%s: warm-up failed; it will load on first use", self.version.label)
+        next_reclaim = 0.0
+        version = self.version
+        while not self._stop_event.is_set():
+            try:
+                if time.monotonic() >= next_reclaim:
+                    next_reclaim = time.monotonic() + RECLAIM_EVERY_SECONDS
+                    self._reclaim()
+                entries = self._read(version.max_batch_size, READ_BLOCK_MS)
+                if not entries:
+                    continue
+                # More than one waiting request means clients are concurrent:
+                # linger up to the queue delay to fill the batch. A lone request
+                # on an idle worker runs at once.
+                if 1 < len(entries) < version.max_batch_size and version.max_queue_delay_ms > 0:
+                    entries += self._read(
+                        version.max_batch_size - len(entries), max(1, int(version.max_queue_delay_ms))
+                    )
+                self.process(entries)
+            except redis.RedisError:
+                logger.warning("%s: Redis error; retrying in 0.5 s", version.label, exc_info=True)
+                self._stop_event.wait(0.5)
+            except Exception:
+                logger.exception("%s: unexpected error in the batching loop", version.label)
+                self._stop_event.wait(0.5)
+
+    def _ensure_group(self) -> None:
+        try:
+            self.redis.xgroup_create(self.stream, streams.GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def _read(self, count: int, block_ms: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        response: Any = self.redis.xreadgroup(
+            streams.GROUP, self.worker_name, {self.stream: ">"}, count=count, block=block_ms
+        )
+        if not response:
+            return []
+        return list(response[0][1])
+
+    def _reclaim(self) -> None:
+        """Take over requests another consumer read but never answered (it died)."""
+        result: Any = self.redis.xautoclaim(
+            self.stream, streams.GROUP, self.worker_name, self.reclaim_idle_ms, "0-0", count=self.version.max_batch_size
+        )
+        _, claimed, deleted = result
+        if deleted:
+            self.redis.xack(self.stream, streams.GROUP, *deleted)
+        live = [(entry_id, fields) for entry_id, fields in claimed if fields]
+        if live:
+            logger.warning("%s: took over %d unanswered request(s)", self.version.label, len(live))
+            self.process(live)
+
+    def process(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        now_ms = time.time() * 1000
+        runnable: list[WireRequest] = []
+        finished: list[tuple[WireRequest | None, bytes, WireReply | None]] = []
+        for entry_id, fields in entries:
+            try:
+                request = decode_request(entry_id, fields)
+            except (KeyError, ValueError, TypeError):
+                logger.error("%s: dropping malformed entry %r", self.version.label, entry_id)
+                finished.append((None, entry_id, None))
+                continue
+            if request.deadline_ms <= now_ms:
+                reply = WireReply(request.request_id, 504, "the deadline passed before the request could run")
+                finished.append((request, entry_id, reply))
+            else:
+                runnable.append(request)
+        if finished:
+            self._send(finished)
+        if not runnable:
+            return
+        try:
+            loaded = self.get_session(self.version)
+        except Exception as exc:
+            logger.exception("%s: cannot load", self.version.label)
+            message = f"model '{self.version.model}' version {self.version.number} could not be loaded: {exc}"
+            self._send([(r, r.entry_id, WireReply(r.request_id, 503, message)) for r in runnable])
+            return
+        signature = self.version.signature
+        for batch in plan_batches(
+            runnable, self.version.max_batch_size, bool(signature.get("batch_dim")), self.version.preferred_batch_sizes
+        ):
+            self._send(
+                [(r, r.entry_id, reply) for r, reply in zip(batch.requests, self._run(loaded, batch), strict=True)]
+            )
+
+    def _run(self, loaded: LoadedSession, batch: Batch) -> list[WireReply]:
+        started_wall = time.time() * 1000
+        started = time.perf_counter()
+        try:
+            outputs = loaded.session.run(loaded.output_names, concatenate(batch, loaded.input_names))
+        except Exception as exc:
+            if len(batch.requests) > 1:
+                # One request's values can break a run (an index out of range, say):
+                # run each alone so the others still get their answers.
+                return [
+                    self._run(loaded, Batch([r], [rows]))[0] for r, rows in zip(batch.requests, batch.rows, strict=True)
+                ]
+            message = " ".join(str(exc).split())[:500]
+            return [WireReply(batch.requests[0].request_id, 400, f"the model could not run on this input: {message}")]
+        compute_ms = (time.perf_counter() - started) * 1000
+        if self.on_batch is not None:
+            self.on_batch(self.version, batch.size)
+        replies = []
+        for request, parts in zip(batch.requests, split(batch, outputs), strict=True):
+            wanted = request.outputs
+            selected = [
+                (name, datatype, np.asarray(part))
+                for name, datatype, part in zip(loaded.output_names, loaded.output_datatypes, parts, strict=True)
+                if wanted is None or name in wanted
+            ]
+            replies.append(
+                WireReply(
+                    request.request_id,
+                    outputs=selected,
+                    batch_size=batch.size,
+                    queue_ms=max(0.0, started_wall - request.enqueued_ms),
+                    compute_ms=compute_ms,
+                    provider=loaded.provider,
+                    worker=self.worker_name,
+                )
+            )
+        return replies
+
+    def _send(self, finished: list[tuple[WireRequest | None, bytes, WireReply | None]]) -> None:
+        """Replies and acknowledgements in one round trip; acknowledged only once answered."""
+        pipe = self.redis.pipeline(transaction=False)
+        for request, _, reply in finished:
+            if request is not None and reply is not None:
+                pipe.rpush(request.reply_to, encode_reply(reply))
+                pipe.expire(request.reply_to, REPLY_TTL_SECONDS)
+        ids = [entry_id for _, entry_id, _ in finished]
+        pipe.xack(self.stream, streams.GROUP, *ids)
+        pipe.xdel(self.stream, *ids)
+        pipe.execute()

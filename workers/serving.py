@@ -1,0 +1,198 @@
+"""The serving side of a worker process: which versions it serves, their
+batching loops, and the pool of loaded sessions.
+
+Runs inside `celery -A controlplane worker` as a bootstep (workers/bootsteps.py),
+in the worker's main process, next to Celery's thread pool, so that control
+tasks (load, unload, warm up) act on the same sessions the loops use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import logging
+import threading
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+
+from registry.events import catalog_channel
+from workers.consumer import ServedVersion, VersionConsumer
+from workers.runtime import LoadedSession, SessionPool, warm_up
+from workers.serving_state import served_by_key
+
+logger = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 2.0
+NOT_LOADED = "not loaded (loads on first use)"
+
+
+def ready_versions(patterns: list[str]) -> list[ServedVersion]:
+    from registry.models import ModelVersion, VersionStatus
+
+    versions = ModelVersion.objects.filter(status=VersionStatus.READY).select_related("model")
+    return [
+        ServedVersion(
+            id=v.id,
+            model=v.model.name,
+            number=v.number,
+            signature=v.signature or {},
+            artifact=v.artifact,
+            max_batch_size=v.max_batch_size,
+            max_queue_delay_ms=v.max_queue_delay_ms,
+            preferred_batch_sizes=tuple(v.preferred_batch_sizes or ()),
+            execution_provider=v.execution_provider,
+            warmup=v.warmup,
+        )
+        for v in versions
+        if any(fnmatch.fnmatchcase(v.model.name, pattern) for pattern in patterns)
+    ]
+
+
+class Serving:
+    def __init__(self, worker_name: str) -> None:
+        conf = settings.TURNOUT
+        self.worker_name = worker_name
+        self.prefix = conf["REDIS_PREFIX"]
+        self.patterns = list(conf["WORKER_MODELS"])
+        self.reclaim_idle_ms = int(conf["WORKER_RECLAIM_IDLE_MS"])
+        self.redis = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=30)
+        self.pool = SessionPool(int(conf["WORKER_MEMORY_BUDGET_BYTES"]), int(conf["WORKER_INTRA_OP_THREADS"]))
+        self.pool.on_change = self._on_pool_change
+        self.consumers: dict[int, VersionConsumer] = {}
+        self.batches = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # --- lifecycle -------------------------------------------------------
+    def start(self) -> None:
+        self._stop.clear()
+        for target, name in ((self._manage, "turnout-serving"), (self._listen, "turnout-catalog")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        logger.info("worker %s serves models matching %s", self.worker_name, self.patterns)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        for consumer in list(self.consumers.values()):
+            consumer.stop()
+        for consumer in list(self.consumers.values()):
+            consumer.join(timeout=5)
+        for version_id in list(self.consumers):
+            self._forget(version_id)
+        self.consumers.clear()
+
+    def refresh_now(self) -> None:
+        self._wake.set()
+
+    # --- sessions --------------------------------------------------------
+    def get_session(self, version: ServedVersion) -> LoadedSession:
+        loaded = self.pool.get(version.id)
+        if loaded is not None:
+            return loaded
+        from registry.storage import local_copy
+
+        loaded = self.pool.load(
+            version.id, lambda: local_copy(version.artifact), version.signature, version.execution_provider
+        )
+        warm_up(loaded, version.signature)
+        return loaded
+
+    def load(self, version_id: int) -> LoadedSession | None:
+        consumer = self.consumers.get(version_id)
+        return self.get_session(consumer.version) if consumer else None
+
+    def unload(self, version_id: int) -> bool:
+        return self.pool.unload(version_id)
+
+    def describe(self) -> dict[str, Any]:
+        loaded = self.pool.loaded()
+        return {
+            "serving": {
+                str(vid): {
+                    "model": c.version.model,
+                    "version": c.version.number,
+                    "provider": loaded[vid].provider if vid in loaded else None,
+                }
+                for vid, c in self.consumers.items()
+            },
+            "memory_bytes": self.pool.memory_bytes(),
+            "batches": self.batches,
+        }
+
+    # --- internals -------------------------------------------------------
+    def _on_pool_change(self, version_id: int, loaded: LoadedSession | None) -> None:
+        if version_id in self.consumers:
+            value = loaded.provider if loaded else NOT_LOADED
+            try:
+                self.redis.hset(served_by_key(self.prefix, version_id), self.worker_name, value)
+            except redis.RedisError:
+                logger.warning("could not record version %s as %s", version_id, value)
+
+    def _count_batch(self, version: ServedVersion, size: int) -> None:
+        self.batches += 1
+
+    def _manage(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._reconcile()
+            except (DatabaseError, redis.RedisError):
+                logger.warning("cannot refresh the served versions; retrying", exc_info=True)
+            self._wake.wait(REFRESH_SECONDS)
+            self._wake.clear()
+
+    def _reconcile(self) -> None:
+        close_old_connections()
+        wanted = {v.id: v for v in ready_versions(self.patterns) if v.signature}
+        for version_id, consumer in list(self.consumers.items()):
+            if wanted.get(version_id) != consumer.version:
+                consumer.stop()
+                consumer.join(timeout=5)
+                del self.consumers[version_id]
+                if version_id not in wanted:
+                    self.pool.unload(version_id)
+                    self._forget(version_id)
+        for version_id, version in wanted.items():
+            if version_id in self.consumers or self._stop.is_set():
+                continue
+            consumer = VersionConsumer(
+                version,
+                self.redis,
+                self.prefix,
+                self.worker_name,
+                self.get_session,
+                self.reclaim_idle_ms,
+                on_batch=self._count_batch,
+            )
+            self.consumers[version_id] = consumer
+            loaded = self.pool.get(version_id)
+            self.redis.hset(
+                served_by_key(self.prefix, version_id), self.worker_name, loaded.provider if loaded else NOT_LOADED
+            )
+            consumer.start()
+            logger.info("serving %s", version.label)
+
+    def _forget(self, version_id: int) -> None:
+        with contextlib.suppress(redis.RedisError):
+            self.redis.hdel(served_by_key(self.prefix, version_id), self.worker_name)
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            try:
+                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(catalog_channel())
+                while not self._stop.is_set():
+                    if pubsub.get_message(timeout=1.0):
+                        self._wake.set()
+                pubsub.close()
+            except redis.RedisError:
+                self._stop.wait(1.0)
+
+
+# The one Serving of this process, set by the bootstep; control tasks use it.
+current: Serving | None = None
