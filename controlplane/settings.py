@@ -138,6 +138,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "controlplane.core",
+    "controlplane.accounts",
     "controlplane.audit",
     "controlplane.dashboard",
     "registry",
@@ -282,6 +283,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "VersionStatusEnum": "registry.models.VersionStatus",
+        "JobStatusEnum": "registry.models.JobStatus",
+        "ExecutionProviderEnum": "registry.models.ExecutionProvider",
+    },
 }
 
 # --- Celery: Redis is the broker. Results are not stored: jobs write their
@@ -301,6 +308,9 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # Control tasks (load, unload, warm up) go to every worker through a fanout queue.
 CELERY_TASK_QUEUES = (Queue("celery"), Broadcast("turnout_control"))
 CELERY_TASK_ROUTES = {"workers.*": {"queue": "turnout_control"}}
+CELERY_BEAT_SCHEDULE = {
+    "flush-key-last-used": {"task": "accounts.flush_last_used", "schedule": 60.0},
+}
 
 # --- Turnout's own tunables, all in one place.
 TURNOUT: dict[str, Any] = {
@@ -326,6 +336,14 @@ TURNOUT: dict[str, Any] = {
     "WORKER_MEMORY_BUDGET_BYTES": env_int("TURNOUT_WORKER_MEMORY_BUDGET_BYTES", 8 * 1024**3, 1),
     "WORKER_INTRA_OP_THREADS": env_int("TURNOUT_WORKER_INTRA_OP_THREADS", 0),
     "WORKER_RECLAIM_IDLE_MS": env_int("TURNOUT_WORKER_RECLAIM_IDLE_MS", 1000, 10),
+    # API keys: HMAC pepper for stored digests (defaults to one derived from SECRET_KEY),
+    # whether /v2 model endpoints require a key, and the default rotation grace period.
+    "API_KEY_PEPPER": env_str("TURNOUT_API_KEY_PEPPER", ""),
+    "REQUIRE_API_KEY": env_bool("TURNOUT_REQUIRE_API_KEY", True),
+    "KEY_ROTATION_GRACE_HOURS": env_float("TURNOUT_KEY_ROTATION_GRACE_HOURS", 24.0, 0.0),
+    # Failed logins allowed per username and client address within LOGIN_THROTTLE_WINDOW_SECONDS.
+    "LOGIN_THROTTLE_ATTEMPTS": env_int("TURNOUT_LOGIN_THROTTLE_ATTEMPTS", 5, 1),
+    "LOGIN_THROTTLE_WINDOW_SECONDS": env_int("TURNOUT_LOGIN_THROTTLE_WINDOW_SECONDS", 300, 1),
     # Public base URL printed in the quick start and used in links.
     "PUBLIC_URL": env_str("TURNOUT_PUBLIC_URL", "http://127.0.0.1:8000"),
 }

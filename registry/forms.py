@@ -9,9 +9,8 @@ from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
 from registry.models import NAME_VALIDATOR, ModelVersion, RegisteredModel, VersionStatus
+from registry.services import RESERVED_NAMES
 
-# `/models/new/` is the creation form, so a model with this name could never be shown.
-RESERVED_NAMES = frozenset({"new"})
 MAX_TAGS = 20
 
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from controlplane.audit.services import record
 from registry import storage
+from registry.events import catalog_changed
 from registry.models import (
     Alias,
     JobStatus,
@@ -73,9 +74,14 @@ def version_snapshot(version: ModelVersion) -> dict[str, Any]:
     return snapshot
 
 
+RESERVED_NAMES = frozenset({"new"})  # /models/new/ is the creation page
+
+
 def create_model(
     *, name: str, actor: Any, description: str = "", tags: list[str] | None = None, owner: Any = None
 ) -> RegisteredModel:
+    if name in RESERVED_NAMES:
+        raise RegistryError(f"'{name}' is reserved; choose another model name")
     with transaction.atomic():
         model = RegisteredModel.objects.create(
             name=name, description=description, tags=tags or [], owner=owner or actor
@@ -119,6 +125,8 @@ def upload_version(
     existing = ModelVersion.objects.filter(model=model, sha256=sha256).first()
     if existing is not None:
         return UploadResult(existing, created=False)
+    if parent_number is not None and not ModelVersion.objects.filter(model=model, number=parent_number).exists():
+        raise RegistryError(f"parent version {parent_number} does not exist on model '{model.name}'")
 
     # Stored before the transaction: the file is content-addressed, so a
     # concurrent upload of the same bytes finds it in place. If the transaction
@@ -212,6 +220,7 @@ def run_validation(job_id: int) -> ValidationJob | None:
             version.refresh_from_db()
             if done:
                 record(None, "version.validated", version, after={"status": version.status})
+                catalog_changed(version.model.name)
             _finish_job(job, JobStatus.SUCCEEDED, "\n".join(outcome.log))
         logger.info("validation of %s: ready", version)
     else:
@@ -228,6 +237,7 @@ def _fail_version(version: ModelVersion, job: ValidationJob, reason: str, log: l
         version.refresh_from_db()
         if done:
             record(None, "version.failed", version, after={"status": version.status, "reason": reason})
+            catalog_changed(version.model.name)
         _finish_job(job, JobStatus.FAILED, "\n".join([*log, f"failed: {reason}"]))
     # A refused file must not linger, unless another version still uses the same bytes.
     if done and artifact and not ModelVersion.objects.filter(artifact=artifact).exists():
@@ -253,6 +263,7 @@ def update_version(version: ModelVersion, *, actor: Any, **changes: Any) -> Mode
         locked.full_clean(exclude=["model", "parent", "created_by"])
         locked.save()
         record(actor, "version.updated", locked, before=before, after=version_snapshot(locked))
+        catalog_changed(locked.model.name)
     return locked
 
 
@@ -275,6 +286,7 @@ def set_alias(model: RegisteredModel, name: str, version: ModelVersion, *, actor
         record(
             actor, "alias.moved" if before else "alias.created", alias, before=before, after={"version": locked.number}
         )
+        catalog_changed(model.name)
     return alias
 
 
@@ -282,6 +294,7 @@ def delete_alias(alias: Alias, *, actor: Any) -> None:
     with transaction.atomic():
         record(actor, "alias.deleted", alias, before={"version": alias.version.number})
         alias.delete()
+        catalog_changed(alias.model.name)
 
 
 def serving_version(model: RegisteredModel) -> ModelVersion | None:

@@ -110,6 +110,8 @@ def model_new(request: HtmxHttpRequest) -> HttpResponse:
             )
         except IntegrityError:  # created by someone else since the form checked the name
             form.add_error("name", f"A model named '{name}' already exists.")
+        except services.RegistryError as exc:
+            form.add_error("name", str(exc))
         else:
             messages.success(request, f"Model '{model.name}' created. Upload its first version below.")
             return _redirect(request, reverse("registry:upload", args=[model.name]))

@@ -75,12 +75,28 @@ def viewer(django_user_model: Any) -> Any:
 
 @pytest.fixture
 def gateway_client() -> Iterator[AsgiClient]:
-    """The full ASGI application (gateway + Django) with a fresh gateway, driven in-process."""
+    """The full ASGI application (gateway + Django) with a fresh gateway, driven in-process.
+
+    API keys are not required here, so that protocol and batching tests need no
+    key set-up; tests/accounts covers authentication with `keyed_gateway_client`.
+    """
+    yield from _gateway_client(require_key=False)
+
+
+@pytest.fixture
+def keyed_gateway_client() -> Iterator[AsgiClient]:
+    """As `gateway_client`, with API keys required on model endpoints (the default in production)."""
+    yield from _gateway_client(require_key=True)
+
+
+def _gateway_client(require_key: bool) -> Iterator[AsgiClient]:
     from controlplane.asgi import build_application
     from controlplane.gateway.app import Gateway
 
     gateway = Gateway()
+    gateway.require_key = require_key
     client = AsgiClient(build_application(gateway))
+    client.gateway = gateway  # type: ignore[attr-defined]
     yield client
-    client.loop.run_until_complete(gateway.readiness.close())
+    client.loop.run_until_complete(gateway.close())
     client.close()

@@ -14,11 +14,14 @@ from typing import Any
 import orjson
 from django.conf import settings
 
+from controlplane.accounts.services import keys_channel
 from controlplane.gateway import models as model_routes
+from controlplane.gateway.auth import KeyAuth
 from controlplane.gateway.catalog import Catalog
 from controlplane.gateway.dispatch import Dispatcher
 from controlplane.gateway.health import Readiness
 from controlplane.gateway.http import Receive, Scope, Send, send_error, send_json
+from controlplane.gateway.notices import Notices
 from controlplane.gateway.protocol import ProtocolError
 from registry.events import catalog_channel
 
@@ -35,8 +38,14 @@ Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 class Gateway:
     def __init__(self, readiness: Readiness | None = None) -> None:
         self.readiness = readiness or Readiness()
-        self.dispatcher = Dispatcher(settings.REDIS_URL, settings.TURNOUT["REDIS_PREFIX"])
-        self.catalog = Catalog(self.dispatcher.redis, catalog_channel())
+        prefix = settings.TURNOUT["REDIS_PREFIX"]
+        self.dispatcher = Dispatcher(settings.REDIS_URL, prefix)
+        self.notices = Notices(self.dispatcher.redis)
+        self.catalog = Catalog()
+        self.keys = KeyAuth(self.dispatcher.redis, self.notices, prefix)
+        self.require_key = bool(settings.TURNOUT["REQUIRE_API_KEY"])
+        self.notices.on(catalog_channel(), self.catalog.invalidate)
+        self.notices.on(keys_channel(), self.keys.invalidate)
         # path -> (allowed methods, handler)
         self.routes: dict[str, tuple[tuple[str, ...], Handler]] = {
             "/v2": (("GET",), self.server_metadata),
@@ -49,6 +58,7 @@ class Gateway:
         method = scope["method"]
         try:
             if path.startswith("/v2/models/"):
+                self.notices.ensure_started()
                 await model_routes.handle(self, path[len("/v2/models/") :], method, scope, receive, send)
                 return
             route = self.routes.get(path)
@@ -78,7 +88,9 @@ class Gateway:
                 return
 
     async def close(self) -> None:
-        await self.catalog.close()
+        await self.notices.close()
+        self.catalog.close()
+        self.keys.close()
         await self.dispatcher.close()
         await self.readiness.close()
 

@@ -9,17 +9,12 @@ bounds staleness even if a change notice is lost.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
-from django.db import DatabaseError, close_old_connections
-
-logger = logging.getLogger(__name__)
+from django.db import DatabaseError, connection
 
 CACHE_TTL_SECONDS = 30.0
 MISS_TTL_SECONDS = 1.0
@@ -56,7 +51,7 @@ class RegistryUnavailable(Exception):
 def _load_model(name: str) -> ModelEntry | None:
     from registry.models import Alias, ModelVersion, RegisteredModel
 
-    close_old_connections()
+    # A connection per cache miss, closed at once (see gateway/auth.py).
     try:
         model = RegisteredModel.objects.filter(name=name).first()
         if model is None:
@@ -77,39 +72,32 @@ def _load_model(name: str) -> ModelEntry | None:
         }
         return ModelEntry(name=name, serving=alias, versions=versions)
     except DatabaseError as exc:
-        from django.db import connection
-
-        connection.close()
         raise RegistryUnavailable(str(exc).splitlines()[0] if str(exc) else "database error") from exc
+    finally:
+        connection.close()
 
 
 class Catalog:
-    def __init__(self, redis_client: aioredis.Redis, channel: str) -> None:
-        self._redis = redis_client
-        self._channel = channel
+    def __init__(self) -> None:
         self._entries: dict[str, tuple[ModelEntry | None, float]] = {}
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="turnout-catalog")
-        self._listener: asyncio.Task[None] | None = None
         self._loading: dict[str, asyncio.Future[ModelEntry | None]] = {}
 
     async def get(self, name: str) -> ModelEntry | None:
-        self._ensure_listener()
         cached = self._entries.get(name)
-        now = time.monotonic()
-        if cached is not None:
-            entry, expires = cached
-            if now < expires:
-                return entry
+        if cached is not None and time.monotonic() < cached[1]:
+            return cached[0]
         pending = self._loading.get(name)
         if pending is not None:
             return await asyncio.shield(pending)
-        future: asyncio.Future[ModelEntry | None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[ModelEntry | None] = loop.create_future()
         self._loading[name] = future
         try:
-            entry = await asyncio.get_running_loop().run_in_executor(self._executor, _load_model, name)
+            entry = await loop.run_in_executor(self._executor, _load_model, name)
         except RegistryUnavailable as exc:
             future.set_exception(exc)
-            future.exception()  # consumed: waiters re-raise it
+            future.exception()  # retrieved: waiters re-raise it themselves
             raise
         finally:
             self._loading.pop(name, None)
@@ -124,34 +112,5 @@ class Catalog:
         else:
             self._entries.pop(name, None)
 
-    def _ensure_listener(self) -> None:
-        if self._listener is None or self._listener.done():
-            self._listener = asyncio.get_running_loop().create_task(self._listen())
-
-    async def _listen(self) -> None:
-        while True:
-            pubsub = self._redis.pubsub()
-            try:
-                await pubsub.subscribe(self._channel)
-                # Anything may have changed while we were not listening.
-                self.invalidate()
-                async for message in pubsub.listen():
-                    if message["type"] == "message":
-                        data = message["data"]
-                        self.invalidate(data.decode() if isinstance(data, bytes) else str(data))
-            except asyncio.CancelledError:
-                await pubsub.aclose()
-                raise
-            except (aioredis.RedisError, OSError):
-                logger.warning("catalog listener lost Redis; retrying in 1 s")
-                self.invalidate()
-                await pubsub.aclose()
-                await asyncio.sleep(1)
-
-    async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
-            self._listener = None
+    def close(self) -> None:
         self._executor.shutdown(wait=False)

@@ -42,14 +42,25 @@ async def handle(gateway: Gateway, rest: str, method: str, scope: Scope, receive
     if method not in allowed:
         raise method_not_allowed(method, scope["path"].rstrip("/"), allowed)
 
+    headers: list[tuple[bytes, bytes]] = []
+    if gateway.require_key:
+        key = await gateway.keys.authenticate(scope)
+        if not key.allows_model(name):
+            # The same answer as for a model that does not exist: a key's
+            # scope must not reveal which other models are deployed.
+            raise ProtocolError(404, f"unknown model '{name}'")
+        needed = "infer" if action == "infer" else "read"
+        if needed not in key.actions:
+            raise ProtocolError(403, f"this API key does not have the '{needed}' scope")
+        headers = await gateway.keys.rate_limit(key)
     model = await _model(gateway, name)
     entry = _version(model, version)
     if action == "infer":
-        await infer(gateway, model, entry, scope, receive, send)
+        await infer(gateway, model, entry, scope, receive, send, headers)
     elif action == "ready":
-        await ready(gateway, model, entry, send)
+        await ready(gateway, model, entry, send, headers)
     else:
-        await metadata(gateway, model, entry, send)
+        await metadata(gateway, model, entry, send, headers)
 
 
 async def _model(gateway: Gateway, name: str) -> ModelEntry:
@@ -81,7 +92,9 @@ def _require_ready(model: ModelEntry, entry: VersionEntry) -> dict[str, Any]:
     return entry.signature
 
 
-async def metadata(gateway: Gateway, model: ModelEntry, entry: VersionEntry, send: Send) -> None:
+async def metadata(
+    gateway: Gateway, model: ModelEntry, entry: VersionEntry, send: Send, headers: list[tuple[bytes, bytes]]
+) -> None:
     signature = _require_ready(model, entry)
     providers = await _providers(gateway, entry)
     body = {
@@ -96,19 +109,20 @@ async def metadata(gateway: Gateway, model: ModelEntry, entry: VersionEntry, sen
             "execution_providers": providers,
         },
     }
-    await send_json(send, 200, body)
+    await send_json(send, 200, body, headers)
 
 
-async def ready(gateway: Gateway, model: ModelEntry, entry: VersionEntry, send: Send) -> None:
+async def ready(
+    gateway: Gateway, model: ModelEntry, entry: VersionEntry, send: Send, headers: list[tuple[bytes, bytes]]
+) -> None:
     _require_ready(model, entry)
     providers = await _providers(gateway, entry)
     if not providers:
         raise ProtocolError(
             503, f"no live worker serves model '{model.name}' version {entry.number}", [(b"retry-after", b"5")]
         )
-    await send_json(
-        send, 200, {"name": model.name, "version": str(entry.number), "ready": True, "execution_providers": providers}
-    )
+    body = {"name": model.name, "version": str(entry.number), "ready": True, "execution_providers": providers}
+    await send_json(send, 200, body, headers)
 
 
 async def _providers(gateway: Gateway, entry: VersionEntry) -> dict[str, str]:
@@ -119,7 +133,13 @@ async def _providers(gateway: Gateway, entry: VersionEntry) -> dict[str, str]:
 
 
 async def infer(
-    gateway: Gateway, model: ModelEntry, entry: VersionEntry, scope: Scope, receive: Receive, send: Send
+    gateway: Gateway,
+    model: ModelEntry,
+    entry: VersionEntry,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    rate_headers: list[tuple[bytes, bytes]],
 ) -> None:
     from controlplane.gateway.app import header, read_body
 
@@ -151,6 +171,7 @@ async def infer(
         raise ProtocolError(reply.status, reply.error)
     body_out, json_length = encode_response(model.name, str(entry.number), request, reply.outputs, {})
     headers = [
+        *rate_headers,
         (b"x-turnout-model-version", str(entry.number).encode()),
         (b"x-turnout-batch-size", str(reply.batch_size).encode()),
         (b"server-timing", _timing(started, validated, reply).encode()),

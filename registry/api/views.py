@@ -145,6 +145,8 @@ class RegisteredModelViewSet(
             raise exceptions.ValidationError(
                 {"name": ["A model with this name already exists; pick another name."]}
             ) from None
+        except services.RegistryError as exc:
+            raise exceptions.ValidationError({"name": [str(exc)]}) from None
 
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         model = self.get_object()

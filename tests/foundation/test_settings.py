@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -13,7 +14,7 @@ STRONG_KEY = "k3y-" + "x9Q2mZ7vB4nL8pR1sT6wY3uE5iO0aH" * 2
 
 
 def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {"PATH": "/usr/bin:/bin", "TURNOUT_SKIP_DOTENV": "1", "HOME": str(ROOT)}
+    base = {"PATH": "/usr/bin:/bin", "TURNOUT_SKIP_DOTENV": "1", "HOME": tempfile.gettempdir()}
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=60
     )

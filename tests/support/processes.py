@@ -73,3 +73,64 @@ class WorkerProcess:
                 self.process.wait(5)
         self._log.close()
         return self.process.returncode
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class WebProcess:
+    """A web process as production runs it: the ASGI app under uvicorn."""
+
+    def __init__(self, log_path: Path, **env: str) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        args = [sys.executable, "-m", "uvicorn", "controlplane.asgi:application", "--host", "127.0.0.1"]
+        args += ["--port", str(self.port), "--no-access-log", "--lifespan", "on"]
+        self.process = subprocess.Popen(
+            args, cwd=ROOT, env=process_env(**env), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes, dict[str, str]]:
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310 - our own local server
+                return response.status, response.read(), {k.lower(): v for k, v in response.headers.items()}
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(), {k.lower(): v for k, v in exc.headers.items()}
+
+    def wait_ready(self, timeout: float = 30) -> bool:
+        def up() -> bool:
+            try:
+                return self.request("GET", "/v2/health/live")[0] == 200
+            except OSError:
+                return False
+
+        return wait_for(up, timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        self._log.close()

@@ -51,7 +51,13 @@ class Command(BaseCommand):
                 self._save(credentials)
         for name, (description, build) in DEMO_MODELS.items():
             self._register(name, description, build(), user)
+        credentials = self._demo_key(user, credentials)
         base = str(settings.TURNOUT["PUBLIC_URL"]).rstrip("/")
+        body = '{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}'
+        curl = (
+            f"curl -s -H 'Authorization: Bearer {credentials['api_key']}' -H 'Content-Type: application/json' "
+            f"-d '{body}' {base}/v2/models/iris/infer"
+        )
         self.stdout.write(
             "\n".join(
                 [
@@ -59,7 +65,9 @@ class Command(BaseCommand):
                     "Turnout is starting.",
                     f"  Dashboard:   {base}/   (user {credentials['username']}, password {credentials['password']})",
                     f"  API docs:    {base}/api/docs/",
+                    f"  Demo API key: {credentials['api_key']}",
                     f"  Readiness:   curl -s {base}/v2/health/ready",
+                    f"  Inference:   {curl}",
                     "  Stop everything with Ctrl-C.",
                     "",
                 ]
@@ -87,6 +95,22 @@ class Command(BaseCommand):
             services.set_alias(model, services.PRODUCTION, version, actor=user)
         state = "registered" if result.created else "already registered"
         self.stdout.write(f"demo model {name}: v{version.number} {state}, production -> v{version.number}")
+
+    def _demo_key(self, user: Any, credentials: dict[str, str]) -> dict[str, str]:
+        """The demo key, created once; a new one only if it was revoked, expired or deleted."""
+        from controlplane.accounts import keyformat
+        from controlplane.accounts import services as keys
+        from controlplane.accounts.models import ApiKey
+
+        parsed = keyformat.parse(credentials.get("api_key", ""))
+        if parsed is not None:
+            existing = ApiKey.objects.filter(public_id=parsed.public_id, user=user).first()
+            if existing is not None and existing.status == "active":
+                return credentials
+        _, secret = keys.create_key(user, name="demo", model_patterns=["*"], actions=["infer", "read", "manage"])
+        credentials = {**credentials, "api_key": secret}
+        self._save(credentials)
+        return credentials
 
     def _load(self) -> dict[str, str]:
         try:

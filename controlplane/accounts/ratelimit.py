@@ -1,0 +1,115 @@
+"""Per-key rate limits (GCRA) and daily quotas, atomic in Redis. No Django imports.
+
+GCRA (the generic cell rate algorithm) keeps one timestamp per key, the
+"theoretical arrival time": a request is allowed when it is no more than the
+burst tolerance ahead of now, and every allowed request pushes it one emission
+interval (window / limit) further. It is exact under concurrency because the
+whole decision is one Lua script.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RatePolicy:
+    limit: int  # requests per window
+    window_seconds: int
+    burst: int
+    daily_quota: int | None
+
+    @property
+    def emission_ms(self) -> float:
+        return self.window_seconds * 1000 / self.limit
+
+    def header(self) -> str:
+        """`RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers)."""
+        parts = [f'"burst";q={self.burst};w={max(1, round(self.burst * self.emission_ms / 1000))}']
+        if self.daily_quota:
+            parts.append(f'"daily";q={self.daily_quota};w=86400')
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    remaining: int
+    reset_seconds: int  # until the burst is full again
+    retry_after_seconds: int  # 0 when allowed
+    daily_remaining: int | None
+    reason: str = ""  # "rate" or "quota" when refused
+
+    def header(self) -> str:
+        """`RateLimit` (draft-ietf-httpapi-ratelimit-headers)."""
+        parts = [f'"burst";r={self.remaining};t={self.reset_seconds}']
+        if self.daily_remaining is not None:
+            parts.append(f'"daily";r={self.daily_remaining};t={seconds_to_midnight()}')
+        return ", ".join(parts)
+
+
+# KEYS: gcra state, daily counter, last-used hash
+# ARGV: now_ms, emission_ms, burst, daily_quota (0: none), day_ttl_s, public_id
+SCRIPT = """
+local now = tonumber(ARGV[1])
+local t = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local quota = tonumber(ARGV[4])
+local tolerance = (burst - 1) * t
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+if tat - now > tolerance then
+    local retry = tat - now - tolerance
+    return {0, 0, math.ceil((tat - now) / 1000), math.ceil(retry / 1000), -1, 'rate'}
+end
+local used = 0
+if quota > 0 then
+    used = tonumber(redis.call('GET', KEYS[2]) or '0')
+    if used >= quota then
+        return {0, 0, 0, tonumber(ARGV[5]), 0, 'quota'}
+    end
+    used = redis.call('INCR', KEYS[2])
+    if used == 1 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]) + 60) end
+end
+local new_tat = tat + t
+redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000)
+redis.call('HSET', KEYS[3], ARGV[6], tostring(now))
+local remaining = math.floor((tolerance - (new_tat - now - t)) / t)
+if remaining < 0 then remaining = 0 end
+local daily = -1
+if quota > 0 then daily = quota - used end
+return {1, remaining, math.ceil((new_tat - now) / 1000), 0, daily, ''}
+"""
+
+
+def seconds_to_midnight(now: dt.datetime | None = None) -> int:
+    now = now or dt.datetime.now(dt.UTC)
+    midnight = (now + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(1, int((midnight - now).total_seconds()))
+
+
+def redis_keys(prefix: str, public_id: str, now: dt.datetime | None = None) -> list[str]:
+    day = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%d")
+    return [f"{prefix}:rl:{public_id}", f"{prefix}:quota:{public_id}:{day}", last_used_key(prefix)]
+
+
+def last_used_key(prefix: str) -> str:
+    return f"{prefix}:keys:last_used"
+
+
+def script_args(policy: RatePolicy, public_id: str, now_ms: int) -> list[str | int | float]:
+    return [now_ms, policy.emission_ms, policy.burst, policy.daily_quota or 0, seconds_to_midnight(), public_id]
+
+
+def decision(raw: list[object]) -> RateDecision:
+    allowed, remaining, reset, retry, daily, reason = raw
+    daily_value = int(daily)  # type: ignore[call-overload]
+    return RateDecision(
+        allowed=bool(allowed),
+        remaining=int(remaining),  # type: ignore[call-overload]
+        reset_seconds=int(reset),  # type: ignore[call-overload]
+        retry_after_seconds=int(retry),  # type: ignore[call-overload]
+        daily_remaining=None if daily_value < 0 else daily_value,
+        reason=reason.decode() if isinstance(reason, bytes) else str(reason),
+    )

@@ -1,0 +1,127 @@
+"""API-key authentication and rate limiting on the inference path.
+
+A key is checked in this order, stopping at the first failure:
+1. its shape and checksum (no I/O at all: a mistyped or made-up key never reaches
+   a cache or the database);
+2. the in-process cache of key records, filled from PostgreSQL on a miss and
+   dropped on every key change notice (revocation applies within milliseconds);
+3. an HMAC of the presented key against the stored digest(s), in constant time;
+4. revocation, expiry, and the rotation grace period of a previous secret.
+Every failure is the same 401, so a caller learns nothing about which keys exist.
+
+When the change notices are not connected, records are re-read from the
+database on every request: authentication fails closed. The rate limiter, one
+Lua script in Redis, fails open instead: an unreachable Redis must not turn
+every request away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import redis.asyncio as aioredis
+from django.db import DatabaseError, connection
+
+from controlplane.accounts import keyformat, ratelimit
+from controlplane.accounts.services import KeyRecord, key_record, pepper
+from controlplane.gateway.http import Scope
+from controlplane.gateway.notices import Notices
+from controlplane.gateway.protocol import ProtocolError
+
+logger = logging.getLogger(__name__)
+
+CACHE_TTL_SECONDS = 300.0
+UNAUTHORIZED = "a valid API key is required: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+_CHALLENGE = [(b"www-authenticate", b'Bearer realm="turnout", error="invalid_token"')]
+
+
+def unauthorized() -> ProtocolError:
+    return ProtocolError(401, UNAUTHORIZED, list(_CHALLENGE))
+
+
+def presented_key(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else None
+        if name == b"x-api-key":
+            return value.decode("latin-1").strip()
+    return None
+
+
+def _load(public_id: str) -> KeyRecord | None:
+    # A connection per cache miss, closed at once: misses are rare (once per key
+    # per process), and a pool thread must not hold a connection open forever.
+    try:
+        return key_record(public_id)
+    finally:
+        connection.close()
+
+
+class KeyAuth:
+    def __init__(self, client: aioredis.Redis, notices: Notices, prefix: str) -> None:
+        self._redis = client
+        self._notices = notices
+        self._prefix = prefix
+        self._pepper = pepper()
+        self._records: dict[str, tuple[KeyRecord | None, float]] = {}
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="turnout-keys")
+        self._limit = client.register_script(ratelimit.SCRIPT)
+
+    def invalidate(self, public_id: str | None = None) -> None:
+        if public_id is None:
+            self._records.clear()
+        else:
+            self._records.pop(public_id, None)
+
+    async def authenticate(self, scope: Scope) -> KeyRecord:
+        raw = presented_key(scope)
+        parsed = keyformat.parse(raw) if raw else None
+        if parsed is None:
+            raise unauthorized()
+        record = await self._record(parsed.public_id)
+        if record is None or not record.accepts(keyformat.digest(parsed.full, self._pepper), time.time()):
+            raise unauthorized()
+        return record
+
+    async def _record(self, public_id: str) -> KeyRecord | None:
+        cached = self._records.get(public_id)
+        if cached is not None and self._notices.connected and time.monotonic() < cached[1]:
+            return cached[0]
+        try:
+            record = await asyncio.get_running_loop().run_in_executor(self._executor, _load, public_id)
+        except DatabaseError:
+            logger.warning("key %s: database unavailable; refusing", public_id)
+            raise unauthorized() from None
+        if self._notices.connected:
+            self._records[public_id] = (record, time.monotonic() + CACHE_TTL_SECONDS)
+        return record
+
+    async def rate_limit(self, record: KeyRecord) -> list[tuple[bytes, bytes]]:
+        """Headers for the response; raises 429 over the limit or the quota."""
+        policy = record.policy
+        try:
+            raw = await self._limit(
+                keys=ratelimit.redis_keys(self._prefix, record.public_id),
+                args=ratelimit.script_args(policy, record.public_id, int(time.time() * 1000)),
+            )
+        except (aioredis.RedisError, OSError):
+            logger.warning("rate limiter unreachable; letting key %s through", record.public_id)
+            return []
+        decision = ratelimit.decision(raw)
+        headers = [(b"ratelimit-policy", policy.header().encode()), (b"ratelimit", decision.header().encode())]
+        if not decision.allowed:
+            what = "daily quota" if decision.reason == "quota" else "rate limit"
+            retry = max(1, decision.retry_after_seconds)
+            raise ProtocolError(
+                429,
+                f"this key is over its {what}; retry in {retry} s",
+                [*headers, (b"retry-after", str(retry).encode())],
+            )
+        return headers
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False)

@@ -1,0 +1,159 @@
+"""API keys on the inference path: one 401 for every bad key, scopes, rate limits."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from controlplane.accounts import services
+from registry import services as registry
+from registry.demo_models import build_mlp
+from tests.support.asgi import AsgiClient
+from tests.support.processes import WebProcess, wait_for
+
+# The gateway reads keys and models on its own connections: the data must be committed.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def ready_model(admin: Any, settings: Any, tmp_path: Path, django_capture_on_commit_callbacks: Any) -> str:
+    backend = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}}
+    settings.STORAGES = {**settings.STORAGES, "artifacts": backend}
+    model = registry.create_model(name="scored", actor=admin)
+    with django_capture_on_commit_callbacks(execute=True):
+        version = registry.upload_version(model, io.BytesIO(build_mlp(4, [8], 2)), actor=admin).version
+    registry.run_validation(version.validation_jobs.get().pk)
+    version.refresh_from_db()
+    registry.set_alias(model, "production", version, actor=admin)
+    return model.name
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {secret}"}
+
+
+def test_missing_malformed_unknown_revoked_and_expired_keys_get_the_same_401(
+    keyed_gateway_client: AsgiClient, viewer: Any, ready_model: str
+) -> None:
+    revoked, revoked_secret = services.create_key(viewer, name="r", model_patterns=["*"], actions=["read"])
+    services.revoke_key(revoked, actor=viewer)
+    expired, expired_secret = services.create_key(
+        viewer, name="e", model_patterns=["*"], actions=["read"], expires_at=timezone.now() + dt.timedelta(seconds=1)
+    )
+    _, good = services.create_key(viewer, name="g", model_patterns=["*"], actions=["read"])
+    unknown = good[:8] + "ZZZZZZZZZZZZ" + good[20:-6]
+    from controlplane.accounts.keyformat import checksum
+
+    unknown += checksum(unknown)
+    time.sleep(1.1)
+    cases = {
+        "missing": {},
+        "malformed": bearer("not-a-key"),
+        "wrong scheme": {"authorization": f"Basic {good}"},
+        "unknown": bearer(unknown),
+        "revoked": bearer(revoked_secret),
+        "expired": bearer(expired_secret),
+    }
+    answers = {}
+    for case, headers in cases.items():
+        response = keyed_gateway_client.get(f"/v2/models/{ready_model}", headers=headers)
+        answers[case] = (response.status, response.body, response.headers.get("www-authenticate"))
+
+    assert len(set(answers.values())) == 1, answers
+    status, body, challenge = answers["missing"]
+    assert status == 401
+    assert challenge is not None and challenge.startswith("Bearer")
+    assert b"valid API key is required" in body
+    assert keyed_gateway_client.get(f"/v2/models/{ready_model}", headers=bearer(good)).status == 200
+    assert keyed_gateway_client.get(f"/v2/models/{ready_model}", headers={"x-api-key": good}).status == 200
+
+
+def test_a_key_outside_its_model_scope_sees_404_and_without_the_action_403(
+    keyed_gateway_client: AsgiClient, viewer: Any, ready_model: str
+) -> None:
+    _, other_models = services.create_key(viewer, name="o", model_patterns=["fraud-*"], actions=["read", "infer"])
+    _, read_only = services.create_key(viewer, name="ro", model_patterns=["*"], actions=["read"])
+
+    hidden = keyed_gateway_client.get(f"/v2/models/{ready_model}", headers=bearer(other_models))
+    missing = keyed_gateway_client.get("/v2/models/does-not-exist", headers=bearer(other_models))
+    forbidden = keyed_gateway_client.post(f"/v2/models/{ready_model}/infer", b"{}", headers=bearer(read_only))
+
+    assert (hidden.status, hidden.json()) == (404, {"error": f"unknown model '{ready_model}'"})
+    assert missing.status == 404
+    assert forbidden.status == 403
+    assert "'infer' scope" in forbidden.json()["error"]
+
+
+def test_200_concurrent_requests_against_a_limit_of_50_let_exactly_50_through(
+    keyed_gateway_client: AsgiClient, viewer: Any, ready_model: str, redis_client: Any
+) -> None:
+    key, secret = services.create_key(viewer, name="limited", model_patterns=["*"], actions=["read"])
+    services.set_limits(key, actor=viewer, requests_per_window=50, window_seconds=60, burst=50)
+
+    async def burst() -> list[Any]:
+        return await asyncio.gather(
+            *[
+                keyed_gateway_client.arequest("GET", f"/v2/models/{ready_model}", headers=bearer(secret))
+                for _ in range(200)
+            ]
+        )
+
+    responses = keyed_gateway_client.loop.run_until_complete(burst())
+
+    statuses = Counter(r.status for r in responses)
+    assert statuses == {200: 50, 429: 150}
+    refused = next(r for r in responses if r.status == 429)
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["ratelimit-policy"] == '"burst";q=50;w=60'
+    assert refused.headers["ratelimit"].startswith('"burst";r=0;')
+    assert "rate limit" in refused.json()["error"]
+    passed = [r for r in responses if r.status == 200]
+    assert sorted(int(r.headers["ratelimit"].split("r=")[1].split(";")[0]) for r in passed) == list(range(50))
+
+
+def test_a_daily_quota_refuses_with_429_once_used_up(
+    keyed_gateway_client: AsgiClient, viewer: Any, ready_model: str, redis_client: Any
+) -> None:
+    key, secret = services.create_key(viewer, name="quota", model_patterns=["*"], actions=["read"])
+    services.set_limits(key, actor=viewer, requests_per_window=1000, window_seconds=1, burst=1000, daily_quota=3)
+
+    statuses = [keyed_gateway_client.get(f"/v2/models/{ready_model}", headers=bearer(secret)).status for _ in range(5)]
+
+    assert statuses == [200, 200, 200, 429, 429]
+    refused = keyed_gateway_client.get(f"/v2/models/{ready_model}", headers=bearer(secret))
+    assert "daily quota" in refused.json()["error"]
+    assert '"daily";q=3;w=86400' in refused.headers["ratelimit-policy"]
+
+
+@pytest.mark.integration
+def test_revocation_reaches_every_web_process_within_one_second(
+    viewer: Any, ready_model: str, tmp_path: Path, redis_client: Any
+) -> None:
+    key, secret = services.create_key(viewer, name="shared", model_patterns=["*"], actions=["read"])
+    webs = [WebProcess(tmp_path / f"web{i}.log", ARTIFACT_ROOT=str(tmp_path)) for i in range(2)]
+    try:
+        for web in webs:
+            assert web.wait_ready(), web.log()
+            assert web.request("GET", f"/v2/models/{ready_model}", headers=bearer(secret))[0] == 200
+
+        services.revoke_key(key, actor=viewer)
+        revoked_at = time.monotonic()
+
+        for web in webs:
+            assert wait_for(
+                lambda web=web: web.request("GET", f"/v2/models/{ready_model}", headers=bearer(secret))[0] == 401,
+                timeout=1.0,
+                interval=0.02,
+            ), web.log()
+        assert time.monotonic() - revoked_at < 1.0
+    finally:
+        for web in webs:
+            web.stop()
