@@ -45,7 +45,7 @@ def test_missing_malformed_unknown_revoked_and_expired_keys_get_the_same_401(
 ) -> None:
     revoked, revoked_secret = services.create_key(viewer, name="r", model_patterns=["*"], actions=["read"])
     services.revoke_key(revoked, actor=viewer)
-    expired, expired_secret = services.create_key(
+    _, expired_secret = services.create_key(
         viewer, name="e", model_patterns=["*"], actions=["read"], expires_at=timezone.now() + dt.timedelta(seconds=1)
     )
     _, good = services.create_key(viewer, name="g", model_patterns=["*"], actions=["read"])
@@ -70,7 +70,8 @@ def test_missing_malformed_unknown_revoked_and_expired_keys_get_the_same_401(
     assert len(set(answers.values())) == 1, answers
     status, body, challenge = answers["missing"]
     assert status == 401
-    assert challenge is not None and challenge.startswith("Bearer")
+    assert challenge is not None
+    assert challenge.startswith("Bearer")
     assert b"valid API key is required" in body
     assert keyed_gateway_client.get(f"/v2/models/{ready_model}", headers=bearer(good)).status == 200
     assert keyed_gateway_client.get(f"/v2/models/{ready_model}", headers={"x-api-key": good}).status == 200

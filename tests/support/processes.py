@@ -108,7 +108,7 @@ class WebProcess:
 
         req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
         try:
-            with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310 - our own local server
+            with urllib.request.urlopen(req, timeout=10) as response:
                 return response.status, response.read(), {k.lower(): v for k, v in response.headers.items()}
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read(), {k.lower(): v for k, v in exc.headers.items()}
