@@ -28,6 +28,7 @@ run: setup
 	$(BIN)/python manage.py check_services --create-database
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py bootstrap_demo
+	@rm -rf var/prometheus  # samples of processes from an earlier run
 	exec $(BIN)/honcho --no-colour start --procfile Procfile
 
 ## The whole suite against the real PostgreSQL and Redis.

@@ -139,6 +139,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "controlplane.core",
     "controlplane.accounts",
+    "controlplane.observability",
     "controlplane.audit",
     "controlplane.dashboard",
     "registry",
@@ -202,6 +203,21 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Email: password reset links. The console backend prints them in the web process's log.
+# EMAIL_BACKEND is "console", "smtp" or the dotted path of any Django email backend.
+_EMAIL_BACKENDS = {
+    "console": "django.core.mail.backends.console.EmailBackend",
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+}
+_email_backend = env_str("EMAIL_BACKEND", "console")
+EMAIL_BACKEND = _EMAIL_BACKENDS.get(_email_backend, _email_backend)  # a short name or a dotted path
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, 1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "turnout@localhost")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -270,7 +286,11 @@ SESSION_COOKIE_HTTPONLY = True
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        # Scripts: an API key with the manage action (Authorization: Bearer / X-API-Key).
+        "controlplane.accounts.api.ApiKeyAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
@@ -344,6 +364,12 @@ TURNOUT: dict[str, Any] = {
     # Failed logins allowed per username and client address within LOGIN_THROTTLE_WINDOW_SECONDS.
     "LOGIN_THROTTLE_ATTEMPTS": env_int("TURNOUT_LOGIN_THROTTLE_ATTEMPTS", 5, 1),
     "LOGIN_THROTTLE_WINDOW_SECONDS": env_int("TURNOUT_LOGIN_THROTTLE_WINDOW_SECONDS", 300, 1),
+    # Metrics: per-request recording on/off; a bearer token that may read /metrics
+    # (besides admin sessions); retention of the per-minute and hourly rollups.
+    "METRICS_ENABLED": env_bool("TURNOUT_METRICS_ENABLED", True),
+    "METRICS_TOKEN": env_str("TURNOUT_METRICS_TOKEN", ""),
+    "METRICS_MINUTE_RETENTION_DAYS": env_int("TURNOUT_METRICS_MINUTE_RETENTION_DAYS", 7, 1),
+    "METRICS_HOUR_RETENTION_DAYS": env_int("TURNOUT_METRICS_HOUR_RETENTION_DAYS", 90, 1),
     # Public base URL printed in the quick start and used in links.
     "PUBLIC_URL": env_str("TURNOUT_PUBLIC_URL", "http://127.0.0.1:8000"),
 }
@@ -353,11 +379,39 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
 FILE_UPLOAD_TEMP_DIR = env_str("FILE_UPLOAD_TEMP_DIR", "") or None
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use 'plain' or 'json'")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
+        # The access log is always one JSON object per line, whatever LOG_FORMAT says.
+        "access": {"class": "logging.StreamHandler", "formatter": "json"},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "turnout.access": {
+            "handlers": ["access"],
+            "level": "INFO" if env_bool("TURNOUT_ACCESS_LOG", True) else "WARNING",
+            "propagate": False,
+        },
+    },
 }
+
+# Prometheus: every process writes its samples under this directory and
+# /metrics aggregates them (prometheus-client's multiprocess mode). The
+# library reads the variable itself, so it is exported here, once.
+PROMETHEUS_MULTIPROC_DIR = env_path("PROMETHEUS_MULTIPROC_DIR", BASE_DIR / "var" / "prometheus")
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)

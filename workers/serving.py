@@ -18,6 +18,7 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
+from controlplane.observability import metrics
 from registry.events import catalog_channel
 from workers.consumer import ServedVersion, VersionConsumer
 from workers.runtime import LoadedSession, SessionPool, warm_up
@@ -62,6 +63,7 @@ class Serving:
         self.pool = SessionPool(int(conf["WORKER_MEMORY_BUDGET_BYTES"]), int(conf["WORKER_INTRA_OP_THREADS"]))
         self.pool.on_change = self._on_pool_change
         self.consumers: dict[int, VersionConsumer] = {}
+        self._providers: dict[int, str] = {}
         self.batches = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -69,6 +71,12 @@ class Serving:
 
     # --- lifecycle -------------------------------------------------------
     def start(self) -> None:
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" in ort.get_available_providers() and hasattr(ort, "preload_dlls"):
+            # onnxruntime-gpu[cuda,cudnn] ships CUDA and cuDNN as wheels; load them
+            # before the first session so the CUDA provider finds them.
+            ort.preload_dlls()
         self._stop.clear()
         for target, name in ((self._manage, "turnout-serving"), (self._listen, "turnout-catalog")):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -101,6 +109,7 @@ class Serving:
             version.id, lambda: local_copy(version.artifact), version.signature, version.execution_provider
         )
         warm_up(loaded, version.signature)
+        metrics.LOAD_SECONDS.labels(version.model, str(version.number), loaded.provider).observe(loaded.load_seconds)
         return loaded
 
     def load(self, version_id: int) -> LoadedSession | None:
@@ -127,6 +136,14 @@ class Serving:
 
     # --- internals -------------------------------------------------------
     def _on_pool_change(self, version_id: int, loaded: LoadedSession | None) -> None:
+        consumer = self.consumers.get(version_id)
+        if consumer is not None:
+            labels = (consumer.version.model, str(consumer.version.number))
+            if loaded is not None:
+                metrics.LOADED.labels(*labels, loaded.provider).set(1)
+                self._providers[version_id] = loaded.provider
+            elif version_id in self._providers:
+                metrics.LOADED.labels(*labels, self._providers.pop(version_id)).set(0)
         if version_id in self.consumers:
             value = loaded.provider if loaded else NOT_LOADED
             try:
@@ -136,6 +153,7 @@ class Serving:
 
     def _count_batch(self, version: ServedVersion, size: int) -> None:
         self.batches += 1
+        metrics.BATCHES.labels(version.model, str(version.number)).observe(size)
 
     def _manage(self) -> None:
         while not self._stop.is_set():

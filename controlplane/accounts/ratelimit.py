@@ -50,9 +50,13 @@ class RateDecision:
 
 
 # KEYS: gcra state, daily counter, last-used hash
-# ARGV: now_ms, emission_ms, burst, daily_quota (0: none), day_ttl_s, public_id
+# ARGV: (unused), emission_ms, burst, daily_quota (0: none), day_ttl_s, public_id
+# Time comes from the Redis server, not the callers: concurrent requests from
+# many web processes are then judged in the order Redis runs them, and the
+# web hosts' clocks do not matter.
 SCRIPT = """
-local now = tonumber(ARGV[1])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local t = tonumber(ARGV[2])
 local burst = tonumber(ARGV[3])
 local quota = tonumber(ARGV[4])

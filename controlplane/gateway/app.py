@@ -23,6 +23,7 @@ from controlplane.gateway.health import Readiness
 from controlplane.gateway.http import Receive, Scope, Send, send_error, send_json
 from controlplane.gateway.notices import Notices
 from controlplane.gateway.protocol import ProtocolError
+from controlplane.observability.recorder import Recorder
 from registry.events import catalog_channel
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class Gateway:
         self.catalog = Catalog()
         self.keys = KeyAuth(self.dispatcher.redis, self.notices, prefix)
         self.require_key = bool(settings.TURNOUT["REQUIRE_API_KEY"])
+        self.recorder = Recorder(self.dispatcher.redis, prefix, enabled=bool(settings.TURNOUT["METRICS_ENABLED"]))
         self.notices.on(catalog_channel(), self.catalog.invalidate)
         self.notices.on(keys_channel(), self.keys.invalidate)
         # path -> (allowed methods, handler)
@@ -88,6 +90,7 @@ class Gateway:
                 return
 
     async def close(self) -> None:
+        await self.recorder.close()
         await self.notices.close()
         self.catalog.close()
         self.keys.close()

@@ -68,6 +68,7 @@ class KeyAuth:
         self._prefix = prefix
         self._pepper = pepper()
         self._records: dict[str, tuple[KeyRecord | None, float]] = {}
+        self._loading: dict[str, asyncio.Future[KeyRecord | None]] = {}
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="turnout-keys")
         self._limit = client.register_script(ratelimit.SCRIPT)
 
@@ -91,6 +92,15 @@ class KeyAuth:
         cached = self._records.get(public_id)
         if cached is not None and self._notices.connected and time.monotonic() < cached[1]:
             return cached[0]
+        # One database read per key however many requests arrive with it at once.
+        pending = self._loading.get(public_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._load(public_id))
+            self._loading[public_id] = pending
+            pending.add_done_callback(lambda _: self._loading.pop(public_id, None))
+        return await asyncio.shield(pending)
+
+    async def _load(self, public_id: str) -> KeyRecord | None:
         try:
             record = await asyncio.get_running_loop().run_in_executor(self._executor, _load, public_id)
         except DatabaseError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -11,11 +12,14 @@ from django.conf import settings
 from controlplane.gateway.catalog import ModelEntry, RegistryUnavailable, VersionEntry
 from controlplane.gateway.http import Receive, Scope, Send, send_bytes, send_json
 from controlplane.gateway.protocol import ProtocolError, encode_response, parse_request
+from controlplane.observability.recorder import Observation
+from workers.wire import WireReply
 
 if TYPE_CHECKING:
     from controlplane.gateway.app import Gateway
 
 logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("turnout.access")
 
 PLATFORM = "onnx_onnxv1"
 JSON_TYPES = (b"application/json", b"application/octet-stream")
@@ -25,7 +29,6 @@ async def handle(gateway: Gateway, rest: str, method: str, scope: Scope, receive
     parts = rest.split("/")
     name = parts[0]
     version: str | None = None
-    action = ""
     if len(parts) >= 3 and parts[1] == "versions":
         version = parts[2]
         tail = parts[3:]
@@ -42,25 +45,49 @@ async def handle(gateway: Gateway, rest: str, method: str, scope: Scope, receive
     if method not in allowed:
         raise method_not_allowed(method, scope["path"].rstrip("/"), allowed)
 
-    headers: list[tuple[bytes, bytes]] = []
-    if gateway.require_key:
-        key = await gateway.keys.authenticate(scope)
-        if not key.allows_model(name):
-            # The same answer as for a model that does not exist: a key's
-            # scope must not reveal which other models are deployed.
-            raise ProtocolError(404, f"unknown model '{name}'")
-        needed = "infer" if action == "infer" else "read"
-        if needed not in key.actions:
-            raise ProtocolError(403, f"this API key does not have the '{needed}' scope")
-        headers = await gateway.keys.rate_limit(key)
-    model = await _model(gateway, name)
-    entry = _version(model, version)
+    request_id = _request_id(scope)
+    headers: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id.encode())]
+    try:
+        if gateway.require_key:
+            headers += await _authorize(gateway, scope, name, action)
+        model = await _model(gateway, name)
+        entry = _version(model, version)
+    except ProtocolError as exc:
+        gateway.recorder.reject(REJECT_REASONS.get(exc.status, "invalid"))
+        exc.headers = [*headers, *exc.headers]
+        raise
     if action == "infer":
-        await infer(gateway, model, entry, scope, receive, send, headers)
+        await infer(
+            gateway, model, entry, "pinned" if version else "champion", scope, receive, send, headers, request_id
+        )
     elif action == "ready":
         await ready(gateway, model, entry, send, headers)
     else:
         await metadata(gateway, model, entry, send, headers)
+
+
+REJECT_REASONS = {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "rate_limited", 503: "unavailable"}
+
+
+def _request_id(scope: Scope) -> str:
+    from controlplane.gateway.app import header
+
+    given = header(scope, b"x-request-id")
+    if given and len(given) <= 64 and given.isascii() and given.replace(b"-", b"").isalnum():
+        return given.decode()
+    return uuid.uuid4().hex
+
+
+async def _authorize(gateway: Gateway, scope: Scope, name: str, action: str) -> list[tuple[bytes, bytes]]:
+    key = await gateway.keys.authenticate(scope)
+    if not key.allows_model(name):
+        # The same answer as for a model that does not exist: a key's
+        # scope must not reveal which other models are deployed.
+        raise ProtocolError(404, f"unknown model '{name}'")
+    needed = "infer" if action == "infer" else "read"
+    if needed not in key.actions:
+        raise ProtocolError(403, f"this API key does not have the '{needed}' scope")
+    return await gateway.keys.rate_limit(key)
 
 
 async def _model(gateway: Gateway, name: str) -> ModelEntry:
@@ -136,11 +163,44 @@ async def infer(
     gateway: Gateway,
     model: ModelEntry,
     entry: VersionEntry,
+    arm: str,
     scope: Scope,
     receive: Receive,
     send: Send,
-    rate_headers: list[tuple[bytes, bytes]],
+    headers: list[tuple[bytes, bytes]],
+    request_id: str,
 ) -> None:
+    started = time.perf_counter()
+    obs = Observation(model.name, str(entry.number), arm, 200, 0.0)
+    try:
+        reply, body_out, json_length = await _infer(gateway, model, entry, scope, receive, obs)
+    except ProtocolError as exc:
+        obs.code = exc.status
+        obs.total_ms = (time.perf_counter() - started) * 1000
+        gateway.recorder.record(obs)
+        access_log(scope, request_id, obs)
+        exc.headers = [*headers, *exc.headers]
+        raise
+    obs.total_ms = (time.perf_counter() - started) * 1000
+    gateway.recorder.record(obs)
+    access_log(scope, request_id, obs)
+    headers = [
+        *headers,
+        (b"x-turnout-model-version", str(entry.number).encode()),
+        (b"x-turnout-arm", arm.encode()),
+        (b"x-turnout-batch-size", str(reply.batch_size).encode()),
+        (b"server-timing", _timing(obs).encode()),
+    ]
+    if json_length is None:
+        await send_bytes(send, 200, body_out, b"application/json", headers)
+    else:
+        headers.append((b"inference-header-content-length", str(json_length).encode()))
+        await send_bytes(send, 200, body_out, b"application/octet-stream", headers)
+
+
+async def _infer(
+    gateway: Gateway, model: ModelEntry, entry: VersionEntry, scope: Scope, receive: Receive, obs: Observation
+) -> tuple[WireReply, bytes, int | None]:
     from controlplane.gateway.app import header, read_body
 
     started = time.perf_counter()
@@ -164,29 +224,45 @@ async def infer(
     timeout_s = entry.default_timeout_ms / 1000
     if request.timeout_us is not None:
         timeout_s = min(request.timeout_us / 1_000_000, settings.TURNOUT["MAX_REQUEST_TIMEOUT_SECONDS"])
-    validated = time.perf_counter()
+    obs.validation_ms = (time.perf_counter() - started) * 1000
 
     reply = await gateway.dispatcher.submit(entry.id, request, timeout_s, entry.max_queue_size)
+    obs.queue_ms, obs.compute_ms, obs.batch_size = reply.queue_ms, reply.compute_ms, reply.batch_size
     if reply.status != 200:
         raise ProtocolError(reply.status, reply.error)
-    body_out, json_length = encode_response(model.name, str(entry.number), request, reply.outputs, {})
-    headers = [
-        *rate_headers,
-        (b"x-turnout-model-version", str(entry.number).encode()),
-        (b"x-turnout-batch-size", str(reply.batch_size).encode()),
-        (b"server-timing", _timing(started, validated, reply).encode()),
-    ]
-    if json_length is None:
-        await send_bytes(send, 200, body_out, b"application/json", headers)
-    else:
-        headers.append((b"inference-header-content-length", str(json_length).encode()))
-        await send_bytes(send, 200, body_out, b"application/octet-stream", headers)
+    parameters = {"arm": obs.arm}
+    body_out, json_length = encode_response(model.name, str(entry.number), request, reply.outputs, parameters)
+    return reply, body_out, json_length
 
 
-def _timing(started: float, validated: float, reply: Any) -> str:
-    total = (time.perf_counter() - started) * 1000
-    validation = (validated - started) * 1000
+def _timing(obs: Observation) -> str:
     return (
-        f"validate;dur={validation:.3f}, queue;dur={reply.queue_ms:.3f}, "
-        f"compute;dur={reply.compute_ms:.3f}, total;dur={total:.3f}"
+        f"validate;dur={obs.validation_ms:.3f}, queue;dur={obs.queue_ms:.3f}, "
+        f"compute;dur={obs.compute_ms:.3f}, total;dur={obs.total_ms:.3f}"
+    )
+
+
+def access_log(scope: Scope, request_id: str, obs: Observation) -> None:
+    """One structured line per inference; never the tensors."""
+    if not access_logger.isEnabledFor(logging.INFO):
+        return
+    client = scope.get("client")
+    access_logger.info(
+        "%s %s %s",
+        scope["method"],
+        scope["path"],
+        obs.code,
+        extra={
+            "request_id": request_id,
+            "client": client[0] if client else None,
+            "model": obs.model,
+            "version": obs.version,
+            "arm": obs.arm,
+            "status": obs.code,
+            "batch_size": obs.batch_size,
+            "validation_ms": round(obs.validation_ms, 3),
+            "queue_ms": round(obs.queue_ms, 3),
+            "compute_ms": round(obs.compute_ms, 3),
+            "total_ms": round(obs.total_ms, 3),
+        },
     )

@@ -1,0 +1,90 @@
+"""API keys on the management API (`/api/`), for scripts.
+
+A request that presents no key is left to the other authentication classes
+(the browser's session). A request that presents one is decided here: a
+malformed key is refused before any database look-up, and a key must carry the
+`manage` action, since `infer` and `read` keys are handed to inference clients.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import exceptions, status
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.request import Request
+
+from controlplane.accounts import keyformat, services
+from controlplane.accounts.models import ApiKey, KeyAction
+
+CHALLENGE = 'Bearer realm="turnout"'
+
+
+class KeyRefused(exceptions.APIException):
+    """A presented key that does not authenticate: 401 with a Bearer challenge.
+
+    Not an AuthenticationFailed: APIView turns those into 403 whenever the first
+    authentication class (SessionAuthentication) has no challenge to offer, and a
+    refused key is an authentication failure whatever the order of the classes.
+    """
+
+    status_code = status.HTTP_401_UNAUTHORIZED
+    default_detail = "invalid API key"
+    default_code = "authentication_failed"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        # exception_handler sends this as WWW-Authenticate.
+        self.auth_header = CHALLENGE
+
+
+def presented_key(request: Request) -> str | None:
+    authorization = request.META.get("HTTP_AUTHORIZATION", "")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else None
+    api_key = request.META.get("HTTP_X_API_KEY")
+    return api_key.strip() if api_key is not None else None
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <key>` or `X-API-Key: <key>`, for keys with the manage action."""
+
+    def authenticate(self, request: Request) -> tuple[Any, ApiKey] | None:
+        raw = presented_key(request)
+        if raw is None:
+            return None
+        parsed = keyformat.parse(raw)
+        if parsed is None:
+            raise KeyRefused("malformed API key")
+        record = services.key_record(parsed.public_id)
+        if record is None or not record.accepts(keyformat.digest(parsed.full, services.pepper()), time.time()):
+            raise KeyRefused("invalid, expired or revoked API key")
+        if KeyAction.MANAGE not in record.actions:
+            raise KeyRefused("this key lacks the manage scope")
+        key = ApiKey.objects.select_related("user").filter(public_id=parsed.public_id).first()
+        if key is None:  # deleted since key_record read it
+            raise KeyRefused("invalid, expired or revoked API key")
+        if not key.user.is_active:
+            raise KeyRefused("the user of this key is deactivated")
+        return key.user, key
+
+    def authenticate_header(self, request: Request) -> str:
+        return CHALLENGE
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    """How the OpenAPI schema describes ApiKeyAuthentication."""
+
+    target_class = ApiKeyAuthentication
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key with the manage action, as 'Authorization: Bearer <key>' "
+            "(or 'X-API-Key: <key>'). Create one on the keys page.",
+        }

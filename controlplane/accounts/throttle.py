@@ -1,0 +1,82 @@
+"""The login throttle: failed logins counted in Redis per (username, client address).
+
+After TURNOUT["LOGIN_THROTTLE_ATTEMPTS"] failures within
+TURNOUT["LOGIN_THROTTLE_WINDOW_SECONDS"] (counted from the first failure), further
+attempts for that pair are refused without checking the password until the
+window ends; a successful login clears the count. The window is fixed rather
+than sliding so that a locked-out user learns when to come back, and an
+attacker cannot keep a victim locked out past it by trying again.
+
+Redis being down must not lock everyone out: the throttle then fails open,
+with a warning in the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+
+import redis
+from django.conf import settings
+from django.http import HttpRequest
+
+from controlplane.redis_client import get_redis
+
+logger = logging.getLogger(__name__)
+
+
+def client_address(request: HttpRequest | None) -> str:
+    # REMOTE_ADDR, not X-Forwarded-For: a client sets that header to anything it likes. Behind a
+    # proxy every client shares the proxy's address, and the throttle is then per username.
+    return str(request.META.get("REMOTE_ADDR", "")) if request is not None else ""
+
+
+def counter_key(username: str, address: str) -> str:
+    # Hashed: usernames are user input of any length and content.
+    ident = hashlib.sha256(f"{username.casefold()}\0{address}".encode()).hexdigest()[:32]
+    return f"{settings.TURNOUT['REDIS_PREFIX']}:login-failures:{ident}"
+
+
+def _window() -> int:
+    return int(settings.TURNOUT["LOGIN_THROTTLE_WINDOW_SECONDS"])
+
+
+def retry_after(username: str, address: str) -> int:
+    """Seconds until `username` may try again from `address`; 0 when it may now."""
+    key = counter_key(username, address)
+    try:
+        pipe = get_redis().pipeline()
+        pipe.get(key)
+        pipe.ttl(key)
+        count, ttl = pipe.execute()
+    except redis.RedisError:
+        logger.warning("login throttle: Redis unavailable; not throttling %r", username)
+        return 0
+    if count is None or int(count) < int(settings.TURNOUT["LOGIN_THROTTLE_ATTEMPTS"]):
+        return 0
+    # -1 (no expiry) cannot happen with record_failure's atomic SET EX; treat it as a full window anyway.
+    return ttl if ttl > 0 else _window()
+
+
+def record_failure(username: str, address: str) -> None:
+    key = counter_key(username, address)
+    try:
+        pipe = get_redis().pipeline()  # MULTI/EXEC: the counter never exists without its expiry
+        pipe.set(key, 0, ex=_window(), nx=True)
+        pipe.incr(key)
+        pipe.execute()
+    except redis.RedisError:
+        logger.warning("login throttle: Redis unavailable; failed login for %r not counted", username)
+
+
+def clear(username: str, address: str) -> None:
+    try:
+        get_redis().delete(counter_key(username, address))
+    except redis.RedisError:
+        logger.warning("login throttle: Redis unavailable; could not clear the count for %r", username)
+
+
+def refusal(seconds: int) -> str:
+    minutes = max(1, math.ceil(seconds / 60))
+    return f"Too many failed attempts; try again in {minutes} minute{'s' if minutes != 1 else ''}."

@@ -1,0 +1,137 @@
+"""What the gateway records per answered inference request.
+
+Per request: Prometheus counters and histograms (labels model, version, arm,
+code/stage), and this process's per-minute histograms, aggregated in memory and
+flushed to Redis once a second in one pipeline. Beat rolls the Redis minutes
+up into PostgreSQL (controlplane/observability/rollup.py). Tensors are never
+recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from controlplane.observability import metrics, sketch
+
+logger = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 1.0
+MINUTE_TTL_SECONDS = 3 * 3600
+
+
+def minute_key(prefix: str, minute: int, model: str, version: str, arm: str) -> str:
+    return f"{prefix}:obs:{minute}:{model}:{version}:{arm}"
+
+
+def minute_index(prefix: str, minute: int) -> str:
+    return f"{prefix}:obs:index:{minute}"
+
+
+@dataclass
+class Observation:
+    model: str
+    version: str
+    arm: str
+    code: int
+    total_ms: float
+    validation_ms: float = 0.0
+    queue_ms: float = 0.0
+    compute_ms: float = 0.0
+    batch_size: int = 0
+
+
+class Recorder:
+    def __init__(self, client: aioredis.Redis, prefix: str, enabled: bool = True) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self.enabled = enabled
+        self._pending: dict[tuple[int, str, str, str], defaultdict[str, int]] = {}
+        self._children: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def _labelled(self, model: str, version: str, arm: str) -> tuple[Any, ...]:
+        # labels() costs a lock and a dict look-up; the children are cached per series.
+        key = (model, version, arm)
+        children = self._children.get(key)
+        if children is None:
+            stage = metrics.STAGE_SECONDS
+            children = (
+                stage.labels(model, version, arm, "validation"),
+                stage.labels(model, version, arm, "queue"),
+                stage.labels(model, version, arm, "compute"),
+                stage.labels(model, version, arm, "total"),
+                metrics.BATCH_SIZE.labels(model, version),
+            )
+            self._children[key] = children
+        return children
+
+    def record(self, obs: Observation) -> None:
+        if not self.enabled:
+            return
+        metrics.REQUESTS.labels(obs.model, obs.version, obs.arm, str(obs.code)).inc()
+        validation, queue, compute, total, batch = self._labelled(obs.model, obs.version, obs.arm)
+        total.observe(obs.total_ms / 1000)
+        validation.observe(obs.validation_ms / 1000)
+        if obs.code == 200:
+            queue.observe(obs.queue_ms / 1000)
+            compute.observe(obs.compute_ms / 1000)
+            batch.observe(obs.batch_size)
+        minute = int(time.time() // 60) * 60
+        fields = self._pending.get((minute, obs.model, obs.version, obs.arm))
+        if fields is None:
+            fields = self._pending[(minute, obs.model, obs.version, obs.arm)] = defaultdict(int)
+        fields["n"] += 1
+        fields[f"c:{obs.code}"] += 1
+        fields[f"l:{sketch.bucket(obs.total_ms)}"] += 1
+        if obs.code == 200:
+            fields[f"b:{obs.batch_size}"] += 1
+            fields["qus"] += int(obs.queue_ms * 1000)
+            fields["cus"] += int(obs.compute_ms * 1000)
+        self._ensure_flusher()
+
+    def reject(self, reason: str) -> None:
+        if self.enabled:
+            metrics.REJECTED.labels(reason).inc()
+
+    def _ensure_flusher(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._flush_forever())
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        pipe = self._redis.pipeline(transaction=False)
+        for (minute, model, version, arm), fields in pending.items():
+            key = minute_key(self._prefix, minute, model, version, arm)
+            for name, value in fields.items():
+                pipe.hincrby(key, name, value)
+            pipe.expire(key, MINUTE_TTL_SECONDS)
+            pipe.sadd(minute_index(self._prefix, minute), key)
+            pipe.expire(minute_index(self._prefix, minute), MINUTE_TTL_SECONDS)
+        try:
+            await pipe.execute()
+        except (aioredis.RedisError, OSError):
+            logger.warning("could not flush %d latency series to Redis; they are lost", len(pending))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):
+            await self.flush()
