@@ -16,6 +16,9 @@ from typing import Any
 
 from django.db import DatabaseError, connection
 
+from rollouts.services import Routing
+from rollouts.splitting import bounds
+
 CACHE_TTL_SECONDS = 30.0
 MISS_TTL_SECONDS = 1.0
 
@@ -41,6 +44,8 @@ class ModelEntry:
     name: str
     serving: int | None  # version number behind the `production` alias
     versions: dict[int, VersionEntry] = field(default_factory=dict)
+    routing: Routing | None = None  # the active canary, experiment or shadow
+    edges: list[int] = field(default_factory=list)  # slot bounds of routing.arms
     loaded_at: float = field(default_factory=time.monotonic)
 
 
@@ -50,6 +55,7 @@ class RegistryUnavailable(Exception):
 
 def _load_model(name: str) -> ModelEntry | None:
     from registry.models import Alias, ModelVersion, RegisteredModel
+    from rollouts.services import routing_for
 
     # A connection per cache miss, closed at once (see gateway/auth.py).
     try:
@@ -70,7 +76,9 @@ def _load_model(name: str) -> ModelEntry | None:
             )
             for v in ModelVersion.objects.filter(model=model)
         }
-        return ModelEntry(name=name, serving=alias, versions=versions)
+        routing = routing_for(model)
+        edges = bounds([arm.weight for arm in routing.arms]) if routing and routing.arms else []
+        return ModelEntry(name=name, serving=alias, versions=versions, routing=routing, edges=edges)
     except DatabaseError as exc:
         raise RegistryUnavailable(str(exc).splitlines()[0] if str(exc) else "database error") from exc
     finally:

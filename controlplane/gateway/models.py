@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
+from controlplane.gateway import routing
 from controlplane.gateway.catalog import ModelEntry, RegistryUnavailable, VersionEntry
 from controlplane.gateway.http import Receive, Scope, Send, send_bytes, send_json
-from controlplane.gateway.protocol import ProtocolError, encode_response, parse_request
+from controlplane.gateway.protocol import ParsedRequest, ProtocolError, encode_response, parse_request
 from controlplane.observability.recorder import Observation
 from workers.wire import WireReply
 
@@ -34,12 +35,14 @@ async def handle(gateway: Gateway, rest: str, method: str, scope: Scope, receive
         tail = parts[3:]
     else:
         tail = parts[1:]
-    if len(tail) > 1 or (tail and tail[0] not in ("ready", "infer")) or not name:
+    if len(tail) > 1 or (tail and tail[0] not in ("ready", "infer", "feedback")) or not name:
         raise ProtocolError(404, f"no such endpoint: {scope['path']}")
     action = tail[0] if tail else ""
+    if action == "feedback" and version is not None:
+        raise ProtocolError(404, f"no such endpoint: {scope['path']}; feedback goes to /v2/models/{name}/feedback")
     from controlplane.gateway.app import method_not_allowed
 
-    allowed = ("POST",) if action == "infer" else ("GET",)
+    allowed = ("POST",) if action in ("infer", "feedback") else ("GET",)
     if method == "HEAD" and allowed == ("GET",):
         method = "GET"
     if method not in allowed:
@@ -47,19 +50,29 @@ async def handle(gateway: Gateway, rest: str, method: str, scope: Scope, receive
 
     request_id = _request_id(scope)
     headers: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id.encode())]
+    key_id: str | None = None
     try:
         if gateway.require_key:
-            headers += await _authorize(gateway, scope, name, action)
+            key_id, rate_headers = await _authorize(gateway, scope, name, action)
+            headers += rate_headers
         model = await _model(gateway, name)
+        if action == "feedback":
+            await feedback(gateway, model, scope, receive, send, headers)
+            return
         entry = _version(model, version)
     except ProtocolError as exc:
         gateway.recorder.reject(REJECT_REASONS.get(exc.status, "invalid"))
         exc.headers = [*headers, *exc.headers]
         raise
     if action == "infer":
-        await infer(
-            gateway, model, entry, "pinned" if version else "champion", scope, receive, send, headers, request_id
-        )
+        arm = "pinned" if version else "champion"
+        routed_key = ""
+        if version is None and model.routing is not None:
+            routed_key = routing.routing_key(scope, model.routing.routing_header, key_id, request_id)
+            routed = routing.route(model, routed_key)
+            if routed is not None:
+                arm, entry = routed
+        await infer(gateway, model, entry, arm, scope, receive, send, headers, request_id, routed_key)
     elif action == "ready":
         await ready(gateway, model, entry, send, headers)
     else:
@@ -78,16 +91,27 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-async def _authorize(gateway: Gateway, scope: Scope, name: str, action: str) -> list[tuple[bytes, bytes]]:
+async def _authorize(gateway: Gateway, scope: Scope, name: str, action: str) -> tuple[str, list[tuple[bytes, bytes]]]:
     key = await gateway.keys.authenticate(scope)
     if not key.allows_model(name):
         # The same answer as for a model that does not exist: a key's
         # scope must not reveal which other models are deployed.
         raise ProtocolError(404, f"unknown model '{name}'")
-    needed = "infer" if action == "infer" else "read"
+    needed = "infer" if action in ("infer", "feedback") else "read"
     if needed not in key.actions:
         raise ProtocolError(403, f"this API key does not have the '{needed}' scope")
-    return await gateway.keys.rate_limit(key)
+    return key.public_id, await gateway.keys.rate_limit(key)
+
+
+async def feedback(
+    gateway: Gateway, model: ModelEntry, scope: Scope, receive: Receive, send: Send, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """`POST /v2/models/{name}/feedback {"id": ..., "reward": ...}`: an outcome joined to the arm that served it."""
+    from controlplane.gateway.app import read_body
+
+    body = await read_body(scope, receive, 64 * 1024)
+    result = await routing.record_feedback(gateway.dispatcher.redis, gateway.dispatcher.prefix, model.name, body)
+    await send_json(send, 200, result, headers)
 
 
 async def _model(gateway: Gateway, name: str) -> ModelEntry:
@@ -169,11 +193,12 @@ async def infer(
     send: Send,
     headers: list[tuple[bytes, bytes]],
     request_id: str,
+    routed_key: str = "",
 ) -> None:
     started = time.perf_counter()
     obs = Observation(model.name, str(entry.number), arm, 200, 0.0)
     try:
-        reply, body_out, json_length = await _infer(gateway, model, entry, scope, receive, obs)
+        request, reply, body_out, json_length, timeout_s = await _infer(gateway, model, entry, scope, receive, obs)
     except ProtocolError as exc:
         obs.code = exc.status
         obs.total_ms = (time.perf_counter() - started) * 1000
@@ -196,11 +221,21 @@ async def infer(
     else:
         headers.append((b"inference-header-content-length", str(json_length).encode()))
         await send_bytes(send, 200, body_out, b"application/octet-stream", headers)
+    # After the client has its answer: nothing below adds to its latency.
+    if model.routing is not None and routed_key:
+        if model.routing.kind in ("canary", "experiment"):
+            ids = [request_id] + ([request.request_id] if request.request_id else [])
+            redis_client, prefix = gateway.dispatcher.redis, gateway.dispatcher.prefix
+            routing.in_background(
+                routing.remember_arm(redis_client, prefix, model.name, ids, model.routing.rollout_id, arm)
+            )
+        elif (shadow := routing.should_mirror(model, routed_key)) is not None:
+            routing.in_background(routing.shadow_copy(gateway, model, shadow, request, reply, timeout_s))
 
 
 async def _infer(
     gateway: Gateway, model: ModelEntry, entry: VersionEntry, scope: Scope, receive: Receive, obs: Observation
-) -> tuple[WireReply, bytes, int | None]:
+) -> tuple[ParsedRequest, WireReply, bytes, int | None, float]:
     from controlplane.gateway.app import header, read_body
 
     started = time.perf_counter()
@@ -232,7 +267,7 @@ async def _infer(
         raise ProtocolError(reply.status, reply.error)
     parameters = {"arm": obs.arm}
     body_out, json_length = encode_response(model.name, str(entry.number), request, reply.outputs, parameters)
-    return reply, body_out, json_length
+    return request, reply, body_out, json_length, timeout_s
 
 
 def _timing(obs: Observation) -> str:

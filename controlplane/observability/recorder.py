@@ -97,6 +97,21 @@ class Recorder:
             fields["cus"] += int(obs.compute_ms * 1000)
         self._ensure_flusher()
 
+    def record_agreement(self, model: str, version: str, agree: int, rows: int, max_diff: float | None) -> None:
+        """A shadow's agreement with the champion: argmax matches per row, and the largest difference."""
+        if not self.enabled:
+            return
+        minute = int(time.time() // 60) * 60
+        fields = self._pending.get((minute, model, version, "shadow"))
+        if fields is None:
+            fields = self._pending[(minute, model, version, "shadow")] = defaultdict(int)
+        fields["sa"] += agree
+        fields["sr"] += rows
+        if max_diff is not None:
+            fields["sdn"] += 1
+            fields["sdu"] += int(max_diff * 1e6)
+        self._ensure_flusher()
+
     def reject(self, reason: str) -> None:
         if self.enabled:
             metrics.REJECTED.labels(reason).inc()

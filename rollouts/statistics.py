@@ -1,0 +1,93 @@
+"""Statistics for rollouts. No Django imports.
+
+- Mean and 95 % confidence interval of an arm's reward (binary rewards are
+  conversions: the same maths on 0/1 values).
+- The difference of each arm against the control with an always-valid p-value
+  from the mixture sequential probability ratio test (mSPRT; Johari, Pekelis and
+  Walsh, "Always valid inference", 2017). Unlike a t-test's p-value, it may be
+  looked at after every request without inflating false positives, so the
+  dashboard can show it live.
+- The sample size a fixed-horizon test would still need for the configured
+  minimum detectable effect.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+
+Z = NormalDist()
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Running sums of one arm's rewards."""
+
+    n: int
+    total: float
+    total_sq: float
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.n if self.n else None
+
+    @property
+    def variance(self) -> float | None:
+        if self.n < 2:
+            return None
+        mean = self.total / self.n
+        return max(0.0, (self.total_sq - self.n * mean * mean) / (self.n - 1))
+
+    def interval(self, confidence: float = 0.95) -> tuple[float, float] | None:
+        if self.n < 2 or self.variance is None or self.mean is None:
+            return None
+        half = Z.inv_cdf(0.5 + confidence / 2) * math.sqrt(self.variance / self.n)
+        return self.mean - half, self.mean + half
+
+
+@dataclass(frozen=True)
+class Comparison:
+    difference: float | None  # treatment mean - control mean
+    interval: tuple[float, float] | None  # 95 % CI of the difference (fixed-horizon)
+    p_value: float  # always-valid (mSPRT), 1.0 until there is data
+    significant: bool
+    samples_needed: int | None  # more samples per arm a fixed-horizon test would need
+
+
+def msprt_p_value(difference: float, variance_of_difference: float, tau_sq: float) -> float:
+    """1 / Λ for a normal mixture N(0, τ²) over the true difference."""
+    v = variance_of_difference
+    if v <= 0:
+        return 1.0
+    log_lambda = 0.5 * math.log(v / (v + tau_sq)) + (tau_sq * difference * difference) / (2 * v * (v + tau_sq))
+    return min(1.0, math.exp(-log_lambda)) if log_lambda < 700 else 0.0
+
+
+def compare(
+    control: Moments,
+    treatment: Moments,
+    *,
+    alpha: float = 0.05,
+    minimum_effect: float | None = None,
+    previous_p: float = 1.0,
+    power: float = 0.8,
+) -> Comparison:
+    """Treatment against control. `previous_p` carries the running minimum: an
+    always-valid p-value never goes back up."""
+    cv, tv = control.variance, treatment.variance
+    if control.mean is None or treatment.mean is None or cv is None or tv is None:
+        return Comparison(None, None, previous_p, previous_p <= alpha, None)
+    difference = treatment.mean - control.mean
+    v = cv / control.n + tv / treatment.n
+    spread = max(cv, tv, 1e-12)
+    # The mixture's scale: the effect we care about, else a tenth of a standard deviation.
+    tau_sq = (minimum_effect if minimum_effect else 0.1 * math.sqrt(spread)) ** 2
+    p_value = min(previous_p, msprt_p_value(difference, v, tau_sq))
+    half = Z.inv_cdf(1 - alpha / 2) * math.sqrt(v)
+    needed = None
+    if minimum_effect:
+        z = Z.inv_cdf(1 - alpha / 2) + Z.inv_cdf(power)
+        per_arm = math.ceil(z * z * (cv + tv) / (minimum_effect * minimum_effect))
+        needed = max(0, per_arm - min(control.n, treatment.n))
+    return Comparison(difference, (difference - half, difference + half), p_value, p_value <= alpha, needed)
