@@ -163,6 +163,11 @@ def _transition(
         if locked.status not in allowed:
             raise RolloutError(f"a {locked.get_status_display().lower()} rollout cannot be {action.replace('_', ' ')}")
         before = snapshot(locked)
+        if status not in ACTIVE:
+            from rollouts.analysis import persist_rewards
+
+            # Rewards live in Redis while a rollout runs; its rows keep them after.
+            persist_rewards(locked)
         locked.status = status
         for field, value in changes.items():
             setattr(locked, field, value)

@@ -1,0 +1,241 @@
+"""Canary analysis and experiment reports, from the same per-arm figures the
+dashboard shows (controlplane.observability.queries) and the rewards joined by
+the feedback endpoint."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from controlplane.observability.queries import MINUTE, Figures, Window, collect, merged
+from controlplane.redis_client import get_redis
+from rollouts import services
+from rollouts.models import Arm, Rollout, RolloutKind, RolloutStatus
+from rollouts.statistics import Comparison, Moments, compare
+
+logger = logging.getLogger(__name__)
+
+
+def moments_key(rollout_id: int, arm: str) -> str:
+    return f"{settings.TURNOUT['REDIS_PREFIX']}:fb:{rollout_id}:{arm}"
+
+
+def rewards(rollout: Rollout) -> dict[str, Moments]:
+    """Each arm's reward sums: live from Redis while the rollout runs, from the arm rows once it ended."""
+    arms = list(rollout.arms.all())
+    if not rollout.is_active:
+        return {a.name: Moments(a.reward_n, a.reward_sum, a.reward_sum_sq) for a in arms}
+    pipe = get_redis().pipeline(transaction=False)
+    for arm in arms:
+        pipe.hgetall(moments_key(rollout.pk, arm.name))
+    result = {}
+    for arm, raw in zip(arms, pipe.execute(), strict=True):
+        values = {k.decode(): float(v) for k, v in raw.items()}
+        result[arm.name] = Moments(int(values.get("n", 0)), values.get("sum", 0.0), values.get("sumsq", 0.0))
+    return result
+
+
+def persist_rewards(rollout: Rollout) -> None:
+    """Copy the live reward sums into the arm rows (when a rollout ends)."""
+    for name, moments in rewards(rollout).items():
+        Arm.objects.filter(rollout=rollout, name=name).update(
+            reward_n=moments.n, reward_sum=moments.total, reward_sum_sq=moments.total_sq
+        )
+
+
+def arm_figures(rollout: Rollout, since: dt.datetime, now: dt.datetime | None = None) -> dict[str, Figures]:
+    now = now or timezone.now()
+    start = int(since.timestamp() // MINUTE) * MINUTE
+    win = Window("rollout", now, start, MINUTE)
+    data = collect(win, rollout.model.name)
+    figures = {}
+    for arm in rollout.arms.select_related("version"):
+        selected = [
+            bins for (_, version, name), bins in data.items() if name == arm.name and version == str(arm.version.number)
+        ]
+        figures[arm.name] = Figures.of(merged(selected), win.seconds)
+    return figures
+
+
+@dataclass
+class Gate:
+    name: str
+    passed: bool | None  # None: not enough data yet
+    value: float | None
+    threshold: float | None
+    detail: str = ""
+
+
+@dataclass
+class CanaryAnalysis:
+    action: str  # wait, advance, promote, rollback
+    gates: list[Gate] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+    at: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "at": self.at,
+            "gates": [g.__dict__ for g in self.gates],
+            "figures": self.figures,
+        }
+
+
+def analyze_canary(rollout: Rollout, now: dt.datetime | None = None) -> CanaryAnalysis:
+    """Gates of the current step: the canary since the step began against the champion
+    over the whole rollout (at 100 % the champion gets no more traffic)."""
+    now = now or timezone.now()
+    config = rollout.config
+    gates_config = config["gates"]
+    step_started = rollout.step_started_at or rollout.started_at
+    canary = arm_figures(rollout, step_started, now)["canary"]
+    champion = arm_figures(rollout, rollout.started_at, now)["champion"]
+    figures = {"canary": canary.as_json(), "champion": champion.as_json()}
+    gates: list[Gate] = []
+
+    minimum = int(gates_config.get("min_requests") or 0)
+    enough = canary.requests >= minimum and champion.requests > 0
+    gates.append(Gate("min_requests", enough, canary.requests, minimum, "canary requests in this step"))
+
+    limit = gates_config.get("max_error_rate_increase")
+    if limit is not None:
+        increase = None
+        if canary.error_rate is not None and champion.error_rate is not None:
+            increase = canary.error_rate - champion.error_rate
+        gates.append(
+            Gate(
+                "error_rate_increase",
+                None if not enough or increase is None else increase <= limit,
+                increase,
+                limit,
+                "canary error rate minus champion error rate",
+            )
+        )
+
+    ratio_limit = gates_config.get("max_p95_ratio")
+    if ratio_limit is not None:
+        ratio = canary.p95 / champion.p95 if canary.p95 and champion.p95 else None
+        gates.append(
+            Gate(
+                "p95_ratio",
+                None if not enough or ratio is None else ratio <= ratio_limit,
+                ratio,
+                ratio_limit,
+                "canary p95 / champion p95",
+            )
+        )
+
+    reward_limit = gates_config.get("min_reward_ratio")
+    if reward_limit is not None:
+        moments = rewards(rollout)
+        c, k = moments.get("champion"), moments.get("canary")
+        ratio = None
+        if c and k and c.mean and k.mean is not None and k.n >= minimum:
+            ratio = k.mean / c.mean
+        gates.append(
+            Gate(
+                "reward_ratio",
+                None if ratio is None else ratio >= reward_limit,
+                ratio,
+                reward_limit,
+                "canary mean reward / champion mean reward",
+            )
+        )
+        figures["rewards"] = {name: {"n": m.n, "mean": m.mean} for name, m in moments.items()}
+
+    failed = next((g for g in gates if g.passed is False and g.name != "min_requests"), None)
+    at = now.isoformat()
+    if failed is not None:
+        return CanaryAnalysis("rollback", gates, figures, at)
+    if any(g.passed is not True for g in gates):
+        return CanaryAnalysis("wait", gates, figures, at)
+    if (now - step_started).total_seconds() < config["step_seconds"]:
+        return CanaryAnalysis("wait", gates, figures, at)
+    last = rollout.step >= len(config["steps"]) - 1
+    return CanaryAnalysis("promote" if last else "advance", gates, figures, at)
+
+
+def apply(rollout: Rollout, analysis: CanaryAnalysis) -> Rollout:
+    Rollout.objects.filter(pk=rollout.pk).update(last_analysis=analysis.as_json())
+    payload = analysis.as_json()
+    if analysis.action == "rollback":
+        failed = next(g for g in analysis.gates if g.passed is False)
+        return services.rollback(rollout, gate=failed.name, figures=payload)
+    if analysis.action == "advance":
+        return services.set_canary_step(rollout, rollout.step + 1, figures=payload)
+    if analysis.action == "promote":
+        return services.promote(rollout, actor=None, figures=payload)
+    return rollout
+
+
+def run_due_analyses(now: dt.datetime | None = None) -> int:
+    """Analyse every running canary whose analysis interval has passed (beat calls this often)."""
+    now = now or timezone.now()
+    done = 0
+    for rollout in Rollout.objects.filter(kind=RolloutKind.CANARY, status=RolloutStatus.RUNNING).select_related(
+        "model"
+    ):
+        last = (rollout.last_analysis or {}).get("at")
+        interval = rollout.config.get("analysis_interval_seconds", 60)
+        if last and (now - dt.datetime.fromisoformat(last)).total_seconds() < interval:
+            continue
+        try:
+            apply(rollout, analyze_canary(rollout, now))
+            done += 1
+        except services.RolloutError:
+            logger.info("rollout %s changed while being analysed; skipped", rollout.pk)
+    return done
+
+
+@dataclass
+class ArmReport:
+    name: str
+    version: int
+    weight: float
+    is_control: bool
+    figures: Figures
+    reward: Moments
+    interval: tuple[float, float] | None
+    comparison: Comparison | None
+
+
+def experiment_report(rollout: Rollout, now: dt.datetime | None = None) -> list[ArmReport]:
+    """Per arm: traffic figures, mean reward with a 95 % CI, and the comparison against the control."""
+    figures = arm_figures(rollout, rollout.started_at, now or rollout.ended_at or timezone.now())
+    moments = rewards(rollout)
+    arms = list(rollout.arms.select_related("version"))
+    control = next((a for a in arms if a.is_control), arms[0])
+    config = rollout.config
+    reports = []
+    for arm in arms:
+        comparison = None
+        if arm.pk != control.pk:
+            comparison = compare(
+                moments[control.name],
+                moments[arm.name],
+                alpha=float(config.get("alpha", 0.05)),
+                minimum_effect=config.get("minimum_effect"),
+                previous_p=arm.p_value,
+            )
+            if rollout.is_active and comparison.p_value < arm.p_value:
+                # The always-valid p-value is a running minimum: keep it.
+                Arm.objects.filter(pk=arm.pk).update(p_value=comparison.p_value)
+        reports.append(
+            ArmReport(
+                arm.name,
+                arm.version.number,
+                arm.weight,
+                arm.is_control,
+                figures[arm.name],
+                moments[arm.name],
+                moments[arm.name].interval(),
+                comparison,
+            )
+        )
+    return reports
