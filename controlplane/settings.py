@@ -330,6 +330,20 @@ CELERY_TASK_QUEUES = (Queue("celery"), Broadcast("turnout_control"))
 CELERY_TASK_ROUTES = {"workers.*": {"queue": "turnout_control"}}
 CELERY_BEAT_SCHEDULE = {
     "flush-key-last-used": {"task": "accounts.flush_last_used", "schedule": 60.0},
+    "analyze-canaries": {"task": "rollouts.analyze", "schedule": 10.0},
+    # Latency figures: a tick's message expires before the next one, so a backlog
+    # behind stopped workers does not run the same rollup many times over.
+    "observability-roll-up-minutes": {
+        "task": "observability.roll_up_minutes",
+        "schedule": 30.0,
+        "options": {"expires": 30},
+    },
+    "observability-roll-up-hours": {
+        "task": "observability.roll_up_hours",
+        "schedule": 600.0,
+        "options": {"expires": 600},
+    },
+    "observability-prune": {"task": "observability.prune", "schedule": 3600.0, "options": {"expires": 3600}},
 }
 
 # --- Turnout's own tunables, all in one place.

@@ -11,6 +11,25 @@ set -eu
 role="${1:-web}"
 if [ "$#" -gt 0 ]; then shift; fi
 
+# Prometheus multiprocess mode (docs/metrics.md): every process writes its
+# samples to files in PROMETHEUS_MULTIPROC_DIR and /metrics sums them. Files
+# left by an earlier run would be summed in too (and a new process could reuse
+# a dead one's pid), so a server role starts from an empty directory. Only
+# prometheus-client's own `*.db` files go: a mistyped path loses nothing else.
+# The default mirrors settings.py (relative paths are taken from /app, the
+# working directory).
+clear_metrics_dir() {
+    dir="${PROMETHEUS_MULTIPROC_DIR:-var/prometheus}"
+    mkdir -p "$dir"
+    find "$dir" -maxdepth 1 -type f -name '*.db' -delete
+}
+
+case "$role" in
+    web|worker|beat)
+        clear_metrics_dir
+        ;;
+esac
+
 case "$role" in
     web)
         # --worker-tmp-dir: gunicorn's per-worker heartbeat file is touched

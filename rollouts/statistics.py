@@ -100,7 +100,7 @@ def sequential_sample_size(
     difference is `effect`. `summed_variance` is the two arms' per-sample variances added.
 
     At n samples per arm the test rejects once |difference| reaches the boundary
-    c_n where 1/Λ_n = α; with the estimate ~ N(effect, V_n) the chance of that is
+    c_n where 1/Λ_n = alpha; with the estimate ~ N(effect, V_n) the chance of that is
     Φ((|effect| - c_n) / √V_n). Earlier crossings only add power, so the answer is
     conservative. Binary search over n.
     """

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from controlplane.accounts import services
 from controlplane.accounts.models import ApiKey, Plan
+from controlplane.audit.services import record
 from controlplane.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,11 @@ def _publish_key_changes(public_ids: Iterable[str]) -> None:
     transaction.on_commit(publish)
 
 
+def _plan_snapshot(plan: Plan) -> dict[str, Any]:
+    fields = ("name", "requests_per_window", "window_seconds", "burst", "daily_quota", "is_default")
+    return {name: getattr(plan, name) for name in fields}
+
+
 def _keys_using(plans: Iterable[Plan], *, planless: bool) -> QuerySet[ApiKey]:
     """Keys whose limits come from `plans`, and from the default plan when `planless`."""
     condition = Q(plan__in=list(plans))
@@ -66,23 +72,32 @@ class PlanAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Plan, form: Any, change: bool) -> None:
         with transaction.atomic():
+            before = _plan_snapshot(Plan.objects.get(pk=obj.pk)) if change else None
             super().save_model(request, obj, form, change)
+            record(
+                request.user,
+                "plan.changed" if change else "plan.created",
+                obj,
+                before=before,
+                after=_plan_snapshot(obj),
+            )
             # Keys without a plan follow the default one, so they change too when the default
             # plan changes, or when a plan becomes or stops being the default.
             planless = obj.is_default or "is_default" in form.changed_data
             _publish_key_changes(_keys_using([obj], planless=planless).values_list("public_id", flat=True))
 
     def delete_model(self, request: HttpRequest, obj: Plan) -> None:
-        # Keys protect their plan from deletion; only planless keys can follow a deleted default.
-        with transaction.atomic():
-            planless = obj.is_default
-            super().delete_model(request, obj)
-            _publish_key_changes(_keys_using([], planless=planless).values_list("public_id", flat=True))
+        self.delete_queryset(request, Plan.objects.filter(pk=obj.pk))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Plan]) -> None:
+        # Keys protect their plan from deletion, so only keys without a plan can be
+        # affected: those that followed a deleted default plan.
         with transaction.atomic():
-            planless = queryset.filter(is_default=True).exists()
+            plans = list(queryset)
+            for plan in plans:
+                record(request.user, "plan.deleted", plan, before=_plan_snapshot(plan))
             super().delete_queryset(request, queryset)
+            planless = any(plan.is_default for plan in plans)
             _publish_key_changes(_keys_using([], planless=planless).values_list("public_id", flat=True))
 
 

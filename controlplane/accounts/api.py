@@ -8,16 +8,22 @@ malformed key is refused before any database look-up, and a key must carry the
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
+import redis
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
-from controlplane.accounts import keyformat, services
+from controlplane.accounts import keyformat, ratelimit, services
 from controlplane.accounts.models import ApiKey, KeyAction
+from controlplane.redis_client import get_redis
+
+logger = logging.getLogger(__name__)
 
 CHALLENGE = 'Bearer realm="turnout"'
 
@@ -49,6 +55,17 @@ def presented_key(request: Request) -> str | None:
     return api_key.strip() if api_key is not None else None
 
 
+def _note_use(public_id: str) -> None:
+    """Record the use where the gateway records its own, for the keys page's "last used"
+    (the beat task `accounts.flush_last_used` copies it to the database)."""
+    try:
+        get_redis().hset(
+            ratelimit.last_used_key(settings.TURNOUT["REDIS_PREFIX"]), public_id, str(int(time.time() * 1000))
+        )
+    except redis.RedisError:
+        logger.warning("could not record the use of key %s", public_id)
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     """`Authorization: Bearer <key>` or `X-API-Key: <key>`, for keys with the manage action."""
 
@@ -69,6 +86,7 @@ class ApiKeyAuthentication(BaseAuthentication):
             raise KeyRefused("invalid, expired or revoked API key")
         if not key.user.is_active:
             raise KeyRefused("the user of this key is deactivated")
+        _note_use(key.public_id)
         return key.user, key
 
     def authenticate_header(self, request: Request) -> str:

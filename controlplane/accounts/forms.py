@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm, UsernameField
 
@@ -19,7 +20,12 @@ GRACE_CHOICES = [
     ("86400", "24 hours"),
     ("604800", "7 days"),
 ]
-DEFAULT_GRACE = "86400"
+
+
+def default_grace() -> str:
+    """The offered period matching TURNOUT["KEY_ROTATION_GRACE_HOURS"], else 24 hours."""
+    configured = str(round(float(settings.TURNOUT["KEY_ROTATION_GRACE_HOURS"]) * 3600))
+    return configured if configured in dict(GRACE_CHOICES) else "86400"
 
 
 class SignUpForm(UserCreationForm):
@@ -47,16 +53,13 @@ class ThrottledAuthenticationForm(AuthenticationForm):
     def clean(self) -> dict[str, Any]:
         username = str(self.cleaned_data.get("username") or "")
         address = throttle.client_address(self.request)
-        self.retry_after = throttle.retry_after(username, address) if username else 0
+        if not (username and self.cleaned_data.get("password")):
+            return super().clean()  # nothing to check, so nothing to count
+        self.retry_after = throttle.attempt(username, address)
         if self.retry_after:
             raise forms.ValidationError(throttle.refusal(self.retry_after), code="throttled")
-        try:
-            cleaned = super().clean()
-        except forms.ValidationError:
-            if username and self.cleaned_data.get("password"):
-                throttle.record_failure(username, address)
-            raise
-        throttle.clear(username, address)
+        cleaned = super().clean()
+        throttle.succeeded(username, address)
         return cleaned
 
 
@@ -113,7 +116,6 @@ class RotateForm(forms.Form):
     grace = forms.ChoiceField(
         label="Old secret keeps working for",
         choices=GRACE_CHOICES,
-        initial=DEFAULT_GRACE,
         error_messages={
             "required": "Choose a grace period.",
             "invalid_choice": "Choose one of the offered grace periods.",

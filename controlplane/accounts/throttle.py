@@ -1,7 +1,7 @@
 """The login throttle: failed logins counted in Redis per (username, client address).
 
 After TURNOUT["LOGIN_THROTTLE_ATTEMPTS"] failures within
-TURNOUT["LOGIN_THROTTLE_WINDOW_SECONDS"] (counted from the first failure), further
+TURNOUT["LOGIN_THROTTLE_WINDOW_SECONDS"] (counted from the first attempt), further
 attempts for that pair are refused without checking the password until the
 window ends; a successful login clears the count. The window is fixed rather
 than sliding so that a locked-out user learns when to come back, and an
@@ -38,39 +38,32 @@ def counter_key(username: str, address: str) -> str:
     return f"{settings.TURNOUT['REDIS_PREFIX']}:login-failures:{ident}"
 
 
-def _window() -> int:
-    return int(settings.TURNOUT["LOGIN_THROTTLE_WINDOW_SECONDS"])
+def attempt(username: str, address: str) -> int:
+    """Count a login attempt before its password is checked: 0 if it may go ahead, else the
+    seconds until `username` may try again from `address`.
 
-
-def retry_after(username: str, address: str) -> int:
-    """Seconds until `username` may try again from `address`; 0 when it may now."""
+    Counting first, in one MULTI/EXEC, is what makes the limit hold under concurrency:
+    parallel attempts cannot all pass a check made before any of them is counted. A
+    successful attempt then clears the count (`succeeded`), so what stays counted are
+    the failures.
+    """
     key = counter_key(username, address)
+    window = int(settings.TURNOUT["LOGIN_THROTTLE_WINDOW_SECONDS"])
     try:
         pipe = get_redis().pipeline()
-        pipe.get(key)
+        pipe.set(key, 0, ex=window, nx=True)  # the window starts at the first attempt and never moves
+        pipe.incr(key)
         pipe.ttl(key)
-        count, ttl = pipe.execute()
+        _, count, ttl = pipe.execute()
     except redis.RedisError:
         logger.warning("login throttle: Redis unavailable; not throttling %r", username)
         return 0
-    if count is None or int(count) < int(settings.TURNOUT["LOGIN_THROTTLE_ATTEMPTS"]):
+    if count <= int(settings.TURNOUT["LOGIN_THROTTLE_ATTEMPTS"]):
         return 0
-    # -1 (no expiry) cannot happen with record_failure's atomic SET EX; treat it as a full window anyway.
-    return ttl if ttl > 0 else _window()
+    return ttl if ttl > 0 else window
 
 
-def record_failure(username: str, address: str) -> None:
-    key = counter_key(username, address)
-    try:
-        pipe = get_redis().pipeline()  # MULTI/EXEC: the counter never exists without its expiry
-        pipe.set(key, 0, ex=_window(), nx=True)
-        pipe.incr(key)
-        pipe.execute()
-    except redis.RedisError:
-        logger.warning("login throttle: Redis unavailable; failed login for %r not counted", username)
-
-
-def clear(username: str, address: str) -> None:
+def succeeded(username: str, address: str) -> None:
     try:
         get_redis().delete(counter_key(username, address))
     except redis.RedisError:

@@ -25,12 +25,12 @@ from django_htmx.middleware import HtmxDetails
 
 from controlplane.accounts import services
 from controlplane.accounts.forms import (
-    DEFAULT_GRACE,
     GRACE_CHOICES,
     KeyCreateForm,
     RotateForm,
     SignUpForm,
     ThrottledAuthenticationForm,
+    default_grace,
 )
 from controlplane.accounts.models import ApiKey
 from controlplane.audit.services import record
@@ -89,7 +89,7 @@ def _own_key(request: HttpRequest, public_id: str) -> ApiKey:
 
 
 def _row_context() -> dict[str, Any]:
-    return {"grace_choices": GRACE_CHOICES, "default_grace": DEFAULT_GRACE, "now": timezone.now()}
+    return {"grace_choices": GRACE_CHOICES, "default_grace": default_grace(), "now": timezone.now()}
 
 
 def _page_context(request: HttpRequest, form: KeyCreateForm, **extra: Any) -> dict[str, Any]:
