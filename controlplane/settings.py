@@ -370,6 +370,9 @@ TURNOUT: dict[str, Any] = {
     "WORKER_MEMORY_BUDGET_BYTES": env_int("TURNOUT_WORKER_MEMORY_BUDGET_BYTES", 8 * 1024**3, 1),
     "WORKER_INTRA_OP_THREADS": env_int("TURNOUT_WORKER_INTRA_OP_THREADS", 0),
     "WORKER_RECLAIM_IDLE_MS": env_int("TURNOUT_WORKER_RECLAIM_IDLE_MS", 1000, 10),
+    # A port on which each worker serves its own Prometheus metrics (0: off; use it
+    # when workers do not share a host, and so a metrics directory, with a web process).
+    "WORKER_METRICS_PORT": env_int("TURNOUT_WORKER_METRICS_PORT", 0),
     # API keys: HMAC pepper for stored digests (defaults to one derived from SECRET_KEY),
     # whether /v2 model endpoints require a key, and the default rotation grace period.
     "API_KEY_PEPPER": env_str("TURNOUT_API_KEY_PEPPER", ""),

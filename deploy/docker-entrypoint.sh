@@ -35,7 +35,7 @@ case "$role" in
         # --worker-tmp-dir: gunicorn's per-worker heartbeat file is touched
         # constantly; on the container's overlay filesystem that can stall
         # workers, /dev/shm is a tmpfs in every container.
-        exec gunicorn controlplane.asgi:application \
+        exec gunicorn controlplane.asgi:application --config deploy/gunicorn.conf.py \
             --worker-class uvicorn_worker.UvicornWorker \
             --bind 0.0.0.0:8000 \
             --workers "${WEB_CONCURRENCY:-2}" \

@@ -31,11 +31,28 @@ class ServingStep(bootsteps.StartStopStep):
         self.serving = serving.Serving(worker.hostname)
         serving.current = self.serving
         self.serving.start()
+        port = int(settings.TURNOUT["WORKER_METRICS_PORT"])
+        if port:
+            # Workers on their own host (or container) expose their own samples;
+            # on a shared host the web process's /metrics already includes them.
+            from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+            from controlplane.observability.collectors import GpuCollector
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            registry.register(GpuCollector())
+            start_http_server(port, registry=registry)
+            logger.info("worker %s: Prometheus metrics on port %d", worker.hostname, port)
 
     def stop(self, worker: Any) -> None:
         if self.serving is not None:
             self.serving.stop()
             serving.current = None
+        from prometheus_client import multiprocess
+
+        # Its live gauges (models loaded) must not outlive the process.
+        multiprocess.mark_process_dead(os.getpid())
 
 
 class HeartbeatStep(bootsteps.StartStopStep):

@@ -202,6 +202,8 @@ async def infer(
     except ProtocolError as exc:
         obs.code = exc.status
         obs.total_ms = (time.perf_counter() - started) * 1000
+        if not obs.validation_ms and exc.status in (400, 413, 415):
+            obs.validation_ms = obs.total_ms  # refused while validating
         gateway.recorder.record(obs)
         access_log(scope, request_id, obs)
         exc.headers = [*headers, *exc.headers]
