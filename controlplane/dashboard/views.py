@@ -16,6 +16,8 @@ from django_htmx.middleware import HtmxDetails
 
 from controlplane.observability import queries
 from controlplane.redis_client import get_redis
+from registry.models import ModelVersion, RegisteredModel, VersionStatus
+from registry.services import PRODUCTION
 from workers.heartbeat import alive_workers
 
 # Example requests on empty pages spell out a tensor's data up to this many elements.
@@ -79,7 +81,9 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
     except (redis.RedisError, DatabaseError) as exc:
         context["unavailable"] = _unavailable(exc)
     context["any_traffic"] = any(row.figures.requests for row in context.get("rows", []))
-    context["example"] = _example_curl(request, None)
+    if context.get("rows") and not context["any_traffic"]:
+        servable = RegisteredModel.objects.filter(versions__status=VersionStatus.READY).order_by("name").first()
+        context["example"] = _example_curl(request, servable)
     if _wants_partial(request):
         return render(request, "dashboard/_overview.html", context)
     return render(request, "dashboard/home.html", {**context, **_service_parts()})
@@ -95,8 +99,6 @@ def health(request: HtmxHttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def model_stats(request: HtmxHttpRequest, name: str) -> HttpResponse:
-    from registry.models import RegisteredModel, VersionStatus
-
     model = RegisteredModel.objects.filter(name=name).first()
     window_name = _window_name(request)
     context: dict[str, Any] = {
@@ -137,7 +139,7 @@ def workers(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-def _example_curl(request: HttpRequest, model: Any) -> str:
+def _example_curl(request: HttpRequest, model: RegisteredModel | None) -> str:
     """A request that works against `model`'s production version, for empty states."""
     name = model.name if model is not None else "<model>"
     body: Any = {"inputs": [{"name": "<input>", "shape": [1, 4], "datatype": "FP32", "data": [0, 0, 0, 0]}]}
@@ -151,10 +153,7 @@ def _example_curl(request: HttpRequest, model: Any) -> str:
     )
 
 
-def _production(model: Any) -> Any:
-    from registry.models import VersionStatus
-    from registry.services import PRODUCTION
-
+def _production(model: RegisteredModel | None) -> ModelVersion | None:
     if model is None:
         return None
     alias = model.aliases.filter(name=PRODUCTION).select_related("version").first()
