@@ -25,6 +25,9 @@ class StatsBucket(models.Model):
     batch_sizes = models.JSONField(default=dict, blank=True, help_text="Batch size -> successful requests.")
     queue_us = models.PositiveBigIntegerField(default=0, help_text="Sum of queue waits of successes (µs).")
     compute_us = models.PositiveBigIntegerField(default=0, help_text="Sum of compute times of successes (µs).")
+    shadow = models.JSONField(
+        default=dict, blank=True, help_text="A shadow arm's agreement with the champion: sa, sr, sdn, sdu counters."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

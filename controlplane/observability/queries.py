@@ -140,10 +140,14 @@ def _values(row: Mapping[str, Any]) -> Counts:
         _int_keys(row["batch_sizes"]),
         row["queue_us"],
         row["compute_us"],
+        dict(row["shadow"]),
     )
 
 
-COLUMNS = ("model", "version", "arm", "start", "requests", "codes", "latency", "batch_sizes", "queue_us", "compute_us")
+COLUMNS = (
+    "model", "version", "arm", "start",
+    "requests", "codes", "latency", "batch_sizes", "queue_us", "compute_us", "shadow",
+)  # fmt: skip
 
 
 def collect(win: Window, model: str | None = None) -> dict[Series, dict[int, Counts]]:
@@ -255,6 +259,8 @@ class Figures:
     batch_sizes: dict[int, int]  # batch size -> successful requests
     mean_queue_ms: float | None
     mean_compute_ms: float | None
+    agreement: float | None = None  # a shadow: share of rows whose argmax matched the champion's
+    mean_max_difference: float | None = None  # a shadow: mean of the per-request max |champion - shadow|
 
     @classmethod
     def of(cls, counts: Counts, seconds: float) -> Figures:
@@ -272,6 +278,8 @@ class Figures:
             batch_sizes=dict(sorted(counts.batch_sizes.items())),
             mean_queue_ms=counts.queue_us / ok / 1000 if ok else None,
             mean_compute_ms=counts.compute_us / ok / 1000 if ok else None,
+            agreement=counts.shadow["sa"] / counts.shadow["sr"] if counts.shadow.get("sr") else None,
+            mean_max_difference=counts.shadow["sdu"] / counts.shadow["sdn"] / 1e6 if counts.shadow.get("sdn") else None,
         )
 
     @property
@@ -296,6 +304,8 @@ class Figures:
             "batch_sizes": {str(size): n for size, n in self.batch_sizes.items()},
             "mean_queue_ms": _rounded(self.mean_queue_ms),
             "mean_compute_ms": _rounded(self.mean_compute_ms),
+            "agreement": _rounded(self.agreement, 5),
+            "mean_max_difference": _rounded(self.mean_max_difference, 6),
         }
 
 

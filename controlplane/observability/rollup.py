@@ -125,6 +125,9 @@ def _str_keys(data: Mapping[int, int]) -> dict[str, int]:
     return {str(k): v for k, v in sorted(data.items())}
 
 
+SHADOW_FIELDS = frozenset({"sa", "sr", "sdn", "sdu"})
+
+
 def _add(into: dict[int, int], other: Mapping[int, int]) -> None:
     get = into.get
     for key, count in other.items():
@@ -141,6 +144,9 @@ class Counts:
     batch_sizes: dict[int, int] = field(default_factory=dict)
     queue_us: int = 0
     compute_us: int = 0
+    # A shadow's agreement with its champion: sa rows whose argmax agreed of sr
+    # compared, and sdu the sum of max absolute differences (micro-units) over sdn requests.
+    shadow: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_hash(cls, fields: Mapping[bytes | str, bytes | str]) -> Counts:
@@ -156,6 +162,8 @@ class Counts:
                 counts.queue_us += value
             elif name == "cus":
                 counts.compute_us += value
+            elif name in SHADOW_FIELDS:
+                counts.shadow[name] = counts.shadow.get(name, 0) + value
             elif kind in groups and key.lstrip("-").isdigit():
                 _add(groups[kind], {int(key): value})
         return counts
@@ -169,6 +177,7 @@ class Counts:
             _int_keys(row.batch_sizes),
             row.queue_us,
             row.compute_us,
+            dict(row.shadow),
         )
 
     def add(self, other: Counts) -> None:
@@ -178,6 +187,8 @@ class Counts:
         _add(self.batch_sizes, other.batch_sizes)
         self.queue_us += other.queue_us
         self.compute_us += other.compute_us
+        for name, value in other.shadow.items():
+            self.shadow[name] = self.shadow.get(name, 0) + value
 
     @property
     def successes(self) -> int:
@@ -196,6 +207,7 @@ class Counts:
             "batch_sizes": _str_keys(self.batch_sizes),
             "queue_us": self.queue_us,
             "compute_us": self.compute_us,
+            "shadow": dict(sorted(self.shadow.items())),
         }
 
 
