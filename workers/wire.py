@@ -45,9 +45,13 @@ def encode_bytes_tensor(array: np.ndarray) -> bytes:
 
 
 def decode_bytes_tensor(raw: bytes | memoryview, count: int) -> np.ndarray:
-    """Inverse of encode_bytes_tensor; ValueError if the buffer does not hold exactly `count` elements."""
+    """Inverse of encode_bytes_tensor; ValueError if the buffer does not hold exactly `count` elements.
+
+    Elements come back as `str` (UTF-8; invalid sequences replaced): onnxruntime's
+    string tensors take `str`, and would turn `bytes` into their repr.
+    """
     view = memoryview(raw)
-    items: list[bytes] = []
+    items: list[str] = []
     offset = 0
     while offset < len(view):
         if offset + 4 > len(view):
@@ -56,7 +60,7 @@ def decode_bytes_tensor(raw: bytes | memoryview, count: int) -> np.ndarray:
         offset += 4
         if offset + length > len(view):
             raise ValueError("BYTES element runs past the end of its buffer")
-        items.append(bytes(view[offset : offset + length]))
+        items.append(bytes(view[offset : offset + length]).decode("utf-8", "replace"))
         offset += length
     if len(items) != count:
         raise ValueError(f"holds {len(items)} BYTES elements, the shape needs {count}")

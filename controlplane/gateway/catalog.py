@@ -103,7 +103,8 @@ class Catalog:
         self._loading[name] = future
         try:
             entry = await loop.run_in_executor(self._executor, _load_model, name)
-        except RegistryUnavailable as exc:
+        except Exception as exc:
+            # Whatever went wrong, the requests waiting on this load must hear of it.
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it themselves
             raise

@@ -67,6 +67,9 @@ class Dispatcher:
             try:
                 return await asyncio.wait_for(future, timeout=max(0.0, deadline - time.time()))
             except TimeoutError:
+                # Off the queue: it must neither run late nor count against the queue size.
+                with contextlib.suppress(aioredis.RedisError, OSError):
+                    await self.redis.xdel(streams.request_stream(self.prefix, version_id), entry)
                 raise ProtocolError(
                     504, f"no reply within the request's deadline of {timeout_s * 1000:.0f} ms"
                 ) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from controlplane.gateway.catalog import ModelEntry, RegistryUnavailable, Versio
 from controlplane.gateway.http import Receive, Scope, Send, send_bytes, send_json
 from controlplane.gateway.protocol import ParsedRequest, ProtocolError, encode_response, parse_request
 from controlplane.observability.recorder import Observation
+from registry.models import NAME_VALIDATOR
 from workers.wire import WireReply
 
 if TYPE_CHECKING:
@@ -24,6 +26,7 @@ access_logger = logging.getLogger("turnout.access")
 
 PLATFORM = "onnx_onnxv1"
 JSON_TYPES = (b"application/json", b"application/octet-stream")
+MODEL_NAME = re.compile(NAME_VALIDATOR.regex.pattern)
 
 
 async def handle(gateway: Gateway, rest: str, method: str, scope: Scope, receive: Receive, send: Send) -> None:
@@ -115,6 +118,9 @@ async def feedback(
 
 
 async def _model(gateway: Gateway, name: str) -> ModelEntry:
+    if not MODEL_NAME.match(name):
+        # Not a name the registry could hold: no look-up at all.
+        raise ProtocolError(404, f"unknown model {name!r}")
     try:
         model = await gateway.catalog.get(name)
     except RegistryUnavailable as exc:

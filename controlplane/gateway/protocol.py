@@ -133,7 +133,8 @@ def _json_tensor(name: str, datatype: str, data: Any, shape: list[int]) -> bytes
             raise bad(f"input '{name}': a value is out of range for {datatype}") from None
         if not np.isfinite(wide).all():
             raise bad(f"input '{name}': NaN and infinite values are not accepted")
-        narrow = wide.astype(NUMPY_DTYPES[datatype])
+        with np.errstate(over="ignore"):  # overflow becomes inf, refused just below
+            narrow = wide.astype(NUMPY_DTYPES[datatype])
         if datatype != "FP64" and not np.isfinite(narrow).all():
             raise bad(f"input '{name}': a value is out of range for {datatype}")
         return narrow.tobytes()
@@ -193,7 +194,7 @@ def parse_request(
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise bad("'id' must be a string")
-    parameters = payload.get("parameters") or {}
+    parameters = payload.get("parameters", {})
     if not isinstance(parameters, dict):
         raise bad("'parameters' must be an object")
     timeout_us = parameters.get("timeout")
@@ -224,12 +225,12 @@ def parse_request(
             raise bad(f"input '{name}' appears more than once")
         seen.add(name)
         datatype = item.get("datatype")
-        if datatype not in NUMPY_DTYPES:
+        if not isinstance(datatype, str) or datatype not in NUMPY_DTYPES:
             raise bad(f"input '{name}': unknown datatype {datatype!r}; datatypes are case-sensitive, e.g. FP32")
         if datatype != spec["datatype"]:
             raise bad(f"input '{name}': datatype {datatype} does not match the model's {spec['datatype']}")
         shape = _check_shape(name, item.get("shape"), spec["shape"], batch_dim, max_batch_size)
-        input_params = item.get("parameters") or {}
+        input_params = item.get("parameters", {})
         if not isinstance(input_params, dict):
             raise bad(f"input '{name}': 'parameters' must be an object")
         size = input_params.get("binary_data_size")
@@ -279,7 +280,7 @@ def _parse_outputs(
             raise bad(f"unknown output '{name}'; the model's outputs are {names}")
         if name in chosen:
             raise bad(f"output '{name}' is requested more than once")
-        params = item.get("parameters") or {}
+        params = item.get("parameters", {})
         if not isinstance(params, dict):
             raise bad(f"output '{name}': 'parameters' must be an object")
         flag = params.get("binary_data", binary_default)
