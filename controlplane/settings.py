@@ -404,6 +404,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
+        "message": {"format": "%(message)s"},
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -412,8 +413,9 @@ LOGGING = {
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
-        # The access log is always one JSON object per line, whatever LOG_FORMAT says.
-        "access": {"class": "logging.StreamHandler", "formatter": "json"},
+        # The access log is always one JSON object per line, whatever LOG_FORMAT says;
+        # the gateway serialises each line itself.
+        "access": {"class": "logging.StreamHandler", "formatter": "message"},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

@@ -27,6 +27,7 @@ from django.db import DatabaseError, connection
 
 from controlplane.accounts import keyformat, ratelimit
 from controlplane.accounts.services import KeyRecord, key_record, pepper
+from controlplane.gateway.coalesce import ScriptBatcher
 from controlplane.gateway.http import Scope
 from controlplane.gateway.notices import Notices
 from controlplane.gateway.protocol import ProtocolError
@@ -70,7 +71,7 @@ class KeyAuth:
         self._records: dict[str, tuple[KeyRecord | None, float]] = {}
         self._loading: dict[str, asyncio.Future[KeyRecord | None]] = {}
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="turnout-keys")
-        self._limit = client.register_script(ratelimit.SCRIPT)
+        self._limit = ScriptBatcher(client, ratelimit.SCRIPT)
 
     def invalidate(self, public_id: str | None = None) -> None:
         if public_id is None:
@@ -115,8 +116,8 @@ class KeyAuth:
         policy = record.policy
         try:
             raw = await self._limit(
-                keys=ratelimit.redis_keys(self._prefix, record.public_id),
-                args=ratelimit.script_args(policy, record.public_id, int(time.time() * 1000)),
+                ratelimit.redis_keys(self._prefix, record.public_id),
+                ratelimit.script_args(policy, record.public_id, int(time.time() * 1000)),
             )
         except (aioredis.RedisError, OSError):
             logger.warning("rate limiter unreachable; letting key %s through", record.public_id)

@@ -16,6 +16,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from controlplane.gateway.coalesce import ScriptBatcher
 from controlplane.gateway.protocol import ParsedRequest, ProtocolError
 from workers import streams
 from workers.wire import WireReply, decode_reply, decode_reply_id, encode_request
@@ -33,7 +34,7 @@ class Dispatcher:
         self.redis = aioredis.Redis.from_url(redis_url, max_connections=512, socket_connect_timeout=2)
         # Blocking pops get their own connection so they never hold up enqueues.
         self._reply_redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2)
-        self._enqueue = self.redis.register_script(streams.ENQUEUE_SCRIPT)
+        self._enqueue = ScriptBatcher(self.redis, streams.ENQUEUE_SCRIPT)
         self._waiting: dict[str, asyncio.Future[WireReply]] = {}
         self._listener: asyncio.Task[None] | None = None
 
@@ -57,7 +58,7 @@ class Dispatcher:
             for key, value in fields.items():
                 args += [key, value]
             try:
-                entry = await self._enqueue(keys=[streams.request_stream(self.prefix, version_id)], args=args)
+                entry = await self._enqueue([streams.request_stream(self.prefix, version_id)], args)
             except (aioredis.RedisError, OSError) as exc:
                 raise ProtocolError(503, f"the request queue is unreachable: {exc}", [(b"retry-after", b"1")]) from exc
             if entry is None:

@@ -49,7 +49,7 @@ def test_worker_serves_its_own_metrics_directory(
 
     try:
         # The version is warmed up at start: its load time and loaded gauge appear on the worker's port.
-        assert wait_for(loaded, timeout=30), worker.log()
+        assert wait_for(loaded, timeout=90), worker.log()
     finally:
         worker.stop()
     samples = {(s.name, s.labels.get("model"), s.value) for s in families["turnout_model_loaded"].samples}
