@@ -10,6 +10,8 @@ urlpatterns = [
     path("models/", include("registry.urls")),
     path("audit/", include("controlplane.audit.urls")),
     path("api/", include("registry.api.urls")),
+    path("api/", include("rollouts.api.urls")),
+    path("rollouts/", include("rollouts.urls")),
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -6,6 +6,7 @@ routing (registry.events.catalog_changed), which applies within a second.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -96,7 +97,8 @@ def start_canary(
     merged = {**DEFAULT_CANARY, **(config or {})}
     merged["gates"] = {**DEFAULT_CANARY["gates"], **((config or {}).get("gates") or {})}
     steps = merged["steps"]
-    if not steps or any(not (0 < s <= 100) for s in steps) or steps != sorted(steps) or steps[-1] != 100:
+    increasing = all(a < b for a, b in itertools.pairwise(steps))
+    if not steps or any(not (0 < s <= 100) for s in steps) or not increasing or steps[-1] != 100:
         raise RolloutError("steps must be increasing percentages in (0, 100] ending at 100, e.g. [5, 25, 50, 100]")
     if merged["step_seconds"] < 1 or merged["analysis_interval_seconds"] < 1:
         raise RolloutError("step_seconds and analysis_interval_seconds must be at least 1")
@@ -161,7 +163,9 @@ def _transition(
     with transaction.atomic():
         locked = Rollout.objects.select_for_update().get(pk=rollout.pk)
         if locked.status not in allowed:
-            raise RolloutError(f"a {locked.get_status_display().lower()} rollout cannot be {action.replace('_', ' ')}")
+            state = locked.get_status_display().lower()
+            article = "an" if state[0] in "aeiou" else "a"
+            raise RolloutError(f"{article} {state} rollout cannot be {action.replace('_', ' ')}")
         before = snapshot(locked)
         if status not in ACTIVE:
             from rollouts.analysis import persist_rewards

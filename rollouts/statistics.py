@@ -50,7 +50,7 @@ class Moments:
 @dataclass(frozen=True)
 class Comparison:
     difference: float | None  # treatment mean - control mean
-    interval: tuple[float, float] | None  # 95 % CI of the difference (fixed-horizon)
+    interval: tuple[float, float] | None  # (1 - alpha) CI of the difference (fixed-horizon; 95 % at alpha 0.05)
     p_value: float  # always-valid (mSPRT), 1.0 until there is data
     significant: bool
     samples_needed: int | None  # more samples per arm the sequential test needs for 80 % power

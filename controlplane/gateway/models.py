@@ -213,7 +213,7 @@ async def infer(
             obs.validation_ms = obs.total_ms  # refused while validating
         gateway.recorder.record(obs)
         access_log(scope, request_id, obs)
-        exc.headers = [*headers, *exc.headers]
+        exc.headers = [*headers, (b"x-turnout-arm", arm.encode()), *exc.headers]
         raise
     obs.total_ms = (time.perf_counter() - started) * 1000
     gateway.recorder.record(obs)

@@ -1,0 +1,249 @@
+"""Dashboard forms for starting rollouts. They check input and say what is wrong
+next to the field; the rollouts themselves start through `rollouts.services`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django import forms
+from django.core.validators import RegexValidator
+
+from registry.forms import VersionChoiceField
+from registry.models import ModelVersion, RegisteredModel, VersionStatus
+from rollouts import services
+
+HEADER_NAME = RegexValidator(r"^[A-Za-z0-9-]{1,64}$", "Letters, digits and '-' only, e.g. x-routing-key.")
+ARM_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+def _numbers(raw: str) -> list[float]:
+    """'5, 25,50 100' -> [5.0, 25.0, 50.0, 100.0]."""
+    values = []
+    for part in re.split(r"[\s,]+", raw.strip()):
+        if not part:
+            continue
+        try:
+            values.append(float(part))
+        except ValueError:
+            raise forms.ValidationError(f"'{part}' is not a number.") from None
+    return values
+
+
+class RolloutForm(forms.Form):
+    """Fields every kind shares; `model` is given by the page."""
+
+    routing_header = forms.CharField(
+        max_length=64,
+        initial="x-routing-key",
+        validators=[HEADER_NAME],
+        help_text="Requests with the same value of this header always reach the same version; "
+        "without it, the same API key does.",
+    )
+
+    def __init__(self, *args: Any, model: RegisteredModel, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.model = model
+        self.ready = model.versions.filter(status=VersionStatus.READY).order_by("-number")
+        for field in self.fields.values():
+            if isinstance(field, VersionChoiceField):
+                field.queryset = self.ready
+                field.error_messages["invalid_choice"] = "Choose a ready version of this model."
+
+    def clean_routing_header(self) -> str:
+        return str(self.cleaned_data["routing_header"]).lower()
+
+    def start(self, actor: Any) -> Any:
+        raise NotImplementedError
+
+
+class CanaryForm(RolloutForm):
+    version = VersionChoiceField(
+        queryset=ModelVersion.objects.none(),
+        to_field_name="number",
+        empty_label=None,
+        help_text="The new version; it takes a growing share of the traffic while its gates hold.",
+    )
+    steps = forms.CharField(
+        initial="5, 25, 50, 100",
+        help_text="The canary's share of traffic at each step, in percent, increasing, ending at 100.",
+    )
+    step_seconds = forms.IntegerField(min_value=1, initial=600, help_text="Least time at each step, in seconds.")
+    analysis_interval_seconds = forms.IntegerField(
+        min_value=1, initial=60, help_text="How often the gates are checked, in seconds."
+    )
+    min_requests = forms.IntegerField(
+        min_value=0, initial=100, help_text="Canary requests a step needs before the gates are judged."
+    )
+    max_error_rate_increase = forms.FloatField(
+        min_value=0,
+        max_value=1,
+        required=False,
+        initial=0.01,
+        help_text="Roll back when the canary's error rate exceeds the champion's by more than this "
+        "(0.01 = one percentage point). Empty: no error gate.",
+    )
+    max_p95_ratio = forms.FloatField(
+        min_value=1,
+        required=False,
+        initial=1.25,
+        help_text="Roll back when the canary's p95 latency exceeds the champion's by this factor. Empty: no gate.",
+    )
+    min_reward_ratio = forms.FloatField(
+        min_value=0,
+        required=False,
+        help_text="Roll back when the canary's mean reward falls below this share of the champion's "
+        "(needs feedback). Empty: no reward gate.",
+    )
+
+    field_order = [
+        "version",
+        "steps",
+        "step_seconds",
+        "analysis_interval_seconds",
+        "min_requests",
+        "max_error_rate_increase",
+        "max_p95_ratio",
+        "min_reward_ratio",
+        "routing_header",
+    ]
+
+    def clean_steps(self) -> list[float]:
+        steps = _numbers(self.cleaned_data["steps"])
+        if not steps:
+            raise forms.ValidationError("Give at least one step, e.g. 5, 25, 50, 100.")
+        if any(not 0 < step <= 100 for step in steps):
+            raise forms.ValidationError("Each step is a percentage above 0 and at most 100.")
+        if steps != sorted(steps) or len(set(steps)) != len(steps):
+            raise forms.ValidationError("Steps must increase, e.g. 5, 25, 50, 100.")
+        if steps[-1] != 100:
+            raise forms.ValidationError("The last step must be 100: the canary ends with all the traffic.")
+        return steps
+
+    def start(self, actor: Any) -> Any:
+        data = self.cleaned_data
+        config = {
+            "steps": data["steps"],
+            "step_seconds": data["step_seconds"],
+            "analysis_interval_seconds": data["analysis_interval_seconds"],
+            "gates": {
+                "min_requests": data["min_requests"],
+                "max_error_rate_increase": data["max_error_rate_increase"],
+                "max_p95_ratio": data["max_p95_ratio"],
+                "min_reward_ratio": data["min_reward_ratio"],
+            },
+        }
+        return services.start_canary(
+            self.model, data["version"], actor=actor, config=config, routing_header=data["routing_header"]
+        )
+
+
+class ExperimentForm(RolloutForm):
+    arms = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One arm per line: name, version number, weight. For example “control 3 50” and "
+        "“treatment 4 50”. The first arm is the control unless you name another below.",
+    )
+    control = forms.CharField(required=False, max_length=32, help_text="The arm the others are compared with.")
+    metric = forms.ChoiceField(
+        choices=[("binary", "Conversion (feedback true/false)"), ("numeric", "Numeric reward")],
+        help_text="What clients send to /v2/models/<name>/feedback for each request.",
+    )
+    minimum_effect = forms.FloatField(
+        required=False,
+        help_text="The smallest difference worth detecting (e.g. 0.02 for two points of conversion); "
+        "the page then predicts the samples needed.",
+    )
+    alpha = forms.FloatField(initial=0.05, help_text="Significance level: the false-positive rate accepted.")
+
+    field_order = ["arms", "control", "metric", "minimum_effect", "alpha", "routing_header"]
+
+    def clean_arms(self) -> list[tuple[str, ModelVersion, float]]:
+        arms: list[tuple[str, ModelVersion, float]] = []
+        for number, line in enumerate(self.cleaned_data["arms"].splitlines(), start=1):
+            parts = line.replace(",", " ").split()
+            if not parts:
+                continue
+            if len(parts) != 3:
+                raise forms.ValidationError(f"Line {number}: write “name version weight”, e.g. “treatment 4 50”.")
+            name, version_text, weight_text = parts
+            if not ARM_NAME.match(name):
+                raise forms.ValidationError(
+                    f"Line {number}: '{name}' is not an arm name (lowercase letters, digits, '-', '_')."
+                )
+            version = self.ready.filter(number=int(version_text)).first() if version_text.isdigit() else None
+            if version is None:
+                raise forms.ValidationError(f"Line {number}: '{version_text}' is not a ready version of this model.")
+            try:
+                weight = float(weight_text)
+            except ValueError:
+                raise forms.ValidationError(f"Line {number}: the weight '{weight_text}' is not a number.") from None
+            if weight < 0:
+                raise forms.ValidationError(f"Line {number}: a weight cannot be negative.")
+            arms.append((name, version, weight))
+        if len(arms) < 2:
+            raise forms.ValidationError("An experiment needs at least two arms, one per line.")
+        if len({name for name, _, _ in arms}) != len(arms):
+            raise forms.ValidationError("Each arm needs its own name.")
+        if sum(weight for _, _, weight in arms) <= 0:
+            raise forms.ValidationError("The weights must add up to more than 0.")
+        return arms
+
+    def clean_minimum_effect(self) -> float | None:
+        value = self.cleaned_data["minimum_effect"]
+        if value is not None and value <= 0:
+            raise forms.ValidationError("Give a positive difference, or leave it empty.")
+        return value
+
+    def clean_alpha(self) -> float:
+        value = float(self.cleaned_data["alpha"])
+        if not 0 < value < 0.5:
+            raise forms.ValidationError("Alpha must be between 0 and 0.5, e.g. 0.05.")
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        control, arms = data.get("control"), data.get("arms")
+        if control and arms and control not in [name for name, _, _ in arms]:
+            self.add_error("control", f"'{control}' is not one of the arms above.")
+        return data
+
+    def start(self, actor: Any) -> Any:
+        data = self.cleaned_data
+        return services.start_experiment(
+            self.model,
+            data["arms"],
+            actor=actor,
+            control=data["control"] or None,
+            metric=data["metric"],
+            minimum_effect=data["minimum_effect"],
+            alpha=data["alpha"],
+            routing_header=data["routing_header"],
+        )
+
+
+class ShadowForm(RolloutForm):
+    version = VersionChoiceField(
+        queryset=ModelVersion.objects.none(),
+        to_field_name="number",
+        empty_label=None,
+        help_text="It receives a copy of the requests after the champion answered; clients never see its answers.",
+    )
+    fraction = forms.FloatField(initial=1.0, help_text="Share of requests copied, from above 0 to 1 (1 = all of them).")
+
+    field_order = ["version", "fraction", "routing_header"]
+
+    def clean_fraction(self) -> float:
+        value = float(self.cleaned_data["fraction"])
+        if not 0 < value <= 1:
+            raise forms.ValidationError("The share must be above 0 and at most 1, e.g. 0.1 for a tenth.")
+        return value
+
+    def start(self, actor: Any) -> Any:
+        data = self.cleaned_data
+        return services.start_shadow(
+            self.model, data["version"], actor=actor, fraction=data["fraction"], routing_header=data["routing_header"]
+        )
+
+
+FORMS: dict[str, type[RolloutForm]] = {"canary": CanaryForm, "experiment": ExperimentForm, "shadow": ShadowForm}

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from rollouts import views
+
+app_name = "rollouts"
+urlpatterns = [
+    path("", views.rollout_list, name="list"),
+    path("new/<str:name>/", views.rollout_new, name="new"),
+    path("models/<str:name>/section/", views.model_section, name="model_section"),
+    path("<int:pk>/", views.rollout_detail, name="detail"),
+    path("<int:pk>/<str:verb>/", views.rollout_action, name="action"),
+]

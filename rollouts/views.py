@@ -1,0 +1,302 @@
+"""Rollout pages: start one from a model, watch it live, steer it, and the history.
+
+Each view returns the full page or, for htmx, its named partial; every change
+goes through `rollouts.services`, which audits it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import redis
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db import DatabaseError
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.middleware import HtmxDetails
+
+from controlplane.audit.models import AuditEntry
+from controlplane.observability import queries
+from registry import services as registry
+from registry.models import RegisteredModel, VersionStatus
+from registry.permissions import can_maintain
+from rollouts import services
+from rollouts.api.reports import live_report
+from rollouts.forms import FORMS, RolloutForm
+from rollouts.models import ACTIVE, Rollout, RolloutKind, RolloutStatus
+
+HISTORY_PAGE_SIZE = 50
+VERBS = ("pause", "resume", "promote", "abort", "stop")
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+def _wants_partial(request: HtmxHttpRequest) -> bool:
+    # A boosted link or a history restore after a cache miss needs the whole page.
+    return bool(request.htmx) and not request.htmx.boosted and not request.htmx.history_restore_request
+
+
+def _redirect(request: HtmxHttpRequest, url: str) -> HttpResponse:
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+def _sentence(message: str) -> str:
+    return message[:1].upper() + message[1:]
+
+
+def _forbidden(request: HttpRequest, model: RegisteredModel, action: str) -> HttpResponse:
+    owner = model.owner.get_username() if model.owner else "an admin"
+    remedy = f"Only the owner, the maintainers of '{model.name}' and admins may do that: ask {owner} to add you."
+    return render(request, "registry/forbidden.html", {"model": model, "action": action, "remedy": remedy}, status=403)
+
+
+# --- What a rollout looks like in a list -----------------------------------------------------------------------
+
+
+def split_text(rollout: Rollout) -> str:
+    """'champion v1 80 % · canary v2 20 %'; a shadow says what it mirrors."""
+    arms = list(rollout.arms.all())
+    if rollout.kind == RolloutKind.SHADOW:
+        champion = next((a for a in arms if a.name == "champion"), None)
+        shadow = next((a for a in arms if a.name == "shadow"), None)
+        share = float(rollout.config.get("fraction", 1.0)) * 100
+        if champion is None or shadow is None:
+            return ""
+        return f"champion v{champion.version.number} answers; shadow v{shadow.version.number} gets {share:g} % copied"
+    return " · ".join(f"{a.name} v{a.version.number} {a.weight:.4g} %" for a in arms)
+
+
+def outcome_text(rollout: Rollout) -> str:
+    outcome = rollout.outcome or {}
+    if rollout.status == RolloutStatus.PROMOTED:
+        return f"{outcome.get('winner', '?')} (v{outcome.get('version', '?')}) promoted to production"
+    if rollout.status == RolloutStatus.ROLLED_BACK:
+        gate = outcome.get("gate", "?")
+        found = next((g for g in (outcome.get("figures") or {}).get("gates", []) if g.get("name") == gate), None)
+        if found and found.get("value") is not None and found.get("threshold") is not None:
+            return f"rolled back: gate {gate} failed ({found['value']:.4g} against a limit of {found['threshold']:g})"
+        return f"rolled back: gate {gate} failed"
+    if rollout.status in (RolloutStatus.ABORTED, RolloutStatus.STOPPED):
+        return f"{rollout.get_status_display().lower()}: {outcome.get('reason', '')}".rstrip(": ")
+    return ""
+
+
+def _rows(rollouts: QuerySet[Rollout] | list[Rollout]) -> list[dict[str, Any]]:
+    return [{"rollout": r, "split": split_text(r), "outcome": outcome_text(r)} for r in rollouts]
+
+
+def _with_arms(queryset: QuerySet[Rollout]) -> QuerySet[Rollout]:
+    return queryset.select_related("model", "created_by").prefetch_related("arms__version")
+
+
+# --- The list and the history ------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def rollout_list(request: HtmxHttpRequest) -> HttpResponse:
+    name = request.GET.get("model", "").strip()
+    model = RegisteredModel.objects.filter(name=name).first() if name else None
+    if name and model is None:
+        raise Http404(f"no model named {name!r}")
+    rollouts = _with_arms(Rollout.objects.order_by("-created_at", "-id"))
+    if model is not None:
+        rollouts = rollouts.filter(model=model)
+    ended = rollouts.exclude(status__in=ACTIVE)
+    page = Paginator(ended, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "model": model,
+        "active": _rows(rollouts.filter(status__in=ACTIVE)),
+        "history": _rows(list(page)),
+        "page": page,
+        "can_start": model is not None and can_maintain(request.user, model),
+    }
+    return render(request, "rollouts/list.html", context)
+
+
+# --- Starting one -------------------------------------------------------------------------------------------------
+
+
+def _initial(model: RegisteredModel, kind: str) -> dict[str, Any]:
+    """A sensible start: the newest ready version that is not in production."""
+    production = registry.serving_version(model)
+    ready = list(model.versions.filter(status=VersionStatus.READY).order_by("-number"))
+    newest = next((v for v in ready if production is None or v.pk != production.pk), None)
+    initial: dict[str, Any] = {}
+    if newest is not None and kind != "experiment":
+        initial["version"] = newest.number
+    if kind == "experiment" and production is not None and newest is not None:
+        initial["arms"] = f"control {production.number} 50\ntreatment {newest.number} 50"
+    return initial
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def rollout_new(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    model = get_object_or_404(RegisteredModel.objects.select_related("owner"), name=name)
+    if not can_maintain(request.user, model):
+        return _forbidden(request, model, "start a rollout")
+    kind = request.POST.get("kind") or request.GET.get("kind") or RolloutKind.CANARY
+    if kind not in FORMS:
+        kind = RolloutKind.CANARY
+    form_class = FORMS[kind]
+    form: RolloutForm
+    if request.method == "POST":
+        form = form_class(request.POST, model=model)
+        if form.is_valid():
+            try:
+                rollout = form.start(request.user)
+            except services.RolloutError as exc:
+                form.add_error(None, _sentence(str(exc)) + ".")
+            else:
+                messages.success(request, f"{rollout.get_kind_display()} started. This page follows it live.")
+                return _redirect(request, reverse("rollouts:detail", args=[rollout.pk]))
+    else:
+        form = form_class(initial=_initial(model, kind), model=model)
+    context = {
+        "model": model,
+        "kind": kind,
+        "kinds": [(value, label) for value, label in RolloutKind.choices],
+        "form": form,
+        "production": registry.serving_version(model),
+        "active": services.active_rollout(model),
+    }
+    return render(request, "rollouts/new.html", context)
+
+
+# --- One rollout, live --------------------------------------------------------------------------------------------
+
+
+def _window_for(rollout: Rollout, now: dt.datetime) -> str:
+    age = now - rollout.started_at
+    for name in ("5m", "1h", "24h"):
+        if age <= queries.WINDOWS[name]:
+            return name
+    return "7d"
+
+
+def _charts(rollout: Rollout, arms: list[dict[str, Any]], now: dt.datetime) -> tuple[str, list[dict[str, Any]]]:
+    """Per-arm latency and throughput timelines over the window that covers the rollout."""
+    window_name = _window_for(rollout, now)
+    charts = []
+    for arm in arms:
+        line = queries.timeline(
+            window_name, model=rollout.model.name, version=str(arm["version"]), arm=arm["name"], now=now
+        )
+        charts.append({"arm": arm["name"], "id": f"arm-chart-{arm['name']}", "data": {"timeline": line.as_json()}})
+    return window_name, charts
+
+
+def _canary_step(rollout: Rollout, now: dt.datetime) -> dict[str, Any] | None:
+    if rollout.kind != RolloutKind.CANARY:
+        return None
+    steps = rollout.config.get("steps") or [100]
+    started = rollout.step_started_at or rollout.started_at
+    remaining = max(0.0, float(rollout.config.get("step_seconds", 0)) - (now - started).total_seconds())
+    return {
+        "number": rollout.step + 1,
+        "count": len(steps),
+        "percent": steps[min(rollout.step, len(steps) - 1)],
+        "steps": steps,
+        "started": started,
+        "remaining_seconds": round(remaining) if rollout.status == RolloutStatus.RUNNING else None,
+    }
+
+
+def _live_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
+    now = timezone.now()
+    context: dict[str, Any] = {
+        "rollout": rollout,
+        "split": split_text(rollout),
+        "outcome": outcome_text(rollout),
+        "step": _canary_step(rollout, now),
+        "can_maintain": can_maintain(request.user, rollout.model),
+        "audit": AuditEntry.objects.filter(object_type="rollouts.rollout", object_id=str(rollout.pk)).order_by(
+            "created_at", "id"
+        ),
+        "polling": rollout.is_active,
+    }
+    try:
+        report = live_report(rollout, now)
+        for arm in report["arms"]:
+            rate = arm["figures"]["error_rate"]
+            arm["error_percent"] = None if rate is None else 100 * rate
+        context["report"] = report
+        if rollout.is_active:
+            context["window_name"], context["charts"] = _charts(rollout, report["arms"], now)
+    except (redis.RedisError, DatabaseError) as exc:
+        context["unavailable"] = f"Figures are unavailable while Redis or PostgreSQL is unreachable ({exc})."
+    return context
+
+
+@login_required
+@require_GET
+def rollout_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    rollout = get_object_or_404(_with_arms(Rollout.objects.all()), pk=pk)
+    context = _live_context(request, rollout)
+    template = "rollouts/_live.html" if _wants_partial(request) else "rollouts/detail.html"
+    return render(request, template, context)
+
+
+@login_required
+@require_POST
+def rollout_action(request: HtmxHttpRequest, pk: int, verb: str) -> HttpResponse:
+    rollout = get_object_or_404(Rollout.objects.select_related("model", "model__owner"), pk=pk)
+    if verb not in VERBS:
+        raise Http404(f"no action {verb!r}")
+    if not can_maintain(request.user, rollout.model):
+        return _forbidden(request, rollout.model, f"{verb} this rollout")
+    try:
+        if verb == "pause":
+            services.pause(rollout, actor=request.user)
+        elif verb == "resume":
+            services.resume(rollout, actor=request.user)
+        elif verb == "abort":
+            services.abort(rollout, actor=request.user, reason=f"aborted by {request.user.get_username()}")
+        elif verb == "stop":
+            if rollout.kind == RolloutKind.CANARY:
+                raise services.RolloutError("a canary ends with abort or promote")
+            services.stop_experiment(rollout, actor=request.user)
+        else:
+            arm = request.POST.get("arm") or None
+            done = services.promote(rollout, actor=request.user, arm_name=arm)
+            messages.success(request, f"Promoted: {outcome_text(done)}.")
+    except services.RolloutError as exc:
+        messages.error(request, f"Not done: {_sentence(str(exc))}.")
+    else:
+        if verb != "promote":
+            rollout.refresh_from_db()
+            messages.success(request, f"{rollout.get_kind_display()} {rollout.get_status_display().lower()}.")
+    return _redirect(request, reverse("rollouts:detail", args=[rollout.pk]))
+
+
+# --- The model page's section ---------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def model_section(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    """The rollout box on a model's page, loaded by htmx; without htmx, the model's rollouts page."""
+    model = get_object_or_404(RegisteredModel, name=name)
+    if not _wants_partial(request):
+        return redirect(f"{reverse('rollouts:list')}?model={model.name}")
+    active = services.active_rollout(model)
+    context = {
+        "model": model,
+        "active": active,
+        "split": split_text(active) if active else "",
+        "can_start": can_maintain(request.user, model) and active is None,
+        "has_production": registry.serving_version(model) is not None,
+        "ended": Rollout.objects.filter(model=model).exclude(status__in=ACTIVE).count(),
+    }
+    return render(request, "rollouts/_model_section.html", context)
