@@ -23,6 +23,7 @@ from controlplane.gateway.health import Readiness
 from controlplane.gateway.http import Receive, Scope, Send, send_error, send_json
 from controlplane.gateway.notices import Notices
 from controlplane.gateway.protocol import ProtocolError
+from controlplane.gateway.routing import ShadowCopies
 from controlplane.observability.recorder import Recorder
 from registry.events import catalog_channel
 
@@ -45,6 +46,7 @@ class Gateway:
         self.catalog = Catalog()
         self.keys = KeyAuth(self.dispatcher.redis, self.notices, prefix)
         self.require_key = bool(settings.TURNOUT["REQUIRE_API_KEY"])
+        self.shadows = ShadowCopies(self)
         self.recorder = Recorder(self.dispatcher.redis, prefix, enabled=bool(settings.TURNOUT["METRICS_ENABLED"]))
         self.notices.on(catalog_channel(), self.catalog.invalidate)
         self.notices.on(keys_channel(), self.keys.invalidate)

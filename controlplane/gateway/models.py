@@ -239,7 +239,7 @@ async def infer(
                 routing.remember_arm(redis_client, prefix, model.name, ids, model.routing.rollout_id, arm)
             )
         elif (shadow := routing.should_mirror(model, routed_key)) is not None:
-            routing.in_background(routing.shadow_copy(gateway, model, shadow, request, reply, timeout_s))
+            gateway.shadows.add(model, shadow, request, reply, timeout_s)
 
 
 async def _infer(
