@@ -14,7 +14,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from django_htmx.middleware import HtmxDetails
 
-from controlplane.observability import queries
+from controlplane.observability import queries, reports
 from controlplane.redis_client import get_redis
 from registry.models import ModelVersion, RegisteredModel, VersionStatus
 from registry.services import PRODUCTION
@@ -77,7 +77,7 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
     name = _window_name(request)
     context: dict[str, Any] = {"window_name": name, "windows": _windows(request, name)}
     try:
-        context["window"], context["rows"] = queries.overview(name)
+        context["window"], context["rows"] = reports.overview(name)
     except (redis.RedisError, DatabaseError) as exc:
         context["unavailable"] = _unavailable(exc)
     context["any_traffic"] = any(row.figures.requests for row in context.get("rows", []))
@@ -109,7 +109,7 @@ def model_stats(request: HtmxHttpRequest, name: str) -> HttpResponse:
         "example": _example_curl(request, model),
     }
     try:
-        report = queries.model_report(name, window_name)
+        report = reports.model_report(name, window_name)
     except (redis.RedisError, DatabaseError) as exc:
         if model is None:
             raise Http404(f"no model named {name!r}") from None
@@ -129,7 +129,7 @@ def model_stats(request: HtmxHttpRequest, name: str) -> HttpResponse:
 def workers(request: HtmxHttpRequest) -> HttpResponse:
     context: dict[str, Any] = {}
     try:
-        found = queries.workers()
+        found = reports.workers()
     except redis.RedisError as exc:
         context["unavailable"] = f"Workers are unknown while Redis is unreachable ({exc})."
         found = []

@@ -12,7 +12,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from controlplane.observability import queries, rollup
+from controlplane.observability import queries, reports, rollup
 from controlplane.observability.models import HourStats, MinuteStats
 from controlplane.observability.recorder import minute_key
 from controlplane.observability.sketch import exact_quantile
@@ -175,7 +175,7 @@ def test_model_report_splits_versions_and_reads_queue_depth(
     v1 = inject(observations(300, version="1", seed=1), now - 2 * MINUTE)
     v2 = inject(observations(100, version="2", arm="canary", seed=2), now)
 
-    report = queries.model_report(MODEL, "1h", now=now)
+    report = reports.model_report(MODEL, "1h", now=now)
 
     assert [v.version for v in report.versions] == ["2", "1"]
     latest, first = report.versions
@@ -194,7 +194,7 @@ def test_overview_lists_registered_models_without_traffic_too(
     register("quiet", ready=False)
     inject(observations(120, seed=1), now - 2 * MINUTE)
 
-    window, rows = queries.overview("1h", now=now)
+    window, rows = reports.overview("1h", now=now)
 
     assert [(r.name, r.registered, r.figures.requests) for r in rows] == [(MODEL, False, 120), ("quiet", True, 0)]
     assert window.name == "1h"
@@ -208,7 +208,7 @@ def test_the_overview_reads_hour_rows_for_a_day_and_agrees_with_the_model_page(
     rollup.roll_up_hours(now)
     assert HourStats.objects.filter(start__gte=now - dt.timedelta(hours=6)).exists()
 
-    _, rows = queries.overview("24h", now=now)
+    _, rows = reports.overview("24h", now=now)
 
     [row] = [r for r in rows if r.name == MODEL]
     assert row.figures == queries.summary("24h", model=MODEL, now=now)
