@@ -67,7 +67,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends libgomp1 \
     && rm -rf /var/lib/apt/lists/*
 
-# A real home directory: gunicorn puts its control socket under $HOME/.gunicorn.
+# A real home directory for the runtime user (tools expect one; gunicorn's
+# control socket goes to the temp directory, see deploy/gunicorn.conf.py).
 RUN groupadd --system --gid 10001 turnout \
     && useradd --system --uid 10001 --gid turnout --create-home --home-dir /home/turnout \
         --shell /usr/sbin/nologin turnout

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 LOCK := requirements/dev.lock
 
-.PHONY: run setup test lint format typecheck check lock bench clean-demo
+.PHONY: run setup test lint format typecheck check lock bench
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)

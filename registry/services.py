@@ -287,7 +287,20 @@ def set_alias(model: RegisteredModel, name: str, version: ModelVersion, *, actor
             actor, "alias.moved" if before else "alias.created", alias, before=before, after={"version": locked.number}
         )
         catalog_changed(model.name)
+        if name == PRODUCTION:
+            # Every worker loads (and warms up) the new production version now,
+            # not on its first request.
+            transaction.on_commit(lambda: _preload(locked.pk))
     return alias
+
+
+def _preload(version_id: int) -> None:
+    from workers.tasks import load_version
+
+    try:
+        load_version.delay(version_id)
+    except Exception:  # the broker being down must not fail a committed alias move
+        logger.warning("could not ask the workers to preload version %s", version_id, exc_info=True)
 
 
 def delete_alias(alias: Alias, *, actor: Any) -> None:

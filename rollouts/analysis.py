@@ -15,14 +15,11 @@ from django.utils import timezone
 from controlplane.observability.queries import MINUTE, Figures, Window, collect, merged
 from controlplane.redis_client import get_redis
 from rollouts import services
+from rollouts.keys import moments_key
 from rollouts.models import Arm, Rollout, RolloutKind, RolloutStatus
 from rollouts.statistics import Comparison, Moments, compare
 
 logger = logging.getLogger(__name__)
-
-
-def moments_key(rollout_id: int, arm: str) -> str:
-    return f"{settings.TURNOUT['REDIS_PREFIX']}:fb:{rollout_id}:{arm}"
 
 
 def rewards(rollout: Rollout) -> dict[str, Moments]:
@@ -32,7 +29,7 @@ def rewards(rollout: Rollout) -> dict[str, Moments]:
         return {a.name: Moments(a.reward_n, a.reward_sum, a.reward_sum_sq) for a in arms}
     pipe = get_redis().pipeline(transaction=False)
     for arm in arms:
-        pipe.hgetall(moments_key(rollout.pk, arm.name))
+        pipe.hgetall(moments_key(settings.TURNOUT["REDIS_PREFIX"], rollout.pk, arm.name))
     result = {}
     for arm, raw in zip(arms, pipe.execute(), strict=True):
         values = {k.decode(): float(v) for k, v in raw.items()}
@@ -165,7 +162,7 @@ def apply(rollout: Rollout, analysis: CanaryAnalysis) -> Rollout:
     Rollout.objects.filter(pk=rollout.pk).update(last_analysis=analysis.as_json())
     payload = analysis.as_json()
     if analysis.action == "rollback":
-        failed = next(g for g in analysis.gates if g.passed is False)
+        failed = next(g for g in analysis.gates if g.passed is False and g.name != "min_requests")
         return services.rollback(rollout, gate=failed.name, figures=payload)
     if analysis.action == "advance":
         return services.set_canary_step(rollout, rollout.step + 1, figures=payload)

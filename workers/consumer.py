@@ -100,6 +100,18 @@ class VersionConsumer(threading.Thread):
                         version.max_batch_size - len(entries), max(1, int(version.max_queue_delay_ms))
                     )
                 self.process(entries)
+            except redis.ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    # Redis lost the stream (a restart without persistence, a flush):
+                    # create it and the group again rather than fail every request.
+                    logger.warning("%s: stream or consumer group missing; recreating it", version.label)
+                    try:
+                        self._ensure_group()
+                    except redis.RedisError:
+                        self._stop_event.wait(0.5)
+                else:
+                    logger.warning("%s: Redis error; retrying in 0.5 s", version.label, exc_info=True)
+                    self._stop_event.wait(0.5)
             except redis.RedisError:
                 logger.warning("%s: Redis error; retrying in 0.5 s", version.label, exc_info=True)
                 self._stop_event.wait(0.5)

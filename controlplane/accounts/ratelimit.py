@@ -49,17 +49,19 @@ class RateDecision:
         return ", ".join(parts)
 
 
-# KEYS: gcra state, daily counter, last-used hash
-# ARGV: (unused), emission_ms, burst, daily_quota (0: none), day_ttl_s, public_id
+# KEYS: gcra state, daily counter prefix (the UTC day is appended), last-used hash
+# ARGV: emission_ms, burst, daily_quota (0: none), public_id
 # Time comes from the Redis server, not the callers: concurrent requests from
 # many web processes are then judged in the order Redis runs them, and the
 # web hosts' clocks do not matter.
 SCRIPT = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local t = tonumber(ARGV[2])
-local burst = tonumber(ARGV[3])
-local quota = tonumber(ARGV[4])
+local t = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local quota = tonumber(ARGV[3])
+local day_left = 86400 - math.floor(now / 1000) % 86400
+local daily_key = KEYS[2] .. ':' .. math.floor(now / 86400000)
 local tolerance = (burst - 1) * t
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
@@ -69,16 +71,16 @@ if tat - now > tolerance then
 end
 local used = 0
 if quota > 0 then
-    used = tonumber(redis.call('GET', KEYS[2]) or '0')
+    used = tonumber(redis.call('GET', daily_key) or '0')
     if used >= quota then
-        return {0, 0, 0, tonumber(ARGV[5]), 0, 'quota'}
+        return {0, 0, 0, day_left, 0, 'quota'}
     end
-    used = redis.call('INCR', KEYS[2])
-    if used == 1 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]) + 60) end
+    used = redis.call('INCR', daily_key)
+    if used == 1 then redis.call('EXPIRE', daily_key, day_left + 60) end
 end
 local new_tat = tat + t
 redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000)
-redis.call('HSET', KEYS[3], ARGV[6], tostring(now))
+redis.call('HSET', KEYS[3], ARGV[4], tostring(now))
 local remaining = math.floor((tolerance - (new_tat - now - t)) / t)
 if remaining < 0 then remaining = 0 end
 local daily = -1
@@ -93,17 +95,16 @@ def seconds_to_midnight(now: dt.datetime | None = None) -> int:
     return max(1, int((midnight - now).total_seconds()))
 
 
-def redis_keys(prefix: str, public_id: str, now: dt.datetime | None = None) -> list[str]:
-    day = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%d")
-    return [f"{prefix}:rl:{public_id}", f"{prefix}:quota:{public_id}:{day}", last_used_key(prefix)]
+def redis_keys(prefix: str, public_id: str) -> list[str]:
+    return [f"{prefix}:rl:{public_id}", f"{prefix}:quota:{public_id}", last_used_key(prefix)]
 
 
 def last_used_key(prefix: str) -> str:
     return f"{prefix}:keys:last_used"
 
 
-def script_args(policy: RatePolicy, public_id: str, now_ms: int) -> list[str | int | float]:
-    return [now_ms, policy.emission_ms, policy.burst, policy.daily_quota or 0, seconds_to_midnight(), public_id]
+def script_args(policy: RatePolicy, public_id: str) -> list[str | int | float]:
+    return [policy.emission_ms, policy.burst, policy.daily_quota or 0, public_id]
 
 
 def decision(raw: list[object]) -> RateDecision:

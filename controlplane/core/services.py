@@ -13,7 +13,8 @@ from controlplane.gateway.health import database_conninfo
 
 POSTGRES_HOW = (
     "start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` "
-    "(or `sudo systemctl start postgresql`), or `docker compose up -d postgres redis`"
+    "(or `sudo systemctl start postgresql`), or `docker compose up -d postgres redis` "
+    "with DATABASE_URL=postgres://turnout:turnout@127.0.0.1:5432/turnout in .env"
 )
 REDIS_HOW = (
     'start it with `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no` '

@@ -117,7 +117,7 @@ class KeyAuth:
         try:
             raw = await self._limit(
                 ratelimit.redis_keys(self._prefix, record.public_id),
-                ratelimit.script_args(policy, record.public_id, int(time.time() * 1000)),
+                ratelimit.script_args(policy, record.public_id),
             )
         except (aioredis.RedisError, OSError):
             logger.warning("rate limiter unreachable; letting key %s through", record.public_id)

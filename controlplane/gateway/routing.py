@@ -18,6 +18,7 @@ from controlplane.gateway.catalog import ModelEntry, VersionEntry
 from controlplane.gateway.http import Scope
 from controlplane.gateway.protocol import ParsedRequest, ProtocolError
 from controlplane.observability.recorder import Observation
+from rollouts.keys import moments_key
 from rollouts.splitting import choose, mirrored
 from workers.wire import WireReply
 
@@ -60,10 +61,6 @@ def _feedback_key(prefix: str, model: str, request_id: str) -> str:
     return f"{prefix}:fbmap:{model}:{request_id}"
 
 
-def moments_key(prefix: str, rollout_id: int, arm: str) -> str:
-    return f"{prefix}:fb:{rollout_id}:{arm}"
-
-
 async def remember_arm(
     client: aioredis.Redis, prefix: str, model: str, ids: list[str], rollout_id: int, arm: str
 ) -> None:
@@ -99,7 +96,8 @@ async def record_feedback(client: aioredis.Redis, prefix: str, model: str, body:
             f"no request '{request_id}' of model '{model}' awaits feedback: feedback is joined to requests "
             "served during a canary or an experiment, for 7 days, once",
         )
-    # GETDEL makes a second feedback for the same request a clean 404 rather than a double count.
+    # The join is used once: a later feedback finds no mapping (404 above); two at
+    # the same instant both pass the GET, and GETDEL lets only one of them count (409).
     if await client.getdel(mapping_key) is None:
         raise ProtocolError(409, f"feedback for request '{request_id}' was already recorded")
     text = mapping.decode() if isinstance(mapping, bytes) else str(mapping)
