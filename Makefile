@@ -55,3 +55,12 @@ lock: | $(BIN)/uv
 	$(BIN)/uv pip compile --quiet --python-version 3.11 pyproject.toml --extra cpu --extra demo --extra dev -o requirements/dev.lock
 	$(BIN)/uv pip compile --quiet --python-version 3.11 pyproject.toml --extra cpu --extra s3 -o requirements/cpu.lock
 	$(BIN)/uv pip compile --quiet --python-version 3.11 pyproject.toml --extra gpu --extra s3 -o requirements/gpu.lock
+
+## Benchmark: raw onnxruntime against Turnout end to end, two MLPs (docs/benchmarks.md). Options: BENCH_ARGS="--seconds 5".
+bench: setup
+	@command -v wrk >/dev/null 2>&1 || { \
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(BIN)/python manage.py check_services
+	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

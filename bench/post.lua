@@ -1,0 +1,16 @@
+-- wrk script for bench/run.py: every request is the same POST of a V2 infer body.
+-- The body (a batch-1 request of random floats) is written once by run.py to the
+-- file named by BENCH_BODY_FILE, so the generator spends nothing building it.
+local path = os.getenv("BENCH_BODY_FILE")
+if path == nil or path == "" then
+  error("set BENCH_BODY_FILE to the request body file (bench/run.py does)")
+end
+local file = assert(io.open(path, "rb"))
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = file:read("*a")
+file:close()
+local key = os.getenv("BENCH_API_KEY")
+if key ~= nil and key ~= "" then
+  wrk.headers["Authorization"] = "Bearer " .. key
+end

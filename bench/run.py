@@ -1,0 +1,981 @@
+"""`make bench`: raw onnxruntime against Turnout end to end, on the two benchmark MLPs.
+
+    .venv/bin/python bench/run.py [--seconds 10] [--web-workers 2] [--url http://host:port]
+
+1. Raw limit: each model in onnxruntime in this process (default session options,
+   CPU provider): samples/s at batch 1 and 64, and the batch-1 latency p50; again
+   after the stack stops, keeping the better figures.
+2. Registers bench-mlp-{small,large} (batching on, max_batch_size 64) and their
+   -nobatch twins (max_batch_size 1) through the registry services, validated
+   inline, serving as production, and an API key for bench-* without an effective
+   rate limit (registry/management/commands/bench_models.py).
+3. Starts its own stack unless --url is given: gunicorn with uvicorn workers (2 by
+   default) and one Celery worker serving `bench-*` (1 onnxruntime intra-op thread
+   by default), under the private Redis prefix and Celery queue `turnout-bench` and
+   its own Prometheus directory, so a running dev stack is never touched.
+   Everything is stopped, and its Redis keys removed, at the end, on errors and on
+   Ctrl-C.
+4. Loads each (model, batching on/off, concurrency 1/64) cell with wrk and
+   bench/post.lua (batch-1 requests), after a short warm-up run, recording the CPU
+   each process used and the stack's own stage times.
+5. Prints one table (and the time/CPU table) and writes them as markdown to
+   bench/out/latest.md. docs/benchmarks.md explains the defaults and the results.
+
+--profile records py-spy (pip install py-spy; not a project dependency) on the
+web and worker processes during each model's batching-on c64 cell, as collapsed
+stacks in bench/out/; bench/profile_summary.py summarises them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+OUT = BENCH / "out"
+POST_LUA = BENCH / "post.lua"
+BIN = Path(sys.executable).parent
+PREFIX = "turnout-bench"
+QUEUE = "turnout-bench"
+CONCURRENCIES = (1, 64)
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+class BenchError(Exception):
+    pass
+
+
+# --- results ------------------------------------------------------------------
+@dataclass
+class Raw:
+    b1_sps: float
+    b64_sps: float
+    b1_p50_ms: float
+    b64_sps_1thread: float = 0.0  # context: the worker's session with one intra-op thread
+
+    def best(self, other: Raw) -> Raw:
+        """Per figure, the better of two measurements: other processes only ever slow it down."""
+        return Raw(
+            max(self.b1_sps, other.b1_sps),
+            max(self.b64_sps, other.b64_sps),
+            min(self.b1_p50_ms, other.b1_p50_ms),
+            max(self.b64_sps_1thread, other.b64_sps_1thread),
+        )
+
+
+@dataclass
+class Cell:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    mean_ms: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)  # role -> % of one core during the cell
+    stages: dict[str, float] = field(default_factory=dict)  # from the stack's own metrics: see StageMeter
+
+
+@dataclass
+class ModelResult:
+    key: str
+    raw: Raw
+    cells: dict[tuple[str, int], Cell] = field(default_factory=dict)  # ("on"|"off", concurrency)
+    provider: str = ""
+
+    def cell(self, mode: str, conc: int) -> Cell | None:
+        return self.cells.get((mode, conc))
+
+
+# --- raw onnxruntime ------------------------------------------------------------
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _timed_runs(session: Any, feed: dict[str, Any], seconds: float) -> tuple[float, list[float]]:
+    """Samples per second and per-call latencies, after a short warm-up."""
+    batch = next(iter(feed.values())).shape[0]
+    warm_until = time.perf_counter() + min(1.0, seconds / 3)
+    while time.perf_counter() < warm_until:
+        session.run(["output"], feed)
+    latencies: list[float] = []
+    started = now = time.perf_counter()
+    end = started + seconds
+    while now < end:
+        session.run(["output"], feed)
+        latest = time.perf_counter()
+        latencies.append(latest - now)
+        now = latest
+    return len(latencies) * batch / (now - started), latencies
+
+
+def measure_raw(artifact: bytes, input_dim: int, seconds: float) -> Raw:
+    """The model alone in this process: default session options (the bars' reference), and for
+    context batch 64 with one intra-op thread, as the benchmark's worker runs it."""
+    import numpy as np
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(1)
+    one = {"input": rng.standard_normal((1, input_dim)).astype(np.float32)}
+    many = {"input": rng.standard_normal((64, input_dim)).astype(np.float32)}
+    session = ort.InferenceSession(artifact, providers=["CPUExecutionProvider"])
+    b1_sps, b1_latencies = _timed_runs(session, one, seconds)
+    b64_sps, _ = _timed_runs(session, many, seconds)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    single = ort.InferenceSession(artifact, sess_options=options, providers=["CPUExecutionProvider"])
+    b64_single, _ = _timed_runs(single, many, seconds)
+    return Raw(b1_sps, b64_sps, percentile(b1_latencies, 50) * 1000, b64_single)
+
+
+# --- registration ---------------------------------------------------------------
+def setup_django(prefix: str) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
+    # Catalog change notices go to the channel of the stack under test.
+    os.environ["TURNOUT_REDIS_PREFIX"] = prefix
+    import django
+
+    django.setup()
+
+
+def register(keys: list[str]) -> str:
+    """Register the models; the benchmark's API key."""
+    from django.core.management import call_command
+    from django.db import connections
+
+    from registry.management.commands.bench_models import bench_key
+
+    call_command("bench_models", models=",".join(keys), queue=QUEUE)
+    key = bench_key()
+    connections.close_all()
+    return key
+
+
+# --- the stack ------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Stack:
+    """One web process and one worker, private to the benchmark."""
+
+    def __init__(self, web_workers: int, intra_op_threads: int | None, log_level: str = "", spinning: str = "") -> None:
+        self.web_workers = web_workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ)
+        self.env.update(
+            {
+                "TURNOUT_REDIS_PREFIX": PREFIX,
+                "TURNOUT_WORKER_MODELS": "bench-*",
+                # Our own Prometheus files: a dev stack's /metrics must not count the benchmark.
+                "PROMETHEUS_MULTIPROC_DIR": str(OUT / "prometheus"),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        if log_level:
+            self.env["LOG_LEVEL"] = log_level
+        if intra_op_threads is not None:
+            self.env["TURNOUT_WORKER_INTRA_OP_THREADS"] = str(intra_op_threads)
+        self.worker_env = dict(self.env)
+        if spinning == "off":
+            # An experiment: workers/runtime.py does not expose the setting (docs/benchmarks.md).
+            paths = [str(BENCH / "ort_nospin"), self.env.get("PYTHONPATH", "")]
+            self.worker_env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: dict[str, Path] = {}
+
+    def start(self) -> None:
+        OUT.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(OUT / "prometheus", ignore_errors=True)
+        (OUT / "prometheus").mkdir()
+        web = [
+            str(BIN / "gunicorn"),
+            "controlplane.asgi:application",
+            "--worker-class",
+            "uvicorn_worker.UvicornWorker",
+            "--workers",
+            str(self.web_workers),
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--graceful-timeout",
+            "5",
+        ]
+        worker = [
+            str(BIN / "celery"),
+            "-A",
+            "controlplane",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "1",
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+            "--hostname",
+            "bench@%h",
+            "--queues",
+            QUEUE,
+            "--loglevel",
+            self.env.get("LOG_LEVEL", "INFO"),
+        ]
+        for name, args in (("worker", worker), ("web", web)):
+            log_path = OUT / f"{name}.log"
+            self.logs[name] = log_path
+            with log_path.open("wb") as log:
+                self.processes[name] = subprocess.Popen(  # noqa: S603 (our own executables)
+                    args,
+                    cwd=ROOT,
+                    env=self.worker_env if name == "worker" else self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+
+    def check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise BenchError(
+                    f"the {name} process exited with status {process.returncode}; "
+                    f"last lines of {self.logs[name]}:\n{tail(self.logs[name])}"
+                )
+
+    def pids(self, name: str) -> list[int]:
+        """The processes that do the work: gunicorn's workers (not its master), the Celery worker."""
+        process = self.processes[name]
+        if name == "web":
+            children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+            with contextlib.suppress(OSError):
+                return [int(pid) for pid in children.read_text().split()]
+            return []
+        return [process.pid]
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for process in self.processes.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(5)
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop what the benchmark left in Redis: its prefix's keys and its Celery queue."""
+        import redis
+        from django.conf import settings
+
+        try:
+            client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
+            stale = list(client.scan_iter(match=f"{PREFIX}:*", count=1000))
+            for start in range(0, len(stale), 500):
+                client.delete(*stale[start : start + 500])
+            client.delete(QUEUE)
+            client.close()
+        except redis.RedisError as exc:
+            print(f"bench: could not remove the {PREFIX}:* keys from Redis: {exc}", file=sys.stderr)
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+API_KEY = ""  # set by main() once the key exists
+
+
+def http(method: str, url: str, body: bytes | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
+    headers = {"Content-Type": "application/json"}
+    if API_KEY:
+        headers["Authorization"] = f"Bearer {API_KEY}"
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310 (http only)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()
+
+
+def wait_ready(url: str, names: list[str], timeout: float, stack: Stack | None) -> None:
+    deadline = time.monotonic() + timeout
+    pending = list(names)
+    last = ""
+    while pending:
+        if stack is not None:
+            stack.check_alive()
+        name = pending[0]
+        try:
+            status, body = http("GET", f"{url}/v2/models/{name}/ready", timeout=2)
+        except OSError as exc:
+            status, body = 0, str(exc).encode()
+        if status == 200:
+            pending.pop(0)
+            continue
+        last = f"{name}: {status} {body[:300].decode(errors='replace')}"
+        if time.monotonic() > deadline:
+            raise BenchError(f"not ready after {timeout:.0f} s; last answer {last}")
+        time.sleep(0.25)
+
+
+def provider_of(url: str, name: str) -> str:
+    status, body = http("GET", f"{url}/v2/models/{name}")
+    if status != 200:
+        return f"? ({status})"
+    providers = json.loads(body).get("parameters", {}).get("execution_providers", {})
+    return ", ".join(sorted(set(providers.values()))) or "none"
+
+
+def request_body(input_dim: int, seed: int) -> bytes:
+    import numpy as np
+
+    values = np.random.default_rng(seed).standard_normal(input_dim).astype(np.float32)
+    payload = {
+        "inputs": [{"name": "input", "shape": [1, input_dim], "datatype": "FP32", "data": [float(v) for v in values]}]
+    }
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def check_answer(url: str, name: str, body: bytes, output_dim: int) -> None:
+    status, answer = http("POST", f"{url}/v2/models/{name}/infer", body, timeout=30)
+    if status != 200:
+        raise BenchError(f"{name}: a test request got {status}: {answer[:500].decode(errors='replace')}")
+    outputs = json.loads(answer)["outputs"]
+    if outputs[0]["shape"] != [1, output_dim]:
+        raise BenchError(f"{name}: expected an output of shape [1, {output_dim}], got {outputs[0]['shape']}")
+
+
+# --- CPU accounting ---------------------------------------------------------------
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _busy_ticks() -> int:
+    """All CPUs' busy time from /proc/stat (everything but idle and iowait)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    values = [int(v) for v in fields[:8]]
+    return sum(values) - values[3] - values[4]
+
+
+def _process_ticks(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def redis_server_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == "redis-server":
+                    pids.append(int(entry.name))
+    return pids
+
+
+def machine_busy(seconds: float = 1.0) -> float:
+    """% of one core the whole machine used over `seconds`."""
+    before, started = _busy_ticks(), time.monotonic()
+    time.sleep(seconds)
+    return (_busy_ticks() - before) * 100.0 / (CLOCK_TICKS * (time.monotonic() - started))
+
+
+def wait_quiet(max_wait: float, threshold: float) -> float:
+    """Wait (up to max_wait seconds) until the machine, our idle stack included, is nearly idle.
+
+    Other processes on a 2-core machine change every number here; the CPU table
+    reports how much they took during each cell either way."""
+    deadline = time.monotonic() + max_wait
+    busy = machine_busy(0.5)
+    announced = False
+    while busy > threshold and time.monotonic() < deadline:
+        if not announced:
+            print(f"  waiting for a quiet machine (now {busy:.0f}% of a core busy) ...", flush=True)
+            announced = True
+        busy = machine_busy(1.0)
+    return busy
+
+
+class CpuMeter:
+    """CPU used during a cell by each part of the path, and by everything else on the machine."""
+
+    def __init__(self, roles: dict[str, list[int]]) -> None:
+        self.roles = roles
+
+    def snapshot(self) -> dict[str, float]:
+        import resource
+
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        snap = {role: float(sum(_process_ticks(pid) for pid in pids)) for role, pids in self.roles.items()}
+        snap["wrk"] = (children.ru_utime + children.ru_stime) * CLOCK_TICKS
+        snap["_busy"] = float(_busy_ticks())
+        snap["_time"] = time.monotonic()
+        return snap
+
+    @staticmethod
+    def usage(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        elapsed = after["_time"] - before["_time"]
+        scale = 100.0 / (CLOCK_TICKS * elapsed)
+        used = {k: (after[k] - before[k]) * scale for k in before if not k.startswith("_")}
+        busy = (after["_busy"] - before["_busy"]) * scale
+        used["other"] = max(0.0, busy - sum(used.values()))
+        used["total"] = busy
+        return used
+
+
+class StageMeter:
+    """Where a request's time goes, from the stack's own Prometheus files (our own stack only).
+
+    Per model, deltas over a cell of: the gateway's stage histograms (validation, queue
+    wait, compute, total inside the gateway's infer handler) and the worker's rows per
+    onnxruntime run. Empty when the metrics are not there (another stack, or renamed)."""
+
+    WANTED = (
+        "turnout_inference_stage_seconds_sum",
+        "turnout_inference_stage_seconds_count",
+        "turnout_worker_batch_size_sum",
+        "turnout_worker_batch_size_count",
+    )
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def snapshot(self) -> dict[tuple[str, str, str], float]:
+        try:
+            from prometheus_client import CollectorRegistry
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=str(self.directory))
+            values: dict[tuple[str, str, str], float] = {}
+            for metric in registry.collect():
+                for sample in metric.samples:
+                    if sample.name in self.WANTED:
+                        key = (sample.name, sample.labels.get("model", ""), sample.labels.get("stage", ""))
+                        values[key] = values.get(key, 0.0) + sample.value
+            return values
+        except Exception:  # a benchmark aid only: never fail the run over it
+            return {}
+
+    @staticmethod
+    def stages(
+        before: dict[tuple[str, str, str], float], after: dict[tuple[str, str, str], float], model: str, seconds: float
+    ) -> dict[str, float]:
+        def delta(name: str, stage: str = "") -> float:
+            key = (name, model, stage)
+            return after.get(key, 0.0) - before.get(key, 0.0)
+
+        out: dict[str, float] = {}
+        for stage in ("validation", "queue", "compute", "total"):
+            count = delta("turnout_inference_stage_seconds_count", stage)
+            if count > 0:
+                out[f"{stage}_ms"] = delta("turnout_inference_stage_seconds_sum", stage) / count * 1000
+        runs = delta("turnout_worker_batch_size_count")
+        if runs > 0:
+            out["rows_per_run"] = delta("turnout_worker_batch_size_sum") / runs
+            out["runs_per_s"] = runs / seconds
+        return out
+
+
+# --- wrk ------------------------------------------------------------------------
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def parse_wrk(output: str) -> Cell:
+    def number(pattern: str) -> float:
+        match = re.search(pattern, output)
+        if match is None:
+            raise BenchError(f"cannot find {pattern!r} in wrk's output:\n{output}")
+        return float(match.group(1))
+
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    if non_2xx is not None and int(non_2xx.group(1)) > 0:
+        raise BenchError(f"wrk saw {non_2xx.group(1)} non-2xx responses:\n{output}")
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    if errors is not None and any(int(n) for n in errors.groups()):
+        raise BenchError(f"wrk saw socket errors ({errors.group(0)}):\n{output}")
+    latency: dict[int, float] = {}
+    for match in re.finditer(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.MULTILINE):
+        latency[int(match.group(1))] = float(match.group(2)) * _UNITS[match.group(3)]
+    if 50 not in latency or 99 not in latency:
+        raise BenchError(f"no latency distribution in wrk's output (is --latency set?):\n{output}")
+    mean = re.search(r"^\s+Latency\s+([\d.]+)(us|ms|s|m)\s", output, re.MULTILINE)
+    return Cell(
+        rps=number(r"Requests/sec:\s+([\d.]+)"),
+        p50_ms=latency[50],
+        p99_ms=latency[99],
+        requests=int(number(r"(\d+) requests in")),
+        mean_ms=float(mean.group(1)) * _UNITS[mean.group(2)] if mean else 0.0,
+    )
+
+
+def run_wrk(url: str, body_file: Path, concurrency: int, seconds: float, meter: CpuMeter | None = None) -> Cell:
+    before = meter.snapshot() if meter is not None else None
+    args = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "--latency"]
+    args += ["-s", str(POST_LUA), url]
+    env = dict(os.environ, BENCH_BODY_FILE=str(body_file), BENCH_API_KEY=API_KEY)
+    done = subprocess.run(  # noqa: S603 (wrk, our arguments)
+        args, env=env, capture_output=True, text=True, timeout=seconds + 60, check=False
+    )
+    if done.returncode != 0:
+        raise BenchError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
+    cell = parse_wrk(done.stdout)
+    if meter is not None and before is not None:
+        cell.cpu = CpuMeter.usage(before, meter.snapshot())
+    return cell
+
+
+# --- profiling --------------------------------------------------------------------
+@contextlib.contextmanager
+def profiling(enabled: bool, stack: Stack | None, label: str, seconds: float) -> Iterator[None]:
+    if not enabled or stack is None:
+        yield
+        return
+    py_spy = shutil.which("py-spy") or str(BIN / "py-spy")
+    if not Path(py_spy).is_file():
+        raise BenchError("--profile needs py-spy: .venv/bin/pip install py-spy (not a project dependency)")
+    targets = [("web", pid) for pid in stack.pids("web")] + [("worker", pid) for pid in stack.pids("worker")]
+    recorders = []
+    for role, pid in targets:
+        path = OUT / f"profile-{label}-{role}-{pid}.txt"
+        args = [py_spy, "record", "--nonblocking", "--format", "raw", "-r", "100", "-d", str(max(1, int(seconds)))]
+        args += ["-o", str(path), "--pid", str(pid)]
+        recorders.append(
+            subprocess.Popen(  # noqa: S603 (py-spy, our arguments)
+                args, stdout=subprocess.DEVNULL, stderr=(OUT / f"py-spy-{role}-{pid}.log").open("wb")
+            )
+        )
+    try:
+        yield
+    finally:
+        for recorder in recorders:
+            try:
+                recorder.wait(30)
+            except subprocess.TimeoutExpired:
+                recorder.terminate()
+
+
+# --- the table ----------------------------------------------------------------------
+@dataclass
+class Bar:
+    model: str
+    text: str
+    ok: bool | None  # None: not measured
+
+
+def bars(results: dict[str, ModelResult]) -> list[Bar]:
+    out: list[Bar] = []
+    large = results.get("mlp_large")
+    if large is not None:
+        on64, on1, off1 = large.cell("on", 64), large.cell("on", 1), large.cell("off", 1)
+        out.append(
+            Bar(
+                "mlp_large",
+                "c64 req/s >= 0.35 x raw b64 samples/s",
+                None if on64 is None else on64.rps >= 0.35 * large.raw.b64_sps,
+            )
+        )
+        out.append(Bar("mlp_large", "c64 p99 < 100 ms", None if on64 is None else on64.p99_ms < 100))
+        out.append(
+            Bar(
+                "mlp_large",
+                "c1 p50 <= raw b1 p50 + 1.5 ms",
+                None if on1 is None else on1.p50_ms <= large.raw.b1_p50_ms + 1.5,
+            )
+        )
+        out.append(
+            Bar(
+                "mlp_large",
+                "c1 p50 batching on <= 1.10 x batching off",
+                None if on1 is None or off1 is None else on1.p50_ms <= 1.10 * off1.p50_ms,
+            )
+        )
+    small = results.get("mlp_small")
+    if small is not None:
+        on64, on1 = small.cell("on", 64), small.cell("on", 1)
+        out.append(Bar("mlp_small", "c64 >= 3,000 req/s", None if on64 is None else on64.rps >= 3000))
+        out.append(Bar("mlp_small", "c1 p50 <= 1 ms", None if on1 is None else on1.p50_ms <= 1.0))
+    return out
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def table_rows(results: dict[str, ModelResult]) -> tuple[list[str], list[list[str]]]:
+    keys = list(results)
+    header = ["", *keys]
+    rows: list[list[str]] = []
+
+    def row(label: str, getter: Any) -> None:
+        rows.append([label, *[getter(results[k]) for k in keys]])
+
+    row("raw b1 samples/s", lambda r: fmt(r.raw.b1_sps))
+    row("raw b64 samples/s", lambda r: fmt(r.raw.b64_sps))
+    row("raw b1 p50 ms", lambda r: fmt(r.raw.b1_p50_ms, 3))
+    row("raw b64 samples/s, 1 intra-op thread", lambda r: fmt(r.raw.b64_sps_1thread))
+    for mode, title in (("on", "batching on"), ("off", "batching off")):
+        for conc in CONCURRENCIES:
+
+            def cell_value(r: ModelResult, attr: str, mode: str = mode, conc: int = conc) -> str:
+                cell = r.cell(mode, conc)
+                return fmt(None if cell is None else getattr(cell, attr), 3 if attr != "rps" else 1)
+
+            row(f"{title} c{conc} req/s", lambda r, f=cell_value: f(r, "rps"))
+            row(f"{title} c{conc} p50 ms", lambda r, f=cell_value: f(r, "p50_ms"))
+            row(f"{title} c{conc} p99 ms", lambda r, f=cell_value: f(r, "p99_ms"))
+
+    def ratio_c64(r: ModelResult, mode: str) -> str:
+        cell = r.cell(mode, 64)
+        return "-" if cell is None else f"{cell.rps / r.raw.b64_sps:.2f}"
+
+    def c1_over_raw(r: ModelResult) -> str:
+        cell = r.cell("on", 1)
+        return "-" if cell is None else f"{cell.p50_ms - r.raw.b1_p50_ms:+.3f}"
+
+    def on_over_off(r: ModelResult) -> str:
+        on, off = r.cell("on", 1), r.cell("off", 1)
+        return "-" if on is None or off is None else f"{on.p50_ms / off.p50_ms:.2f}"
+
+    row("c64 req/s / raw b64 (on)", lambda r: ratio_c64(r, "on"))
+    row("c64 req/s / raw b64 (off)", lambda r: ratio_c64(r, "off"))
+
+    def ratio_single(r: ModelResult) -> str:
+        cell = r.cell("on", 64)
+        return "-" if cell is None or not r.raw.b64_sps_1thread else f"{cell.rps / r.raw.b64_sps_1thread:.2f}"
+
+    row("c64 req/s / raw b64 1-thread (on)", ratio_single)
+    row("c1 p50 - raw b1 p50 ms (on)", c1_over_raw)
+    row("c1 p50 on / off", on_over_off)
+    row("execution provider", lambda r: r.provider or "-")
+    for bar in bars(results):
+        mark = "-" if bar.ok is None else ("PASS" if bar.ok else "MISS")
+        rows.append([f"bar: {bar.text}", *[mark if k == bar.model else "" for k in keys]])
+    return header, rows
+
+
+def render_text(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for index, line in enumerate([header, *rows]):
+        cells = [line[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(line[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def render_markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(line) + " |" for line in rows]
+    return "\n".join(lines)
+
+
+def cpu_text(cpu: dict[str, float]) -> str:
+    return " ".join(f"{role} {value:.0f}" for role, value in cpu.items())
+
+
+def detail_rows(results: dict[str, ModelResult]) -> tuple[list[str], list[list[str]]]:
+    """Per cell: where a request's time goes (means) and who used the CPU."""
+    roles: list[str] = []
+    for result in results.values():
+        for cell in result.cells.values():
+            roles += [r for r in cell.cpu if r not in roles]
+    stage_columns = [
+        ("validation_ms", "validate ms"),
+        ("queue_ms", "queue ms"),
+        ("compute_ms", "compute ms"),
+        ("total_ms", "gateway ms"),
+        ("rows_per_run", "rows/run"),
+        ("runs_per_s", "runs/s"),
+    ]
+    header = ["cell", "mean ms", *[title for _, title in stage_columns], *[f"{r} %" for r in roles]]
+    rows = []
+    for key, result in results.items():
+        for (mode, conc), cell in result.cells.items():
+            stages = [fmt(cell.stages.get(name), 3 if name.endswith("_ms") else 1) for name, _ in stage_columns]
+            cpu = [f"{cell.cpu.get(r, 0):.0f}" for r in roles]
+            rows.append([f"{key} batching {mode} c{conc}", fmt(cell.mean_ms, 3), *stages, *cpu])
+    return header, rows
+
+
+def git_revision() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)  # noqa: S607
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True)  # noqa: S607
+    except OSError:
+        return "unknown"
+    revision = head.stdout.strip() or "unknown"
+    return revision + (" with uncommitted changes" if dirty.stdout.strip() else "")
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+
+
+# --- main ---------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per cell (default 10)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds before each cell (default 3)")
+    parser.add_argument("--raw-seconds", type=float, default=3.0, help="seconds per raw onnxruntime measurement")
+    parser.add_argument("--models", default="mlp_small,mlp_large", help="comma-separated: mlp_small, mlp_large")
+    parser.add_argument("--modes", default="on,off", help="batching modes to measure: on, off or both")
+    parser.add_argument("--url", default="", help="use the stack at this URL instead of starting one")
+    parser.add_argument(
+        "--redis-prefix",
+        default="",
+        help=f"with --url: the stack's TURNOUT_REDIS_PREFIX, for catalog notices (default: {PREFIX} "
+        "for our own stack, the configured one with --url)",
+    )
+    parser.add_argument(
+        "--web-workers", type=int, default=2, help="gunicorn workers of our own stack (default 2; docs/benchmarks.md)"
+    )
+    parser.add_argument(
+        "--intra-op-threads",
+        type=int,
+        default=1,
+        help="TURNOUT_WORKER_INTRA_OP_THREADS for our own worker (default 1; 0: onnxruntime's choice, "
+        "one spinning thread per core; docs/benchmarks.md)",
+    )
+    parser.add_argument(
+        "--worker-spinning",
+        choices=("", "off"),
+        default="",
+        help="off: our worker's onnxruntime sessions do not spin their intra-op threads (an experiment)",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        help="before each measurement, wait up to this many seconds for other processes to go quiet (default 60)",
+    )
+    parser.add_argument(
+        "--quiet-threshold", type=float, default=10.0, help="%% of one core counted as quiet (default 10)"
+    )
+    parser.add_argument("--log-level", default="", help="LOG_LEVEL of our own stack (default: as configured)")
+    parser.add_argument("--ready-timeout", type=float, default=180.0, help="seconds to wait for the models to be ready")
+    parser.add_argument("--profile", action="store_true", help="py-spy the web and worker during each c64 (on) cell")
+    parser.add_argument("--hold", action="store_true", help="keep our stack up after the run until Ctrl-C")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    keys = [k.strip() for k in args.models.split(",") if k.strip()]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if shutil.which("wrk") is None:
+        raise BenchError("wrk is not installed: apt-get install -y wrk (make bench installs it)")
+    OUT.mkdir(parents=True, exist_ok=True)
+
+    prefix = args.redis_prefix or (PREFIX if not args.url else "")
+    if prefix:
+        os.environ["TURNOUT_REDIS_PREFIX"] = prefix
+    setup_django(os.environ.get("TURNOUT_REDIS_PREFIX", "turnout"))
+    from registry.management.commands.bench_models import BENCH_MODELS, served_names
+
+    unknown = [k for k in keys if k not in BENCH_MODELS]
+    if unknown:
+        raise BenchError(f"unknown model(s) {unknown}; choose from {sorted(BENCH_MODELS)}")
+
+    # 1. The raw onnxruntime limit, before anything else runs (and again at the end).
+    results: dict[str, ModelResult] = {}
+    bodies: dict[str, Path] = {}
+    artifacts: dict[str, bytes] = {}
+    for key in keys:
+        spec = BENCH_MODELS[key]
+        artifacts[key] = spec.build()
+        print(f"raw onnxruntime: {key} ...", flush=True)
+        wait_quiet(args.quiet_wait, args.quiet_threshold)
+        results[key] = ModelResult(key, measure_raw(artifacts[key], spec.input_dim, args.raw_seconds))
+        bodies[key] = OUT / f"body-{key}.json"
+        bodies[key].write_bytes(request_body(spec.input_dim, seed=7))
+
+    # 2. The models, registered and ready to serve.
+    print("registering the benchmark models ...", flush=True)
+    global API_KEY
+    API_KEY = register(keys)
+
+    stack: Stack | None = None
+    started = datetime.now(UTC)
+    try:
+        if args.url:
+            url = args.url.rstrip("/")
+        else:
+            stack = Stack(args.web_workers, args.intra_op_threads, args.log_level, args.worker_spinning)
+            print(f"starting web ({args.web_workers} worker(s)) and worker on {stack.url} ...", flush=True)
+            stack.start()
+            url = stack.url
+        wait_ready(url, served_names(keys), args.ready_timeout, stack)
+        roles = {"redis": redis_server_pids()}
+        if stack is not None:
+            roles = {"web": stack.pids("web"), "worker": stack.pids("worker"), **roles}
+        meter = CpuMeter(roles)
+        stage_meter = StageMeter(OUT / "prometheus") if stack is not None else None
+
+        # 3. The cells.
+        for key in keys:
+            spec = BENCH_MODELS[key]
+            for mode in modes:
+                name = spec.name if mode == "on" else spec.nobatch_name
+                check_answer(url, name, bodies[key].read_bytes(), spec.output_dim)
+                if mode == "on":
+                    results[key].provider = provider_of(url, name)
+                target = f"{url}/v2/models/{name}/infer"
+                for conc in CONCURRENCIES:
+                    wait_quiet(args.quiet_wait, args.quiet_threshold)
+                    if args.warmup > 0:
+                        run_wrk(target, bodies[key], conc, args.warmup)
+                    before = stage_meter.snapshot() if stage_meter else {}
+                    with profiling(args.profile and mode == "on" and conc == 64, stack, key, args.seconds):
+                        cell = run_wrk(target, bodies[key], conc, args.seconds, meter)
+                    if stack is not None:
+                        stack.check_alive()
+                    if stage_meter is not None:
+                        cell.stages = StageMeter.stages(before, stage_meter.snapshot(), name, args.seconds)
+                    results[key].cells[(mode, conc)] = cell
+                    print(
+                        f"  {key:9} batching {mode:3} c{conc:<2}: {cell.rps:9.1f} req/s  "
+                        f"p50 {cell.p50_ms:8.3f} ms  p99 {cell.p99_ms:8.3f} ms  cpu% {cpu_text(cell.cpu)}",
+                        flush=True,
+                    )
+        if args.hold and stack is not None:
+            print(f"holding the stack at {stack.url}; Ctrl-C to stop", flush=True)
+            while True:
+                stack.check_alive()
+                time.sleep(1)
+    finally:
+        if stack is not None:
+            stack.stop()
+
+    for key in keys:
+        print(f"raw onnxruntime again: {key} ...", flush=True)
+        wait_quiet(args.quiet_wait, args.quiet_threshold)
+        again = measure_raw(artifacts[key], BENCH_MODELS[key].input_dim, args.raw_seconds)
+        results[key].raw = results[key].raw.best(again)
+
+    header, rows = table_rows(results)
+    import onnxruntime
+
+    if args.url:
+        stack_text = f"the stack at {url}"
+    else:
+        threads = str(args.intra_op_threads) if args.intra_op_threads else "0 (onnxruntime's choice)"
+        spin = ", no spinning" if args.worker_spinning == "off" else ""
+        stack_text = (
+            f"own: gunicorn with {args.web_workers} uvicorn worker(s), "
+            f"1 Celery worker (onnxruntime intra-op threads {threads}{spin})"
+        )
+    about = [
+        f"Turnout benchmark, {started:%Y-%m-%d %H:%M} UTC",
+        f"machine: {machine()}; onnxruntime {onnxruntime.__version__}",
+        f"stack: {stack_text}",
+        f"load: wrk -t1, batch-1 requests with an API key, {args.seconds:g} s per cell after {args.warmup:g} s warm-up",
+        "raw: onnxruntime, default session options (it picks the intra-op threads), CPU provider, "
+        f"{args.raw_seconds:g} s per figure, best of a run before and one after the stack",
+        f"code: {git_revision()}",
+    ]
+    print()
+    print("\n".join(about))
+    print()
+    print(render_text(header, rows))
+    detail_header, detail_table = detail_rows(results)
+    detail_note = (
+        "Where the time goes, per cell (means over the measured seconds). mean ms: wrk's mean latency; "
+        "gateway ms: inside the gateway's infer handler (after HTTP parsing, key check and rate limit; "
+        "before the response is written), of which validate ms (body parse and checks), queue ms "
+        "(enqueued until its batch started running) and compute ms (the onnxruntime run); rows/run and "
+        "runs/s: the worker's batches. CPU in % of one core "
+        f"(the machine has {os.cpu_count()}); other: every other process on the machine"
+        + (", the stack under test included." if args.url else ".")
+    )
+    print(f"\n{detail_note}\n")
+    print(render_text(detail_header, detail_table))
+    worst = max((c.cpu.get("other", 0.0) for r in results.values() for c in r.cells.values()), default=0.0)
+    if worst > 15 and stack is not None:
+        print(f"\nwarning: other processes used up to {worst:.0f}% of a core during a cell; the numbers are disturbed")
+    markdown = "\n".join(
+        [
+            *[f"{line}  " for line in about],
+            "",
+            render_markdown(header, rows),
+            "",
+            detail_note,
+            "",
+            render_markdown(detail_header, detail_table),
+            "",
+        ]
+    )
+    (OUT / "latest.md").write_text(markdown)
+    (OUT / "latest.json").write_text(
+        json.dumps(
+            {
+                k: {
+                    "raw": vars(r.raw),
+                    "provider": r.provider,
+                    "cells": {f"{mode}-c{conc}": vars(c) for (mode, conc), c in r.cells.items()},
+                }
+                for k, r in results.items()
+            },
+            indent=2,
+        )
+    )
+    print(f"\nwritten to {(OUT / 'latest.md').relative_to(ROOT)}")
+    return 0
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        sys.exit(130)
