@@ -49,44 +49,52 @@ class RateDecision:
         return ", ".join(parts)
 
 
-# KEYS: gcra state, daily counter prefix (the UTC day is appended), last-used hash
-# ARGV: emission_ms, burst, daily_quota (0: none), public_id
 # Time comes from the Redis server, not the callers: concurrent requests from
 # many web processes are then judged in the order Redis runs them, and the
 # web hosts' clocks do not matter.
-SCRIPT = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local t = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local quota = tonumber(ARGV[3])
-local day_left = 86400 - math.floor(now / 1000) % 86400
-local daily_key = KEYS[2] .. ':' .. math.floor(now / 86400000)
-local tolerance = (burst - 1) * t
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-if tat - now > tolerance then
-    local retry = tat - now - tolerance
-    return {0, 0, math.ceil((tat - now) / 1000), math.ceil(retry / 1000), -1, 'rate'}
-end
-local used = 0
-if quota > 0 then
-    used = tonumber(redis.call('GET', daily_key) or '0')
-    if used >= quota then
-        return {0, 0, 0, day_left, 0, 'quota'}
+# A Lua function shared by SCRIPT (the rate limit alone, for metadata requests)
+# and the gateway's admit-and-enqueue script (one round trip per inference).
+FUNCTION = """
+local function rate_limit(gcra_key, quota_prefix, last_used_key, t, burst, quota, public_id)
+    local clock = redis.call('TIME')
+    local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+    local day_left = 86400 - math.floor(now / 1000) % 86400
+    local daily_key = quota_prefix .. ':' .. math.floor(now / 86400000)
+    local tolerance = (burst - 1) * t
+    local tat = tonumber(redis.call('GET', gcra_key) or '0')
+    if tat < now then tat = now end
+    if tat - now > tolerance then
+        local retry = tat - now - tolerance
+        return {0, 0, math.ceil((tat - now) / 1000), math.ceil(retry / 1000), -1, 'rate'}
     end
-    used = redis.call('INCR', daily_key)
-    if used == 1 then redis.call('EXPIRE', daily_key, day_left + 60) end
+    local used = 0
+    if quota > 0 then
+        used = tonumber(redis.call('GET', daily_key) or '0')
+        if used >= quota then
+            return {0, 0, 0, day_left, 0, 'quota'}
+        end
+        used = redis.call('INCR', daily_key)
+        if used == 1 then redis.call('EXPIRE', daily_key, day_left + 60) end
+    end
+    local new_tat = tat + t
+    redis.call('SET', gcra_key, tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000)
+    redis.call('HSET', last_used_key, public_id, tostring(now))
+    local remaining = math.floor((tolerance - (new_tat - now - t)) / t)
+    if remaining < 0 then remaining = 0 end
+    local daily = -1
+    if quota > 0 then daily = quota - used end
+    return {1, remaining, math.ceil((new_tat - now) / 1000), 0, daily, ''}
 end
-local new_tat = tat + t
-redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000)
-redis.call('HSET', KEYS[3], ARGV[4], tostring(now))
-local remaining = math.floor((tolerance - (new_tat - now - t)) / t)
-if remaining < 0 then remaining = 0 end
-local daily = -1
-if quota > 0 then daily = quota - used end
-return {1, remaining, math.ceil((new_tat - now) / 1000), 0, daily, ''}
 """
+
+# KEYS: gcra state, daily counter prefix (the UTC day is appended), last-used hash
+# ARGV: emission_ms, burst, daily_quota (0: none), public_id
+SCRIPT = (
+    FUNCTION
+    + """
+return rate_limit(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])
+"""
+)
 
 
 def seconds_to_midnight(now: dt.datetime | None = None) -> int:

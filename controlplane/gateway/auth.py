@@ -113,15 +113,25 @@ class KeyAuth:
 
     async def rate_limit(self, record: KeyRecord) -> list[tuple[bytes, bytes]]:
         """Headers for the response; raises 429 over the limit or the quota."""
-        policy = record.policy
         try:
             raw = await self._limit(
                 ratelimit.redis_keys(self._prefix, record.public_id),
-                ratelimit.script_args(policy, record.public_id),
+                ratelimit.script_args(record.policy, record.public_id),
             )
         except (aioredis.RedisError, OSError):
             logger.warning("rate limiter unreachable; letting key %s through", record.public_id)
             return []
+        return self.verdict(record, raw)
+
+    def admission(self, record: KeyRecord) -> tuple[list[str], list[str | int | float]]:
+        """Keys and arguments of the rate limit, for the gateway's admit-and-enqueue script."""
+        return ratelimit.redis_keys(self._prefix, record.public_id), ratelimit.script_args(
+            record.policy, record.public_id
+        )
+
+    def verdict(self, record: KeyRecord, raw: list[object]) -> list[tuple[bytes, bytes]]:
+        """The response headers of a rate-limit decision; 429 when it refused."""
+        policy = record.policy
         decision = ratelimit.decision(raw)
         headers = [(b"ratelimit-policy", policy.header().encode()), (b"ratelimit", decision.header().encode())]
         if not decision.allowed:

@@ -12,10 +12,12 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from controlplane.accounts import ratelimit
 from controlplane.gateway.coalesce import ScriptBatcher
 from controlplane.gateway.protocol import ParsedRequest, ProtocolError
 from workers import streams
@@ -35,10 +37,22 @@ class Dispatcher:
         # Blocking pops get their own connection so they never hold up enqueues.
         self._reply_redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2)
         self._enqueue = ScriptBatcher(self.redis, streams.ENQUEUE_SCRIPT)
+        self._admit = ScriptBatcher(self.redis, streams.admit_script(ratelimit.FUNCTION))
         self._waiting: dict[str, asyncio.Future[WireReply]] = {}
         self._listener: asyncio.Task[None] | None = None
 
-    async def submit(self, version_id: int, request: ParsedRequest, timeout_s: float, max_queue_size: int) -> WireReply:
+    async def submit(
+        self,
+        version_id: int,
+        request: ParsedRequest,
+        timeout_s: float,
+        max_queue_size: int,
+        admission: tuple[list[str], list[Any]] | None = None,
+        on_admitted: Callable[[list[Any]], None] | None = None,
+    ) -> WireReply:
+        """Enqueue and await the reply. With `admission` (a key's rate-limit keys and
+        arguments), the rate limit runs in the same script as the enqueue, and
+        `on_admitted` gets its decision (it raises to refuse; nothing was enqueued then)."""
         self._ensure_listener()
         now = time.time()
         deadline = now + timeout_s
@@ -54,14 +68,21 @@ class Dispatcher:
         future: asyncio.Future[WireReply] = asyncio.get_running_loop().create_future()
         self._waiting[request_key] = future
         try:
-            args: list[Any] = [max_queue_size]
+            flat: list[Any] = []
             for key, value in fields.items():
-                args += [key, value]
+                flat += [key, value]
+            stream = streams.request_stream(self.prefix, version_id)
             try:
-                entry = await self._enqueue([streams.request_stream(self.prefix, version_id)], args)
+                if admission is None:
+                    entry = await self._enqueue([stream], [max_queue_size, *flat])
+                else:
+                    rate_keys, rate_args = admission
+                    decision, entry = await self._admit([stream, *rate_keys], [max_queue_size, *rate_args, *flat])
+                    if on_admitted is not None:
+                        on_admitted(decision)
             except (aioredis.RedisError, OSError) as exc:
                 raise ProtocolError(503, f"the request queue is unreachable: {exc}", [(b"retry-after", b"1")]) from exc
-            if entry is None:
+            if entry is None or entry == 0:
                 raise ProtocolError(
                     503, f"the model's queue is full ({max_queue_size} requests); retry later", [(b"retry-after", b"1")]
                 )

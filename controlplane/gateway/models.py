@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from django.conf import settings
 
+from controlplane.accounts.services import KeyRecord
 from controlplane.gateway import routing
 from controlplane.gateway.catalog import ModelEntry, RegistryUnavailable, VersionEntry
 from controlplane.gateway.http import Receive, Scope, Send, send_bytes, send_json
@@ -54,10 +55,10 @@ async def handle(gateway: Gateway, rest: str, method: str, scope: Scope, receive
 
     request_id = _request_id(scope)
     headers: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id.encode())]
-    key_id: str | None = None
+    key: KeyRecord | None = None
     try:
         if gateway.require_key:
-            key_id, rate_headers = await _authorize(gateway, scope, name, action)
+            key, rate_headers = await _authorize(gateway, scope, name, action)
             headers += rate_headers
         model = await _model(gateway, name)
         if action == "feedback":
@@ -72,11 +73,13 @@ async def handle(gateway: Gateway, rest: str, method: str, scope: Scope, receive
         arm = "pinned" if version else "champion"
         routed_key = ""
         if version is None and model.routing is not None:
-            routed_key = routing.routing_key(scope, model.routing.routing_header, key_id, request_id)
+            routed_key = routing.routing_key(
+                scope, model.routing.routing_header, key.public_id if key else None, request_id
+            )
             routed = routing.route(model, routed_key)
             if routed is not None:
                 arm, entry = routed
-        await infer(gateway, model, entry, arm, scope, receive, send, headers, request_id, routed_key)
+        await infer(gateway, model, entry, arm, scope, receive, send, headers, request_id, routed_key, key)
     elif action == "ready":
         await ready(gateway, model, entry, send, headers)
     else:
@@ -95,7 +98,9 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-async def _authorize(gateway: Gateway, scope: Scope, name: str, action: str) -> tuple[str, list[tuple[bytes, bytes]]]:
+async def _authorize(
+    gateway: Gateway, scope: Scope, name: str, action: str
+) -> tuple[KeyRecord, list[tuple[bytes, bytes]]]:
     key = await gateway.keys.authenticate(scope)
     if not key.allows_model(name):
         # The same answer as for a model that does not exist: a key's
@@ -104,7 +109,10 @@ async def _authorize(gateway: Gateway, scope: Scope, name: str, action: str) -> 
     needed = "infer" if action in ("infer", "feedback") else "read"
     if needed not in key.actions:
         raise ProtocolError(403, f"this API key does not have the '{needed}' scope")
-    return key.public_id, await gateway.keys.rate_limit(key)
+    if action == "infer":
+        # Rate-limited in the same Redis script that enqueues the request.
+        return key, []
+    return key, await gateway.keys.rate_limit(key)
 
 
 async def feedback(
@@ -201,11 +209,14 @@ async def infer(
     headers: list[tuple[bytes, bytes]],
     request_id: str,
     routed_key: str = "",
+    key: KeyRecord | None = None,
 ) -> None:
     started = time.perf_counter()
     obs = Observation(model.name, str(entry.number), arm, 200, 0.0)
     try:
-        request, reply, body_out, json_length, timeout_s = await _infer(gateway, model, entry, scope, receive, obs)
+        request, reply, body_out, json_length, timeout_s = await _infer(
+            gateway, model, entry, scope, receive, obs, key, headers
+        )
     except ProtocolError as exc:
         obs.code = exc.status
         obs.total_ms = (time.perf_counter() - started) * 1000
@@ -243,7 +254,14 @@ async def infer(
 
 
 async def _infer(
-    gateway: Gateway, model: ModelEntry, entry: VersionEntry, scope: Scope, receive: Receive, obs: Observation
+    gateway: Gateway,
+    model: ModelEntry,
+    entry: VersionEntry,
+    scope: Scope,
+    receive: Receive,
+    obs: Observation,
+    key: KeyRecord | None,
+    headers: list[tuple[bytes, bytes]],
 ) -> tuple[ParsedRequest, WireReply, bytes, int | None, float]:
     from controlplane.gateway.app import header, read_body
 
@@ -270,7 +288,15 @@ async def _infer(
         timeout_s = min(request.timeout_us / 1_000_000, settings.TURNOUT["MAX_REQUEST_TIMEOUT_SECONDS"])
     obs.validation_ms = (time.perf_counter() - started) * 1000
 
-    reply = await gateway.dispatcher.submit(entry.id, request, timeout_s, entry.max_queue_size)
+    admission = gateway.keys.admission(key) if key is not None else None
+
+    def admitted(decision: list[Any]) -> None:
+        assert key is not None
+        headers.extend(gateway.keys.verdict(key, decision))  # raises 429 when refused
+
+    reply = await gateway.dispatcher.submit(
+        entry.id, request, timeout_s, entry.max_queue_size, admission, admitted if key is not None else None
+    )
     obs.queue_ms, obs.compute_ms, obs.batch_size = reply.queue_ms, reply.compute_ms, reply.batch_size
     if reply.status != 200:
         raise ProtocolError(reply.status, reply.error)

@@ -159,3 +159,31 @@ def test_revocation_reaches_every_web_process_within_one_second(
     finally:
         for web in webs:
             web.stop()
+
+
+def test_inference_is_rate_limited_in_the_enqueue_and_a_refused_request_is_never_queued(
+    keyed_gateway_client: AsgiClient, viewer: Any, ready_model: str, redis_client: Any
+) -> None:
+    from django.conf import settings
+
+    from registry.models import ModelVersion
+    from workers.streams import request_stream
+
+    key, secret = services.create_key(viewer, name="one", model_patterns=["*"], actions=["infer"])
+    services.set_limits(key, actor=viewer, requests_per_window=1, window_seconds=3600, burst=1)
+    body = (
+        b'{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}],'
+        b'"parameters":{"timeout":100000}}'
+    )
+    headers = {**bearer(secret), "content-type": "application/json"}
+
+    first = keyed_gateway_client.post(f"/v2/models/{ready_model}/infer", body, headers=headers)
+    second = keyed_gateway_client.post(f"/v2/models/{ready_model}/infer", body, headers=headers)
+
+    assert first.status == 504  # admitted and queued; no worker serves this model here
+    assert second.status == 429
+    assert second.headers["ratelimit-policy"] == '"burst";q=1;w=3600'
+    assert int(second.headers["retry-after"]) >= 1
+    version = ModelVersion.objects.get(model__name=ready_model)
+    stream = request_stream(settings.TURNOUT["REDIS_PREFIX"], version.id)
+    assert redis_client.xinfo_stream(stream)["entries-added"] == 1
