@@ -80,6 +80,9 @@ def load_session(
     options = ort.SessionOptions()
     if intra_op_threads > 0:
         options.intra_op_num_threads = intra_op_threads
+    # Idle intra-op threads spin by default, burning the cores the web process and
+    # other versions need between batches (measured in docs/benchmarks.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     before = _rss_bytes()
     started = time.perf_counter()
