@@ -10,6 +10,7 @@ whole decision is one Lua script.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 
@@ -23,6 +24,10 @@ class RatePolicy:
     @property
     def emission_ms(self) -> float:
         return self.window_seconds * 1000 / self.limit
+
+    @functools.cached_property
+    def header_value(self) -> bytes:
+        return self.header().encode()
 
     def header(self) -> str:
         """`RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers)."""

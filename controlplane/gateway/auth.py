@@ -35,6 +35,7 @@ from controlplane.gateway.protocol import ProtocolError
 logger = logging.getLogger(__name__)
 
 CACHE_TTL_SECONDS = 300.0
+SEEN_KEYS = 10_000
 UNAUTHORIZED = "a valid API key is required: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
 _CHALLENGE = [(b"www-authenticate", b'Bearer realm="turnout", error="invalid_token"')]
 
@@ -69,6 +70,7 @@ class KeyAuth:
         self._prefix = prefix
         self._pepper = pepper()
         self._records: dict[str, tuple[KeyRecord | None, float]] = {}
+        self._seen: dict[str, tuple[str, str]] = {}  # presented key -> (public id, digest), accepted before
         self._loading: dict[str, asyncio.Future[KeyRecord | None]] = {}
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="turnout-keys")
         self._limit = ScriptBatcher(client, ratelimit.SCRIPT)
@@ -81,12 +83,25 @@ class KeyAuth:
 
     async def authenticate(self, scope: Scope) -> KeyRecord:
         raw = presented_key(scope)
-        parsed = keyformat.parse(raw) if raw else None
-        if parsed is None:
+        if not raw:
             raise unauthorized()
-        record = await self._record(parsed.public_id)
-        if record is None or not record.accepts(keyformat.digest(parsed.full, self._pepper), time.time()):
+        # A key seen before skips parsing and the HMAC: its public id and digest
+        # are remembered. The record itself is still looked up (and re-read after
+        # any change notice), and `accepts` still checks revocation, expiry and
+        # the rotation grace period on every request.
+        seen = self._seen.get(raw)
+        if seen is None:
+            parsed = keyformat.parse(raw)
+            if parsed is None:
+                raise unauthorized()
+            seen = (parsed.public_id, keyformat.digest(parsed.full, self._pepper))
+        record = await self._record(seen[0])
+        if record is None or not record.accepts(seen[1], time.time()):
             raise unauthorized()
+        if raw not in self._seen:
+            if len(self._seen) >= SEEN_KEYS:
+                self._seen.clear()
+            self._seen[raw] = seen
         return record
 
     async def _record(self, public_id: str) -> KeyRecord | None:
@@ -133,7 +148,7 @@ class KeyAuth:
         """The response headers of a rate-limit decision; 429 when it refused."""
         policy = record.policy
         decision = ratelimit.decision(raw)
-        headers = [(b"ratelimit-policy", policy.header().encode()), (b"ratelimit", decision.header().encode())]
+        headers = [(b"ratelimit-policy", policy.header_value), (b"ratelimit", decision.header().encode())]
         if not decision.allowed:
             what = "daily quota" if decision.reason == "quota" else "rate limit"
             retry = max(1, decision.retry_after_seconds)

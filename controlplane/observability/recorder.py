@@ -55,6 +55,7 @@ class Recorder:
         self.enabled = enabled
         self._pending: dict[tuple[int, str, str, str], defaultdict[str, int]] = {}
         self._children: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+        self._counters: dict[tuple[str, str, str, int], Any] = {}
         self._task: asyncio.Task[None] | None = None
 
     def _labelled(self, model: str, version: str, arm: str) -> tuple[Any, ...]:
@@ -76,7 +77,13 @@ class Recorder:
     def record(self, obs: Observation) -> None:
         if not self.enabled:
             return
-        metrics.REQUESTS.labels(obs.model, obs.version, obs.arm, str(obs.code)).inc()
+        counter_key = (obs.model, obs.version, obs.arm, obs.code)
+        counter = self._counters.get(counter_key)
+        if counter is None:
+            counter = self._counters[counter_key] = metrics.REQUESTS.labels(
+                obs.model, obs.version, obs.arm, str(obs.code)
+            )
+        counter.inc()
         validation, queue, compute, total, batch = self._labelled(obs.model, obs.version, obs.arm)
         total.observe(obs.total_ms / 1000)
         validation.observe(obs.validation_ms / 1000)
