@@ -19,6 +19,7 @@ import pytest
 from registry.demo_models import build_mlp
 from tests.metrics.conftest import METRICS_TOKEN, Stack, families, parse, value
 from tests.support.asgi import AsgiClient
+from tests.support.processes import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
@@ -64,10 +65,25 @@ def test_counters_move_by_exactly_the_requests_sent_across_two_web_processes_and
         statuses = list(pool.map(send, range(sent)))
     assert statuses == [200] * sent, stack.log()
 
-    after_text = [stack.scrape(web) for web in stack.webs]
-    after = [parse(text) for text in after_text]
+    old = before[0]
+    counted = {"model": model, "version": number, "code": "200"}
+    # The gateway adds its counts to the metrics once a second: wait for the flush.
+    after_text: list[str] = []
+    after: list[Any] = []
+
+    def flushed() -> bool:
+        after_text[:] = [stack.scrape(web) for web in stack.webs]
+        after[:] = [parse(text) for text in after_text]
+        return (
+            value(after[0], "turnout_inference_requests_total", **counted)
+            - value(old, "turnout_inference_requests_total", **counted)
+            == sent
+            and after[0] == after[1]
+        )
+
+    assert wait_for(flushed, timeout=10, interval=0.25)
     assert after[0] == after[1], "both web processes aggregate the same directory"
-    old, new = before[0], after[0]
+    new = after[0]
 
     def moved(name: str, **labels: str) -> float:
         return value(new, name, **labels) - value(old, name, **labels)
@@ -106,13 +122,19 @@ def test_refused_requests_count_under_their_status_code(serve: Callable[..., Any
         status, _, _ = web.request("POST", "/v2/models/met-refused/infer", wrong_shape, JSON)
         assert status == 400
 
-    after = parse(stack.scrape(stack.webs[1]))
     labels = {"model": "met-refused", "code": "400"}
-    assert (
-        value(after, "turnout_inference_requests_total", **labels)
-        - value(before, "turnout_inference_requests_total", **labels)
-        == 2
-    )
+    latest: list[Any] = []
+
+    def counted() -> bool:  # the gateway adds its counts to the metrics once a second
+        latest[:] = [parse(stack.scrape(stack.webs[1]))]
+        return (
+            value(latest[0], "turnout_inference_requests_total", **labels)
+            - value(before, "turnout_inference_requests_total", **labels)
+            == 2
+        )
+
+    assert wait_for(counted, timeout=10, interval=0.25)
+    after = latest[0]
     # A refused request ran in no batch.
     assert value(after, "turnout_worker_batch_size_count", model="met-refused") == 0
 
