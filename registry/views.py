@@ -12,14 +12,16 @@ from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
-from django_htmx.http import HttpResponseClientRedirect
-from django_htmx.middleware import HtmxDetails
 
+from controlplane.htmx import HtmxHttpRequest
+from controlplane.htmx import redirect as _redirect
+from controlplane.htmx import sentence as _sentence
+from controlplane.htmx import wants_partial as _wants_partial
 from registry import services
 from registry.forms import AliasForm, NewModelForm, UploadForm
 from registry.models import Alias, ModelVersion, RegisteredModel, VersionStatus
@@ -30,23 +32,6 @@ IN_PROGRESS = (VersionStatus.PENDING, VersionStatus.VALIDATING)
 # The multipart envelope and the small text fields around the file. A request
 # declaring more than the artifact limit plus this is refused before it is read.
 FORM_ALLOWANCE_BYTES = 64 * 1024
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
-
-
-def _wants_partial(request: HtmxHttpRequest) -> bool:
-    # A boosted link or a history restore after a cache miss needs the whole page.
-    return bool(request.htmx) and not request.htmx.boosted and not request.htmx.history_restore_request
-
-
-def _redirect(request: HtmxHttpRequest, url: str) -> HttpResponse:
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
-
-
-def _sentence(message: str) -> str:
-    return message[:1].upper() + message[1:]
 
 
 def _forbidden(request: HttpRequest, model: RegisteredModel | None, action: str, remedy: str) -> HttpResponse:

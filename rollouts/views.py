@@ -20,10 +20,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRedirect
-from django_htmx.middleware import HtmxDetails
 
 from controlplane.audit.models import AuditEntry
+from controlplane.htmx import HtmxHttpRequest
+from controlplane.htmx import redirect as _redirect
+from controlplane.htmx import sentence as _sentence
+from controlplane.htmx import wants_partial as _wants_partial
 from controlplane.observability import queries
 from registry import services as registry
 from registry.models import RegisteredModel, VersionStatus
@@ -35,23 +37,6 @@ from rollouts.models import ACTIVE, Rollout, RolloutKind, RolloutStatus
 
 HISTORY_PAGE_SIZE = 50
 VERBS = ("pause", "resume", "promote", "abort", "stop")
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
-
-
-def _wants_partial(request: HtmxHttpRequest) -> bool:
-    # A boosted link or a history restore after a cache miss needs the whole page.
-    return bool(request.htmx) and not request.htmx.boosted and not request.htmx.history_restore_request
-
-
-def _redirect(request: HtmxHttpRequest, url: str) -> HttpResponse:
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
-
-
-def _sentence(message: str) -> str:
-    return message[:1].upper() + message[1:]
 
 
 def _forbidden(request: HttpRequest, model: RegisteredModel, action: str) -> HttpResponse:

@@ -33,6 +33,7 @@ from registry.models import (
     RegisteredModel,
     ValidationJob,
 )
+from registry.services import SERVING_FIELDS
 
 # PostgreSQL's `integer`, the column type behind PositiveIntegerField.
 PG_INT_MAX = 2_147_483_647
@@ -171,13 +172,7 @@ class VersionSerializer(serializers.ModelSerializer):
             "lineage",
             "created_by",
             "aliases",
-            "max_batch_size",
-            "max_queue_delay_ms",
-            "preferred_batch_sizes",
-            "max_queue_size",
-            "default_timeout_ms",
-            "execution_provider",
-            "warmup",
+            *SERVING_FIELDS,
             "validation",
             "created_at",
             "updated_at",
