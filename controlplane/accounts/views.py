@@ -21,7 +21,6 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
-from django_htmx.middleware import HtmxDetails
 
 from controlplane.accounts import services
 from controlplane.accounts.forms import (
@@ -34,10 +33,7 @@ from controlplane.accounts.forms import (
 )
 from controlplane.accounts.models import ApiKey
 from controlplane.audit.services import record
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
+from controlplane.htmx import HtmxHttpRequest
 
 
 def _sentence(message: str) -> str:

@@ -12,8 +12,8 @@ from django.db import DatabaseError, connection
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
-from django_htmx.middleware import HtmxDetails
 
+from controlplane.htmx import HtmxHttpRequest
 from controlplane.observability import queries, reports
 from controlplane.redis_client import get_redis
 from registry.models import ModelVersion, RegisteredModel, VersionStatus
@@ -22,10 +22,6 @@ from workers.heartbeat import alive_workers
 
 # Example requests on empty pages spell out a tensor's data up to this many elements.
 EXAMPLE_ELEMENTS = 16
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
 
 
 def _wants_partial(request: HtmxHttpRequest) -> bool:

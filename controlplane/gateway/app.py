@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-import orjson
 from django.conf import settings
 
 from controlplane.accounts.services import keys_channel
@@ -150,7 +148,3 @@ def header(scope: Scope, name: bytes) -> bytes | None:
         if key == name:
             return bytes(value)
     return None
-
-
-def dumps(payload: Any) -> bytes:
-    return orjson.dumps(payload)

@@ -46,7 +46,6 @@ class ModelEntry:
     versions: dict[int, VersionEntry] = field(default_factory=dict)
     routing: Routing | None = None  # the active canary, experiment or shadow
     edges: list[int] = field(default_factory=list)  # slot bounds of routing.arms
-    loaded_at: float = field(default_factory=time.monotonic)
 
 
 class RegistryUnavailable(Exception):

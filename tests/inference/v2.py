@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from tests.support.asgi import AsgiClient, AsgiResponse
+from tests.support.asgi import AsgiClient, AsgiResponse, http_scope
 
 NOT_LOADED = "not loaded (loads on first use)"
 
@@ -103,22 +103,7 @@ class Gateway:
 
 async def exchange(app: Any, method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[AsgiResponse, int]:
     """One request to an ASGI app, and how many responses it started (exactly one is right)."""
-    raw_headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-    raw_headers.append((b"content-length", str(len(body)).encode()))
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": raw_headers,
-        "client": ("127.0.0.1", 12345),
-        "server": ("testserver", 80),
-    }
+    scope = http_scope(method, path, body, headers)
     received = False
     starts = 0
     response = AsgiResponse(status=0, headers={})

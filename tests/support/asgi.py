@@ -20,6 +20,26 @@ class AsgiResponse:
         return orjson.loads(self.body)
 
 
+def http_scope(method: str, path: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    """The scope a server would build for this request."""
+    raw_headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    raw_headers.append((b"content-length", str(len(body)).encode()))
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": raw_headers,
+        "client": ("127.0.0.1", 12345),
+        "server": ("testserver", 80),
+    }
+
+
 class AsgiClient:
     """Runs every request on one event loop, so connections the app keeps stay usable."""
 
@@ -42,22 +62,7 @@ class AsgiClient:
     async def arequest(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> AsgiResponse:
-        raw_headers = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-        raw_headers.append((b"content-length", str(len(body)).encode()))
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": raw_headers,
-            "client": ("127.0.0.1", 12345),
-            "server": ("testserver", 80),
-        }
+        scope = http_scope(method, path, body, headers or {})
         sent = False
 
         async def receive() -> dict[str, Any]:
