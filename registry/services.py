@@ -228,6 +228,16 @@ def run_validation(job_id: int) -> ValidationJob | None:
     return job
 
 
+def validate_now(version: ModelVersion) -> ModelVersion:
+    """Run a pending validation in this process instead of waiting for a worker
+    (the quick start and the benchmark need the version ready before workers start)."""
+    if version.status in (VersionStatus.PENDING, VersionStatus.VALIDATING):
+        job = ValidationJob.objects.filter(version=version).order_by("-created_at").first()
+        run_validation((job or start_validation(version)).pk)
+        version.refresh_from_db()
+    return version
+
+
 def _fail_version(version: ModelVersion, job: ValidationJob, reason: str, log: list[str]) -> None:
     artifact = version.artifact
     with transaction.atomic():

@@ -20,7 +20,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from registry import demo_models, services
-from registry.models import RegisteredModel, ValidationJob, VersionStatus
+from registry.models import RegisteredModel, VersionStatus
 
 
 @dataclass(frozen=True)
@@ -103,12 +103,8 @@ class Command(BaseCommand):
             model = services.create_model(name=name, description=description, tags=["benchmark"], actor=None)
         result = services.upload_version(model, io.BytesIO(artifact), actor=None, description=description, **serving)
         version = result.version
-        if version.status in (VersionStatus.PENDING, VersionStatus.VALIDATING):
-            job = ValidationJob.objects.filter(version=version).order_by("-created_at").first()
-            if job is None:
-                job = services.start_validation(version)
-            services.run_validation(job.pk)
-            version.refresh_from_db()
+        # Validated here rather than by a worker: it must be ready before workers start.
+        version = services.validate_now(version)
         if version.status != VersionStatus.READY:
             raise CommandError(f"{name} v{version.number} failed validation: {version.status_reason}")
         drift = {field: value for field, value in serving.items() if getattr(version, field) != value}

@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from registry import demo_models, services
-from registry.models import RegisteredModel, ValidationJob, VersionStatus
+from registry.models import RegisteredModel, VersionStatus
 
 DEMO_MODELS: dict[str, tuple[str, Callable[[], bytes]]] = {
     "mlp-small": ("A small MLP: FP32 [batch, 64] -> 256 -> 256 -> 10.", demo_models.build_mlp_small),
@@ -80,14 +80,8 @@ class Command(BaseCommand):
             model = services.create_model(name=name, description=description, tags=["demo"], actor=user)
         result = services.upload_version(model, io.BytesIO(artifact), actor=user, description=description)
         version = result.version
-        if version.status in (VersionStatus.PENDING, VersionStatus.VALIDATING):
-            # Validate here rather than wait for a worker: the quick start
-            # prints a working inference command before the worker is up.
-            job = ValidationJob.objects.filter(version=version).order_by("-created_at").first()
-            if job is None:
-                job = services.start_validation(version)
-            services.run_validation(job.pk)
-            version.refresh_from_db()
+        # Validated here rather than by a worker: it must be ready before workers start.
+        version = services.validate_now(version)
         if version.status != VersionStatus.READY:
             self.stderr.write(f"demo model {name} v{version.number} failed validation: {version.status_reason}")
             return
