@@ -141,6 +141,9 @@ def test_a_claim_left_by_a_run_that_died_after_its_commit_is_not_added_twice(
 
 
 def test_hours_merge_once_complete_and_again_after_a_late_minute(inject: Callable[..., Any], now: dt.datetime) -> None:
+    # Half past an hour that has begun, whatever the clock says: three minutes
+    # earlier is then still in that hour, which is not complete.
+    now = now.replace(minute=30) - dt.timedelta(hours=1)
     hour = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=2)
     values = []
     for minute in (0, 17, 59):
