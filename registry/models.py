@@ -93,6 +93,11 @@ class ModelVersion(models.Model):
         max_length=8, choices=ExecutionProvider.choices, default=ExecutionProvider.AUTO
     )
     warmup = models.BooleanField(default=True, help_text="Load and warm up on every worker at start.")
+    intra_op_threads = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MaxValueValidator(256)],
+        help_text="onnxruntime intra-op threads per session; 0: the worker's TURNOUT_WORKER_INTRA_OP_THREADS.",
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

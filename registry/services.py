@@ -36,6 +36,7 @@ SERVING_FIELDS = (
     "default_timeout_ms",
     "execution_provider",
     "warmup",
+    "intra_op_threads",
 )
 METADATA_FIELDS = ("description", "tags", "metadata", "source_run_url", "training_data")
 

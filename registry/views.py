@@ -245,6 +245,7 @@ def _serving_settings(version: ModelVersion) -> list[tuple[str, Any]]:
         ("Default timeout", f"{version.default_timeout_ms} ms"),
         ("Execution provider", version.get_execution_provider_display()),
         ("Warm up at start", "yes" if version.warmup else "no"),
+        ("Intra-op threads", version.intra_op_threads or "the worker's setting"),
     ]
 
 

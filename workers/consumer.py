@@ -45,6 +45,12 @@ class ServedVersion:
     preferred_batch_sizes: tuple[int, ...]
     execution_provider: str
     warmup: bool
+    intra_op_threads: int = 0
+
+    @property
+    def session_options(self) -> tuple[str, int]:
+        """The settings a loaded session was built with: a change means loading it again."""
+        return self.execution_provider, self.intra_op_threads
 
     @property
     def label(self) -> str:

@@ -91,7 +91,14 @@ def load_session(
     used = session.get_providers()[0]
     memory = max(_rss_bytes() - before, os.path.getsize(path))
     outputs = signature["outputs"]
-    logger.info("version %s loaded on %s in %.3f s (~%d MiB)", version_id, used, elapsed, memory >> 20)
+    logger.info(
+        "version %s loaded on %s (%s intra-op threads) in %.3f s (~%d MiB)",
+        version_id,
+        used,
+        intra_op_threads or "default",
+        elapsed,
+        memory >> 20,
+    )
     return LoadedSession(
         version_id=version_id,
         session=session,
@@ -130,10 +137,16 @@ class SessionPool:
             return loaded
 
     def load(
-        self, version_id: int, path_provider: Callable[[], Any], signature: dict[str, Any], preference: str
+        self,
+        version_id: int,
+        path_provider: Callable[[], Any],
+        signature: dict[str, Any],
+        preference: str,
+        intra_op_threads: int = 0,
     ) -> LoadedSession:
         """Load once even if several threads ask at the same time; `path_provider` is a
-        context manager factory yielding a local path to the artifact."""
+        context manager factory yielding a local path to the artifact. `intra_op_threads`
+        0 means the pool's default."""
         with self._lock:
             gate = self._loading.setdefault(version_id, threading.Lock())
         with gate:
@@ -141,7 +154,8 @@ class SessionPool:
             if existing is not None:
                 return existing
             with path_provider() as path:
-                loaded = load_session(version_id, path, signature, preference, self.intra_op_threads)
+                threads = intra_op_threads or self.intra_op_threads
+                loaded = load_session(version_id, path, signature, preference, threads)
             with self._lock:
                 self._sessions[version_id] = loaded
                 evicted = self._evict_locked(keep=version_id)

@@ -46,6 +46,7 @@ def ready_versions(patterns: list[str]) -> list[ServedVersion]:
             preferred_batch_sizes=tuple(v.preferred_batch_sizes or ()),
             execution_provider=v.execution_provider,
             warmup=v.warmup,
+            intra_op_threads=v.intra_op_threads,
         )
         for v in versions
         if any(fnmatch.fnmatchcase(v.model.name, pattern) for pattern in patterns)
@@ -106,7 +107,11 @@ class Serving:
         from registry.storage import local_copy
 
         loaded = self.pool.load(
-            version.id, lambda: local_copy(version.artifact), version.signature, version.execution_provider
+            version.id,
+            lambda: local_copy(version.artifact),
+            version.signature,
+            version.execution_provider,
+            version.intra_op_threads,
         )
         warm_up(loaded, version.signature)
         metrics.LOAD_SECONDS.labels(version.model, str(version.number), loaded.provider).observe(loaded.load_seconds)
@@ -168,12 +173,14 @@ class Serving:
         close_old_connections()
         wanted = {v.id: v for v in ready_versions(self.patterns) if v.signature}
         for version_id, consumer in list(self.consumers.items()):
-            if wanted.get(version_id) != consumer.version:
+            update = wanted.get(version_id)
+            if update != consumer.version:
                 consumer.stop()
                 consumer.join(timeout=5)
                 del self.consumers[version_id]
-                if version_id not in wanted:
+                if update is None or update.session_options != consumer.version.session_options:
                     self.pool.unload(version_id)
+                if update is None:
                     self._forget(version_id)
         for version_id, version in wanted.items():
             if version_id in self.consumers or self._stop.is_set():

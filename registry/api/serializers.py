@@ -223,6 +223,12 @@ class ServingFieldsSerializer(serializers.Serializer):
     )
     execution_provider = serializers.ChoiceField(choices=ExecutionProvider.choices, required=False)
     warmup = FormBooleanField(required=False, help_text="Load and warm up on every worker at start.")
+    intra_op_threads = serializers.IntegerField(
+        min_value=0,
+        max_value=256,
+        required=False,
+        help_text="onnxruntime intra-op threads for this version's sessions; 0: the worker's setting.",
+    )
 
     def validate_serving(self, attrs: dict[str, Any], version: ModelVersion | None) -> None:
         """Cross-field checks against the values the version will end up with."""

@@ -19,6 +19,7 @@ from registry import services
 from registry.demo_models import build_mlp
 from tests.inference.serving import Registry
 from tests.inference.v2 import Gateway, tensor
+from tests.support.processes import wait_for
 from workers.streams import request_stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -171,3 +172,22 @@ def test_the_versions_default_timeout_applies_without_a_request_timeout(registry
     assert response.status == 504, response.body
     assert "deadline of 200 ms" in response.json()["error"]
     assert 0.2 <= elapsed < 1.2, elapsed
+
+
+def test_a_versions_own_thread_count_reloads_its_session_and_batching_settings_do_not(
+    serve: Callable[..., Any], gateway: Gateway, registry: Registry, worker: Any
+) -> None:
+    version = serve("inf-threads", MLP)
+    loaded = f"version {version.id} loaded on CPUExecutionProvider"
+    assert f"{loaded} (default intra-op threads)" in worker.log()
+    features = np.ones((2, 64), dtype=np.float32)
+
+    services.update_version(version, actor=registry.owner, max_queue_delay_ms=1.0)
+    services.update_version(version, actor=registry.owner, intra_op_threads=2)
+
+    assert wait_for(lambda: f"{loaded} (2 intra-op threads)" in worker.log(), timeout=30), worker.log()
+    response = gateway.infer("inf-threads", {"inputs": [tensor("input", "FP32", features)]})
+    assert response.status == 200, response.body
+    np.testing.assert_allclose(output_of(response, 2), local(features), rtol=1e-5, atol=1e-5)
+    # The batching change restarted the consumer but kept the session: two loads in all.
+    assert worker.log().count(loaded) == 2

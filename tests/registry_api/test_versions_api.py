@@ -260,6 +260,7 @@ def test_patch_serving_settings_and_metadata(owner_api: APIClient, ready_version
             "max_queue_delay_ms": 5.5,
             "default_timeout_ms": 2000,
             "execution_provider": "cuda",
+            "intra_op_threads": 2,
             "metadata": {"note": "tuned"},
         },
         format="json",
@@ -273,6 +274,7 @@ def test_patch_serving_settings_and_metadata(owner_api: APIClient, ready_version
     assert ready_version.max_queue_delay_ms == 5.5
     assert ready_version.default_timeout_ms == 2000
     assert ready_version.execution_provider == "cuda"
+    assert ready_version.intra_op_threads == 2
     assert ready_version.metadata == {"note": "tuned"}
     entry = AuditEntry.objects.get(action="version.updated")
     assert (entry.before["max_batch_size"], entry.after["max_batch_size"]) == (64, 16)
@@ -293,6 +295,9 @@ def test_patch_serving_settings_and_metadata(owner_api: APIClient, ready_version
         ({"default_timeout_ms": 0}, "default_timeout_ms"),
         ({"default_timeout_ms": 600_001}, "default_timeout_ms"),
         ({"execution_provider": "tpu"}, "execution_provider"),
+        ({"intra_op_threads": -1}, "intra_op_threads"),
+        ({"intra_op_threads": 257}, "intra_op_threads"),
+        ({"intra_op_threads": "two"}, "intra_op_threads"),
         ({"source_run_url": "not a url"}, "source_run_url"),
     ],
 )
