@@ -61,6 +61,6 @@ bench: setup
 	@command -v wrk >/dev/null 2>&1 || { \
 		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
-	$(BIN)/python manage.py check_services
+	$(BIN)/python manage.py check_services --create-database
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -28,6 +29,11 @@ logger = logging.getLogger(__name__)
 REPLY_BATCH = 512
 
 
+def _expire(future: asyncio.Future[WireReply]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 class Dispatcher:
     def __init__(self, redis_url: str, prefix: str) -> None:
         self.prefix = prefix
@@ -39,6 +45,8 @@ class Dispatcher:
         self._enqueue = ScriptBatcher(self.redis, streams.ENQUEUE_SCRIPT)
         self._admit = ScriptBatcher(self.redis, streams.admit_script(ratelimit.FUNCTION))
         self._waiting: dict[str, asyncio.Future[WireReply]] = {}
+        # Reply-matching keys only need to be unique within this gateway's reply list.
+        self._keys = itertools.count()
         self._listener: asyncio.Task[None] | None = None
 
     async def submit(
@@ -56,7 +64,7 @@ class Dispatcher:
         self._ensure_listener()
         now = time.time()
         deadline = now + timeout_s
-        request_key = uuid.uuid4().hex
+        request_key = f"{next(self._keys):x}"
         fields = encode_request(
             request_key,
             self.reply_key,
@@ -86,8 +94,11 @@ class Dispatcher:
                 raise ProtocolError(
                     503, f"the model's queue is full ({max_queue_size} requests); retry later", [(b"retry-after", b"1")]
                 )
+            loop = asyncio.get_running_loop()
+            # A timer on the future itself: asyncio.wait_for costs a task and a waiter per request.
+            timer = loop.call_at(loop.time() + max(0.0, deadline - time.time()), _expire, future)
             try:
-                return await asyncio.wait_for(future, timeout=max(0.0, deadline - time.time()))
+                return await future
             except TimeoutError:
                 # Off the queue: it must neither run late nor count against the queue size.
                 with contextlib.suppress(aioredis.RedisError, OSError):
@@ -95,6 +106,8 @@ class Dispatcher:
                 raise ProtocolError(
                     504, f"no reply within the request's deadline of {timeout_s * 1000:.0f} ms"
                 ) from None
+            finally:
+                timer.cancel()
         finally:
             self._waiting.pop(request_key, None)
 

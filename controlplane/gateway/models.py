@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -95,7 +95,7 @@ def _request_id(scope: Scope) -> str:
     given = header(scope, b"x-request-id")
     if given and len(given) <= 64 and given.isascii() and given.replace(b"-", b"").isalnum():
         return given.decode()
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as random as uuid4().hex, at a fraction of its cost
 
 
 async def _authorize(

@@ -127,15 +127,15 @@ def _json_tensor(name: str, datatype: str, data: Any, shape: list[int]) -> bytes
     if datatype in _FLOAT_TYPES:
         if not kinds <= {int, float}:
             raise bad(f"input '{name}': {datatype} data must be numbers")
+        # orjson refuses NaN, Infinity and numbers beyond float64, so every value
+        # here is finite: a non-finite element after the one conversion is a value
+        # too large for the datatype.
         try:
-            wide = np.array(flat, dtype=np.float64)
+            with np.errstate(over="ignore"):
+                narrow = np.array(flat, dtype=NUMPY_DTYPES[datatype])
         except OverflowError:
             raise bad(f"input '{name}': a value is out of range for {datatype}") from None
-        if not np.isfinite(wide).all():
-            raise bad(f"input '{name}': NaN and infinite values are not accepted")
-        with np.errstate(over="ignore"):  # overflow becomes inf, refused just below
-            narrow = wide.astype(NUMPY_DTYPES[datatype])
-        if datatype != "FP64" and not np.isfinite(narrow).all():
+        if not np.isfinite(narrow).all():
             raise bad(f"input '{name}': a value is out of range for {datatype}")
         return narrow.tobytes()
     # Integer types: no floats, no booleans, no silent wrap-around.
