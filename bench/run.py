@@ -181,7 +181,7 @@ def free_port() -> int:
 class Stack:
     """One web process and one worker, private to the benchmark."""
 
-    def __init__(self, web_workers: int, intra_op_threads: int | None, log_level: str = "", spinning: str = "") -> None:
+    def __init__(self, web_workers: int, intra_op_threads: int | None, log_level: str = "") -> None:
         self.web_workers = web_workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -200,10 +200,6 @@ class Stack:
         if intra_op_threads is not None:
             self.env["TURNOUT_WORKER_INTRA_OP_THREADS"] = str(intra_op_threads)
         self.worker_env = dict(self.env)
-        if spinning == "off":
-            # An experiment: workers/runtime.py does not expose the setting (docs/benchmarks.md).
-            paths = [str(BENCH / "ort_nospin"), self.env.get("PYTHONPATH", "")]
-            self.worker_env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: dict[str, Path] = {}
 
@@ -777,13 +773,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=1,
         help="TURNOUT_WORKER_INTRA_OP_THREADS for our own worker (default 1; 0: onnxruntime's choice, "
-        "one spinning thread per core; docs/benchmarks.md)",
-    )
-    parser.add_argument(
-        "--worker-spinning",
-        choices=("", "off"),
-        default="",
-        help="off: our worker's onnxruntime sessions do not spin their intra-op threads (an experiment)",
+        "one thread per core; docs/benchmarks.md)",
     )
     parser.add_argument(
         "--quiet-wait",
@@ -843,7 +833,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.url:
             url = args.url.rstrip("/")
         else:
-            stack = Stack(args.web_workers, args.intra_op_threads, args.log_level, args.worker_spinning)
+            stack = Stack(args.web_workers, args.intra_op_threads, args.log_level)
             print(f"starting web ({args.web_workers} worker(s)) and worker on {stack.url} ...", flush=True)
             stack.start()
             url = stack.url
@@ -902,10 +892,9 @@ def main(argv: list[str] | None = None) -> int:
         stack_text = f"the stack at {url}"
     else:
         threads = str(args.intra_op_threads) if args.intra_op_threads else "0 (onnxruntime's choice)"
-        spin = ", no spinning" if args.worker_spinning == "off" else ""
         stack_text = (
             f"own: gunicorn with {args.web_workers} uvicorn worker(s), "
-            f"1 Celery worker (onnxruntime intra-op threads {threads}{spin})"
+            f"1 Celery worker (onnxruntime intra-op threads {threads}, not spinning)"
         )
     about = [
         f"Turnout benchmark, {started:%Y-%m-%d %H:%M} UTC",
