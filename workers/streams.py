@@ -24,17 +24,13 @@ return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
 """
 
 
-def admit_script(rate_limit_function: str) -> str:
-    """The rate limit and the enqueue in one script: one round trip per inference.
-
-    KEYS: stream, GCRA state, daily quota prefix, last-used hash.
-    ARGV: max_queue_size, emission_ms, burst, daily_quota, public_id, then the entry's fields.
-    Returns {rate decision, entry id}: the id is nil when the rate limit refused
-    (nothing was enqueued) and 0 when the queue was full.
-    """
-    return (
-        rate_limit_function
-        + """
+# The rate limit and the enqueue in one script body: one round trip per inference.
+# Its prelude is the rate limiter's Lua function `rate_limit` (accounts.ratelimit.FUNCTION).
+# KEYS: stream, GCRA state, daily quota prefix, last-used hash.
+# ARGV: max_queue_size, emission_ms, burst, daily_quota, public_id, then the entry's fields.
+# Returns {rate decision, entry id}: the id is nil when the rate limit refused
+# (nothing was enqueued) and 0 when the queue was full.
+ADMIT_BODY = """
 local decision = rate_limit(KEYS[2], KEYS[3], KEYS[4], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5])
 if decision[1] == 0 then
     return {decision, false}
@@ -44,4 +40,3 @@ if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then
 end
 return {decision, redis.call('XADD', KEYS[1], '*', unpack(ARGV, 6))}
 """
-    )

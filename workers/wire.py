@@ -98,7 +98,7 @@ class WireRequest:
     datatypes: dict[str, str]
     outputs: list[str] | None = None
     entry_id: bytes = b""
-    enqueued_ms: int = 0
+    enqueued_ms: float = 0.0  # wall clock, ms with µs precision (whole ms from older gateways)
 
     @property
     def rows(self) -> int:
@@ -110,7 +110,7 @@ def encode_request(
     request_id: str,
     reply_to: str,
     deadline_ms: int,
-    enqueued_ms: int,
+    enqueued_ms: float,
     tensors: list[tuple[str, str, list[int], bytes]],
     outputs: list[str] | None,
 ) -> dict[bytes, bytes]:

@@ -57,7 +57,7 @@ class RateDecision:
 # Time comes from the Redis server, not the callers: concurrent requests from
 # many web processes are then judged in the order Redis runs them, and the
 # web hosts' clocks do not matter.
-# A Lua function shared by SCRIPT (the rate limit alone, for metadata requests)
+# A Lua function shared by BODY (the rate limit alone, for metadata requests)
 # and the gateway's admit-and-enqueue script (one round trip per inference).
 FUNCTION = """
 local function rate_limit(gcra_key, quota_prefix, last_used_key, t, burst, quota, public_id)
@@ -94,12 +94,10 @@ end
 
 # KEYS: gcra state, daily counter prefix (the UTC day is appended), last-used hash
 # ARGV: emission_ms, burst, daily_quota (0: none), public_id
-SCRIPT = (
-    FUNCTION
-    + """
+# The body of the rate limit script (the gateway's ScriptBatcher runs it after FUNCTION).
+BODY = """
 return rate_limit(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])
 """
-)
 
 
 def seconds_to_midnight(now: dt.datetime | None = None) -> int:

@@ -73,7 +73,7 @@ class KeyAuth:
         self._seen: dict[str, tuple[str, str]] = {}  # presented key -> (public id, digest), accepted before
         self._loading: dict[str, asyncio.Future[KeyRecord | None]] = {}
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="turnout-keys")
-        self._limit = ScriptBatcher(client, ratelimit.SCRIPT)
+        self._limit = ScriptBatcher(client, ratelimit.BODY, prelude=ratelimit.FUNCTION)
 
     def invalidate(self, public_id: str | None = None) -> None:
         if public_id is None:

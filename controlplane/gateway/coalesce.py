@@ -1,11 +1,18 @@
-"""One Redis round trip for many concurrent requests.
+"""One Redis command for many concurrent requests.
 
-Every inference request runs two small Lua scripts (the rate limiter and the
+Every inference request runs a small Lua script (the rate limit and the
 enqueue). Issued one by one, each costs a full redis-py command on the event
 loop, which measured as the web process's largest cost at high concurrency.
-A `ScriptBatcher` collects the calls made while its previous pipeline was in
-flight and sends them as the next pipeline ("group commit"): at concurrency 1
-a call goes out at once, under load many share one round trip.
+A `ScriptBatcher` collects the calls made while its previous group was in
+flight and sends them as the next group ("group commit"): at concurrency 1 a
+call goes out at once, under load many share one round trip.
+
+A group is one `EVALSHA` of a wrapper script that runs the script's body once
+per call, each with its own KEYS and ARGV, and answers one array: redis-py
+packs one command and parses one reply per group instead of per request, and
+Redis starts one script instead of many. Each call runs under `pcall`, so an
+error in one call is that call's error alone; calls run in order, each seeing
+the effects of the ones before it, exactly as separate scripts would.
 """
 
 from __future__ import annotations
@@ -21,12 +28,42 @@ logger = logging.getLogger(__name__)
 
 Call = tuple[list[Any], list[Any], "asyncio.Future[Any]"]
 
+# ARGV: the number of calls n, then each call's key count and argument count,
+# then every call's arguments in order; KEYS: every call's keys in order.
+GROUP_TEMPLATE = """
+{prelude}
+local function run_call(KEYS, ARGV)
+{body}
+end
+local n = tonumber(ARGV[1])
+local results = {{}}
+local k, a = 0, 1 + 2 * n
+for c = 1, n do
+    local nk, na = tonumber(ARGV[2 * c]), tonumber(ARGV[2 * c + 1])
+    local ok, result = pcall(run_call, {{unpack(KEYS, k + 1, k + nk)}}, {{unpack(ARGV, a + 1, a + na)}})
+    if not ok then
+        if type(result) == 'table' then result = result.err end
+        result = redis.error_reply(tostring(result))
+    elseif result == nil then
+        result = false
+    end
+    results[c] = result
+    k, a = k + nk, a + na
+end
+return results
+"""
+
+
+def group_script(body: str, prelude: str = "") -> str:
+    """The wrapper that runs `body` (a script's text, using KEYS and ARGV) once per call."""
+    return GROUP_TEMPLATE.format(prelude=prelude, body=body)
+
 
 class ScriptBatcher:
-    def __init__(self, client: aioredis.Redis, source: str, max_batch: int = 512) -> None:
+    def __init__(self, client: aioredis.Redis, body: str, prelude: str = "", max_batch: int = 256) -> None:
         self._client = client
-        self._source = source
-        self._sha = client.register_script(source).sha
+        self._source = group_script(body, prelude)
+        self._sha = client.register_script(self._source).sha
         self._max_batch = max_batch
         self._pending: list[Call] = []
         self._running = False
@@ -47,27 +84,26 @@ class ScriptBatcher:
         finally:
             self._running = False
 
-    async def _run(self, batch: list[Call], retried: bool = False) -> None:
-        pipe = self._client.pipeline(transaction=False)
+    async def _run(self, batch: list[Call]) -> None:
+        counts: list[Any] = [len(batch)]
+        all_keys: list[Any] = []
+        all_args: list[Any] = []
         for keys, args, _ in batch:
-            pipe.evalsha(self._sha, len(keys), *keys, *args)
+            counts += [len(keys), len(args)]
+            all_keys += keys
+            all_args += args
+        command = (len(all_keys), *all_keys, *counts, *all_args)
         try:
-            results = await pipe.execute(raise_on_error=False)
+            try:
+                results = await self._client.evalsha(self._sha, *command)
+            except NoScriptError:
+                # Redis restarted or its scripts were flushed: load it again, once.
+                self._sha = await self._client.script_load(self._source)
+                results = await self._client.evalsha(self._sha, *command)
         except (aioredis.RedisError, OSError) as exc:
             for _, _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
-            return
-        if not retried and any(isinstance(r, NoScriptError) for r in results):
-            # Redis restarted or its scripts were flushed: load it again, once.
-            try:
-                self._sha = await self._client.script_load(self._source)
-            except (aioredis.RedisError, OSError) as exc:
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                return
-            await self._run(batch, retried=True)
             return
         for (_, _, future), result in zip(batch, results, strict=True):
             if future.done():

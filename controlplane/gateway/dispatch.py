@@ -43,7 +43,7 @@ class Dispatcher:
         # Blocking pops get their own connection so they never hold up enqueues.
         self._reply_redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2)
         self._enqueue = ScriptBatcher(self.redis, streams.ENQUEUE_SCRIPT)
-        self._admit = ScriptBatcher(self.redis, streams.admit_script(ratelimit.FUNCTION))
+        self._admit = ScriptBatcher(self.redis, streams.ADMIT_BODY, prelude=ratelimit.FUNCTION)
         self._waiting: dict[str, asyncio.Future[WireReply]] = {}
         # Reply-matching keys only need to be unique within this gateway's reply list.
         self._keys = itertools.count()
@@ -69,7 +69,7 @@ class Dispatcher:
             request_key,
             self.reply_key,
             int(deadline * 1000),
-            int(now * 1000),
+            round(now * 1000, 3),  # µs precision: the queue stage is often under a millisecond
             [(i.name, i.datatype, i.shape, i.raw) for i in request.inputs],
             request.outputs,
         )

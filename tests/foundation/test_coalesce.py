@@ -1,0 +1,84 @@
+"""`ScriptBatcher`: concurrent script calls share one EVALSHA, and each still gets
+its own answer, its own error, and the effects of the calls before it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+from redis.exceptions import ResponseError
+
+from controlplane.gateway.coalesce import ScriptBatcher, group_script
+
+# Adds ARGV[1] to a counter and answers {new value, the call's tag}; 'nil' answers nothing.
+BODY = """
+if ARGV[2] == 'nil' then return nil end
+return {redis.call('INCRBY', KEYS[1], ARGV[1]), ARGV[2]}
+"""
+PRELUDE = "-- no prelude"
+
+
+@pytest.fixture
+def key(redis_client: redis.Redis) -> str:
+    """A key under this run's prefix, which `redis_client` removes before and after."""
+    return f"{settings.TURNOUT['REDIS_PREFIX']}:coalesce"
+
+
+def run(calls: list[tuple[list[Any], list[Any]]], sha: str | None = None) -> tuple[list[Any], int]:
+    """The calls made at once through one batcher; their outcomes and how many EVALSHAs were sent."""
+
+    async def go() -> tuple[list[Any], int]:
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+        batcher = ScriptBatcher(client, BODY, prelude=PRELUDE)
+        if sha is not None:
+            batcher._sha = sha  # as if Redis had restarted and lost the script
+        sent = 0
+        evalsha = client.evalsha
+
+        async def counting(*args: Any) -> Any:
+            nonlocal sent
+            sent += 1
+            return await evalsha(*args)
+
+        client.evalsha = counting  # type: ignore[method-assign]
+        try:
+            outcomes = await asyncio.gather(*(batcher(k, a) for k, a in calls), return_exceptions=True)
+        finally:
+            await client.aclose()
+        return list(outcomes), sent
+
+    return asyncio.run(go())
+
+
+def test_concurrent_calls_share_one_command_and_see_each_others_effects(key: str, redis_client: redis.Redis) -> None:
+    redis_client.script_load(group_script(BODY, PRELUDE))  # as after the first call of a process
+
+    outcomes, sent = run([([key], [1, f"call-{i}"]) for i in range(100)])
+
+    assert outcomes == [[i + 1, f"call-{i}".encode()] for i in range(100)]
+    assert sent == 1
+
+
+def test_an_error_in_one_call_is_that_calls_alone(key: str, redis_client: redis.Redis) -> None:
+    text = f"{key}:text"
+    redis_client.set(text, "not a number")
+
+    outcomes, _ = run([([key], [1, "a"]), ([text], [1, "b"]), ([key], [1, "c"]), ([key], [1, "nil"])])
+
+    assert outcomes[0] == [1, b"a"]
+    assert isinstance(outcomes[1], ResponseError)
+    assert "not an integer" in str(outcomes[1])
+    assert outcomes[2] == [2, b"c"]
+    assert outcomes[3] is None
+    assert redis_client.get(text) == b"not a number"
+
+
+def test_a_script_redis_no_longer_has_is_loaded_again(key: str) -> None:
+    outcomes, sent = run([([key], [5, "x"])], sha="0" * 40)
+
+    assert outcomes == [[5, b"x"]]
+    assert sent == 2  # the refused one, then the same group again

@@ -1,0 +1,32 @@
+"""The gateway-to-worker stream entry: what goes in comes out, across versions."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+
+from workers.wire import decode_request, encode_request
+
+
+def test_a_request_entry_round_trips_with_its_enqueue_time_in_microseconds() -> None:
+    features = np.arange(6, dtype=np.float32).reshape(2, 3)
+    fields = encode_request(
+        "k1", "replies", 2_000_000, 1_700_000_000_123.456, [("x", "FP32", [2, 3], features.tobytes())], None
+    )
+
+    request = decode_request(b"1-0", fields)
+
+    assert (request.request_id, request.reply_to, request.deadline_ms) == ("k1", "replies", 2_000_000)
+    assert request.enqueued_ms == 1_700_000_000_123.456
+    np.testing.assert_array_equal(request.inputs["x"], features)
+
+
+def test_an_entry_from_an_older_gateway_still_decodes() -> None:
+    """Whole milliseconds, or no enqueue time at all: a rolling upgrade mixes both."""
+    raw = np.zeros((1, 3), dtype=np.float32).tobytes()
+    for header, enqueued in (({"e": 1_700_000_000_123}, 1_700_000_000_123), ({}, 0)):
+        fields = {
+            b"h": orjson.dumps({"i": "k", "r": "q", "d": 5, "o": None, "t": [["x", "FP32", [1, 3]]], **header}),
+            b"0": raw,
+        }
+        assert decode_request(b"1-0", fields).enqueued_ms == enqueued
