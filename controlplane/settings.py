@@ -292,6 +292,9 @@ REST_FRAMEWORK = {
         "controlplane.accounts.api.ApiKeyAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Requests made with an API key spend its rate limit and daily quota, as inference does.
+    "DEFAULT_THROTTLE_CLASSES": ["controlplane.accounts.api.ApiKeyRateThrottle"],
+    "EXCEPTION_HANDLER": "controlplane.accounts.api.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
 }

@@ -4,6 +4,11 @@ A request that presents no key is left to the other authentication classes
 (the browser's session). A request that presents one is decided here: a
 malformed key is refused before any database look-up, and a key must carry the
 `manage` action, since `infer` and `read` keys are handed to inference clients.
+
+A request made with a key then counts against that key's rate limit and daily
+quota, the same budget its inference calls use (`ApiKeyRateThrottle`); over it,
+429 with `Retry-After`, `RateLimit-Policy` and `RateLimit`. As on the inference
+path, the limiter fails open when Redis is unreachable.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 
 from controlplane.accounts import keyformat, ratelimit, services
 from controlplane.accounts.models import ApiKey, KeyAction
@@ -106,3 +113,61 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
             "description": "An API key with the manage action, as 'Authorization: Bearer <key>' "
             "(or 'X-API-Key: <key>'). Create one on the keys page.",
         }
+
+
+class KeyRateLimited(exceptions.Throttled):
+    """429 for a key over its rate limit or daily quota, with the rate-limit headers."""
+
+    def __init__(self, wait: int, detail: str, headers: dict[str, str]) -> None:
+        # Not Throttled.__init__, which appends its own sentence about the wait to `detail`.
+        exceptions.APIException.__init__(self, detail)
+        self.wait = wait
+        self.ratelimit_headers = headers
+
+
+LIMIT_SCRIPT = ratelimit.FUNCTION + ratelimit.BODY
+
+
+class ApiKeyRateThrottle(BaseThrottle):
+    """Requests authenticated by an API key spend that key's rate limit (GCRA, the same
+    Lua function as the gateway's) and daily quota. Session requests, the dashboard's,
+    are not limited here."""
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        key = request.auth
+        if not isinstance(key, ApiKey):
+            return True
+        record = services.key_record(key.public_id)
+        if record is None:  # deleted since it authenticated
+            return True
+        policy = record.policy
+        prefix = settings.TURNOUT["REDIS_PREFIX"]
+        try:
+            raw = get_redis().register_script(LIMIT_SCRIPT)(
+                keys=ratelimit.redis_keys(prefix, key.public_id), args=ratelimit.script_args(policy, key.public_id)
+            )
+        except redis.RedisError:
+            logger.warning("rate limiter unreachable: key %s not limited on this request", key.public_id)
+            return True
+        decision = ratelimit.decision(raw)
+        if decision.allowed:
+            return True
+        what = "daily quota" if decision.reason == "quota" else "rate limit"
+        retry = max(1, decision.retry_after_seconds)
+        raise KeyRateLimited(
+            retry,
+            f"this key is over its {what}; retry in {retry} s",
+            {"RateLimit-Policy": policy.header(), "RateLimit": decision.header()},
+        )
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, plus the rate-limit headers of a refused key."""
+    # Imported here: rest_framework.views loads the authentication classes of this module.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(exc, KeyRateLimited):
+        for name, value in exc.ratelimit_headers.items():
+            response[name] = value
+    return response

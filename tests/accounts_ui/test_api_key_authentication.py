@@ -8,10 +8,11 @@ import pytest
 import redis
 from rest_framework.test import APIClient
 
-from controlplane.accounts import services
+from controlplane.accounts import api, services
 from controlplane.accounts.models import ApiKey
 from registry import services as registry
 from registry.models import RegisteredModel
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -114,3 +115,49 @@ def test_the_schema_describes_the_bearer_scheme(viewer: Any) -> None:
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
 
     assert schema["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+
+
+@pytest.fixture
+def limited_key(admin: Any, manage_key: tuple[ApiKey, str], redis_client: redis.Redis) -> tuple[ApiKey, str]:
+    """A manage key allowed 3 requests a minute, with a burst of 3."""
+    key, secret = manage_key
+    services.set_limits(key, actor=admin, requests_per_window=3, window_seconds=60, burst=3)
+    return key, secret
+
+
+def test_a_key_over_its_rate_limit_gets_429_with_the_rate_limit_headers(
+    limited_key: tuple[ApiKey, str], fraud: RegisteredModel
+) -> None:
+    _, secret = limited_key
+
+    answers = [_script().get("/api/models/", HTTP_AUTHORIZATION=f"Bearer {secret}") for _ in range(4)]
+
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
+    refused = answers[-1]
+    assert 1 <= int(refused["Retry-After"]) <= 20
+    assert refused["RateLimit-Policy"] == '"burst";q=3;w=60'
+    assert refused["RateLimit"].startswith('"burst";r=0;t=')
+    assert refused.json() == {"detail": f"this key is over its rate limit; retry in {refused['Retry-After']} s"}
+
+
+def test_the_dashboards_session_does_not_spend_a_keys_limit(
+    viewer: Any, limited_key: tuple[ApiKey, str], fraud: RegisteredModel
+) -> None:
+    _, secret = limited_key
+    browser = APIClient()
+    browser.force_login(viewer)
+
+    assert [browser.get("/api/models/").status_code for _ in range(5)] == [200] * 5
+    assert _script().get("/api/models/", HTTP_AUTHORIZATION=f"Bearer {secret}").status_code == 200
+
+
+def test_with_redis_unreachable_a_key_is_not_limited(
+    limited_key: tuple[ApiKey, str], fraud: RegisteredModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, secret = limited_key
+    nowhere = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2)
+    monkeypatch.setattr(api, "get_redis", lambda: nowhere)
+
+    answers = [_script().get("/api/models/", HTTP_AUTHORIZATION=f"Bearer {secret}") for _ in range(5)]
+
+    assert [answer.status_code for answer in answers] == [200] * 5
