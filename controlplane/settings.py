@@ -173,6 +173,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "controlplane.accounts.context_processors.accounts",
             ],
         },
     },
@@ -384,6 +385,10 @@ TURNOUT: dict[str, Any] = {
     # Failed logins allowed per username and client address within LOGIN_THROTTLE_WINDOW_SECONDS.
     "LOGIN_THROTTLE_ATTEMPTS": env_int("TURNOUT_LOGIN_THROTTLE_ATTEMPTS", 5, 1),
     "LOGIN_THROTTLE_WINDOW_SECONDS": env_int("TURNOUT_LOGIN_THROTTLE_WINDOW_SECONDS", 300, 1),
+    # Whether anyone who reaches the dashboard may create an account (off: admins create them).
+    "SIGNUP_OPEN": env_bool("TURNOUT_SIGNUP_OPEN", True),
+    # Sign-up and password-reset requests allowed per client address and hour.
+    "ACCOUNT_REQUESTS_PER_HOUR": env_int("TURNOUT_ACCOUNT_REQUESTS_PER_HOUR", 10, 1),
     # Metrics: per-request recording on/off; a bearer token that may read /metrics
     # (besides admin sessions); retention of the per-minute and hourly rollups.
     "METRICS_ENABLED": env_bool("TURNOUT_METRICS_ENABLED", True),

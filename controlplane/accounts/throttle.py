@@ -1,4 +1,10 @@
-"""The login throttle: failed logins counted in Redis per (username, client address).
+"""Throttles of the account pages, counted in Redis.
+
+Sign-up and password-reset requests: TURNOUT["ACCOUNT_REQUESTS_PER_HOUR"] of
+each per client address and hour (`account_request`), so that one client can
+neither create accounts in bulk nor flood an inbox with reset links.
+
+Log in: failed logins counted per (username, client address).
 
 After TURNOUT["LOGIN_THROTTLE_ATTEMPTS"] failures within
 TURNOUT["LOGIN_THROTTLE_WINDOW_SECONDS"] (counted from the first attempt), further
@@ -38,29 +44,48 @@ def counter_key(username: str, address: str) -> str:
     return f"{settings.TURNOUT['REDIS_PREFIX']}:login-failures:{ident}"
 
 
+def _count(key: str, limit: int, window: int) -> int:
+    """Count one attempt in a fixed window that starts at the first; 0 if it is within
+    `limit`, else the seconds until the window ends. Raises RedisError.
+
+    Counting first, in one MULTI/EXEC, is what makes the limit hold under
+    concurrency: parallel attempts cannot all pass a check made before any of them
+    is counted.
+    """
+    pipe = get_redis().pipeline()
+    pipe.set(key, 0, ex=window, nx=True)  # the window starts at the first attempt and never moves
+    pipe.incr(key)
+    pipe.ttl(key)
+    _, count, ttl = pipe.execute()
+    if count <= limit:
+        return 0
+    return ttl if ttl > 0 else window
+
+
+def account_request(kind: str, address: str) -> int:
+    """Count a sign-up or password-reset request from `address`: 0 if it may go ahead, else
+    the seconds to wait. TURNOUT["ACCOUNT_REQUESTS_PER_HOUR"] of each kind per address
+    and hour; fails open without Redis, like the login throttle."""
+    ident = hashlib.sha256(address.encode()).hexdigest()[:32]
+    key = f"{settings.TURNOUT['REDIS_PREFIX']}:account-requests:{kind}:{ident}"
+    try:
+        return _count(key, int(settings.TURNOUT["ACCOUNT_REQUESTS_PER_HOUR"]), 3600)
+    except redis.RedisError:
+        logger.warning("account throttle: Redis unavailable; not throttling %s requests", kind)
+        return 0
+
+
 def attempt(username: str, address: str) -> int:
     """Count a login attempt before its password is checked: 0 if it may go ahead, else the
-    seconds until `username` may try again from `address`.
-
-    Counting first, in one MULTI/EXEC, is what makes the limit hold under concurrency:
-    parallel attempts cannot all pass a check made before any of them is counted. A
-    successful attempt then clears the count (`succeeded`), so what stays counted are
-    the failures.
-    """
+    seconds until `username` may try again from `address`. A successful attempt then
+    clears the count (`succeeded`), so what stays counted are the failures."""
     key = counter_key(username, address)
     window = int(settings.TURNOUT["LOGIN_THROTTLE_WINDOW_SECONDS"])
     try:
-        pipe = get_redis().pipeline()
-        pipe.set(key, 0, ex=window, nx=True)  # the window starts at the first attempt and never moves
-        pipe.incr(key)
-        pipe.ttl(key)
-        _, count, ttl = pipe.execute()
+        return _count(key, int(settings.TURNOUT["LOGIN_THROTTLE_ATTEMPTS"]), window)
     except redis.RedisError:
         logger.warning("login throttle: Redis unavailable; not throttling %r", username)
         return 0
-    if count <= int(settings.TURNOUT["LOGIN_THROTTLE_ATTEMPTS"]):
-        return 0
-    return ttl if ttl > 0 else window
 
 
 def succeeded(username: str, address: str) -> None:
@@ -70,6 +95,6 @@ def succeeded(username: str, address: str) -> None:
         logger.warning("login throttle: Redis unavailable; could not clear the count for %r", username)
 
 
-def refusal(seconds: int) -> str:
+def refusal(seconds: int, what: str = "failed attempts") -> str:
     minutes = max(1, math.ceil(seconds / 60))
-    return f"Too many failed attempts; try again in {minutes} minute{'s' if minutes != 1 else ''}."
+    return f"Too many {what}; try again in {minutes} minute{'s' if minutes != 1 else ''}."

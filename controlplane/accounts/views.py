@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
@@ -22,7 +23,7 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
-from controlplane.accounts import services
+from controlplane.accounts import services, throttle
 from controlplane.accounts.forms import (
     GRACE_CHOICES,
     KeyCreateForm,
@@ -43,11 +44,23 @@ def _sentence(message: str) -> str:
 # --- Accounts ---------------------------------------------------------------------
 
 
+def _too_many(response: HttpResponse, seconds: int) -> HttpResponse:
+    response.status_code = 429
+    response["Retry-After"] = str(seconds)
+    return response
+
+
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("keys:list")
+    if not settings.TURNOUT["SIGNUP_OPEN"]:
+        return render(request, "registration/signup.html", {"form": None}, status=403)
     form = SignUpForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and (wait := throttle.account_request("signup", throttle.client_address(request))):
+        form.errors.clear()
+        form.add_error(None, throttle.refusal(wait, "sign-ups from your address"))
+        return _too_many(render(request, "registration/signup.html", {"form": form}), wait)
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
             user = form.save()
@@ -57,6 +70,20 @@ def signup(request: HttpRequest) -> HttpResponse:
         messages.success(request, f"Welcome, {user.get_username()}. Create an API key below to call the models.")
         return redirect("keys:list")
     return render(request, "registration/signup.html", {"form": form})
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's password reset, with at most TURNOUT_ACCOUNT_REQUESTS_PER_HOUR requests per address."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        wait = throttle.account_request("password-reset", throttle.client_address(request))
+        if not wait:
+            return super().post(request, *args, **kwargs)
+        form = self.get_form()
+        form.is_valid()
+        form.errors.clear()
+        form.add_error(None, throttle.refusal(wait, "reset requests from your address"))
+        return _too_many(self.render_to_response(self.get_context_data(form=form)), wait)
 
 
 class LoginView(auth_views.LoginView):

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import pytest
+import redis
 from django.core import mail
 
 from tests.accounts_ui.steps import browser, csrf_token
@@ -75,3 +76,16 @@ def test_a_weak_new_password_is_refused_next_to_the_field(viewer: Any) -> None:
     assert "This password is entirely numeric." in response.content.decode()
     viewer.refresh_from_db()
     assert viewer.check_password("correct horse battery")
+
+
+def test_reset_requests_from_one_address_are_limited_per_hour(
+    viewer: Any, settings: Any, redis_client: redis.Redis
+) -> None:
+    settings.TURNOUT = {**settings.TURNOUT, "ACCOUNT_REQUESTS_PER_HOUR": 2}
+
+    answers = [_ask_for_a_link(browser(), "vic@example.com") for _ in range(3)]
+
+    assert [answer.status_code for answer in answers] == [302, 302, 429]
+    assert int(answers[-1]["Retry-After"]) > 3500
+    assert "Too many reset requests from your address" in answers[-1].content.decode()
+    assert len(mail.outbox) == 2

@@ -98,6 +98,35 @@ def test_a_signed_in_user_going_to_sign_up_lands_on_the_keys_page(viewer: Any) -
     assert response["Location"] == "/keys/"
 
 
+def test_sign_ups_from_one_address_are_limited_per_hour(settings: Any, redis_client: redis.Redis) -> None:
+    settings.TURNOUT = {**settings.TURNOUT, "ACCOUNT_REQUESTS_PER_HOUR": 2}
+
+    answers = [_signup(browser(), username=f"sam{i}", email=f"sam{i}@example.com") for i in range(3)]
+
+    assert [answer.status_code for answer in answers] == [302, 302, 429]
+    refused = answers[-1]
+    assert 3540 <= int(refused["Retry-After"]) <= 3600
+    assert "Too many sign-ups from your address; try again in 60 minutes." in refused.content.decode()
+    assert sorted(get_user_model().objects.values_list("username", flat=True)) == ["sam0", "sam1"]
+
+
+def test_with_sign_up_closed_the_page_says_so_and_creates_nobody(settings: Any) -> None:
+    settings.TURNOUT = {**settings.TURNOUT, "SIGNUP_OPEN": False}
+    client = browser()
+
+    page = client.get("/signup/")
+    token = csrf_token(client, "/login/")
+    fields = {"username": "sam", "email": "sam@example.com", "password1": "a fine long phrase"}
+    posted = client.post("/signup/", {**fields, "password2": fields["password1"], "csrfmiddlewaretoken": token})
+
+    assert page.status_code == 403
+    assert "Sign-up is closed" in page.content.decode()
+    assert posted.status_code == 403
+    assert "Sign-up is closed" in posted.content.decode()
+    assert not get_user_model().objects.filter(username="sam").exists()
+    assert 'href="/signup/"' not in client.get("/login/").content.decode()
+
+
 # --- Log in and its throttle ------------------------------------------------------
 
 
