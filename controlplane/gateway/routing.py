@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from controlplane.gateway.catalog import ModelEntry, VersionEntry
 from controlplane.gateway.http import Scope
-from controlplane.gateway.protocol import ParsedRequest, ProtocolError
+from controlplane.gateway.protocol import ParsedInput, ParsedRequest, ProtocolError
 from controlplane.observability.recorder import Observation
 from rollouts.keys import moments_key
 from rollouts.splitting import choose, mirrored
@@ -130,32 +130,73 @@ def compare_outputs(champion: WireReply, shadow: WireReply) -> tuple[int, int, f
     return agree, rows, max_diff
 
 
-async def shadow_copy(
-    gateway: Gateway,
-    model: ModelEntry,
-    shadow: VersionEntry,
-    request: ParsedRequest,
-    champion: WireReply,
-    timeout_s: float,
-) -> None:
-    """Run the same request on the shadow version and record how it did; the client has its answer already."""
+Copy = tuple[ParsedRequest, WireReply, float]  # the request, the champion's reply, its timeout
+
+
+def merge_copies(requests: list[ParsedRequest]) -> ParsedRequest | None:
+    """The requests as one multi-row request (rows in order), or None when their inputs
+    differ in names, datatypes or non-batch dimensions. Raw tensors are row-major, so
+    joining along the batch dimension is joining their bytes (BYTES elements are
+    length-prefixed one by one, so theirs join the same way)."""
+    first = requests[0].inputs
+    for other in requests[1:]:
+        if [(i.name, i.datatype, i.shape[1:]) for i in other.inputs] != [
+            (i.name, i.datatype, i.shape[1:]) for i in first
+        ]:
+            return None
+    inputs = [
+        ParsedInput(
+            spec.name,
+            spec.datatype,
+            [sum(r.inputs[index].shape[0] for r in requests), *spec.shape[1:]],
+            b"".join(r.inputs[index].raw for r in requests),
+        )
+        for index, spec in enumerate(first)
+    ]
+    return ParsedRequest(None, inputs, None)
+
+
+async def shadow_run(gateway: Gateway, model: ModelEntry, shadow: VersionEntry, copies: list[Copy]) -> None:
+    """Run requests on the shadow version and record how each did; their clients have their
+    answers already. Several copies go as one multi-row request when the shadow has a
+    batch dimension: one enqueue, one stream entry and one reply for all of them."""
     if not shadow.ready or shadow.signature is None:
         return
+    merged = merge_copies([request for request, _, _ in copies]) if len(copies) > 1 else copies[0][0]
+    if merged is None:
+        await asyncio.gather(*(shadow_run(gateway, model, shadow, [copy]) for copy in copies))
+        return
     started = time.perf_counter()
-    obs = Observation(model.name, str(shadow.number), "shadow", 200, 0.0)
-    agreement: tuple[int, int, float | None] = (0, 0, None)
     with contextlib.suppress(asyncio.CancelledError):
         try:
-            reply = await gateway.dispatcher.submit(shadow.id, request, timeout_s, shadow.max_queue_size)
-            obs.code = reply.status
-            obs.queue_ms, obs.compute_ms, obs.batch_size = reply.queue_ms, reply.compute_ms, reply.batch_size
-            if reply.status == 200:
-                agreement = compare_outputs(champion, reply)
+            reply = await gateway.dispatcher.submit(
+                shadow.id, merged, max(timeout for _, _, timeout in copies), shadow.max_queue_size
+            )
         except ProtocolError as exc:
-            obs.code = exc.status
-        obs.total_ms = (time.perf_counter() - started) * 1000
-        gateway.recorder.record(obs)
-        gateway.recorder.record_agreement(model.name, str(shadow.number), *agreement)
+            reply = WireReply("", status=exc.status, error=exc.message)
+        if reply.status not in (200, 503, 504) and len(copies) > 1:
+            # One copy's input may have failed them all: each gets its own outcome. A
+            # busy or slow shadow (503, 504) is not asked twice.
+            await asyncio.gather(*(shadow_run(gateway, model, shadow, [copy]) for copy in copies))
+            return
+        total_ms = (time.perf_counter() - started) * 1000
+        offset = 0
+        for request, champion, _ in copies:
+            rows = request.rows
+            obs = Observation(model.name, str(shadow.number), "shadow", reply.status, total_ms)
+            obs.queue_ms, obs.compute_ms, obs.batch_size = reply.queue_ms, reply.compute_ms, reply.batch_size
+            agreement: tuple[int, int, float | None] = (0, 0, None)
+            if reply.status == 200:
+                part = reply if len(copies) == 1 else _rows_of(reply, offset, rows)
+                agreement = compare_outputs(champion, part)
+            offset += rows
+            gateway.recorder.record(obs)
+            gateway.recorder.record_agreement(model.name, str(shadow.number), *agreement)
+
+
+def _rows_of(reply: WireReply, offset: int, rows: int) -> WireReply:
+    outputs = [(name, datatype, array[offset : offset + rows]) for name, datatype, array in reply.outputs]
+    return WireReply(reply.request_id, outputs=outputs)
 
 
 class ShadowCopies:
@@ -163,22 +204,23 @@ class ShadowCopies:
 
     A copy sent the moment its champion answered competes for the same cores as
     the client's next request. Held for up to `delay` seconds (or until `size`
-    wait), the copies reach the shadow's worker as one batch: one enqueue round
-    trip, one onnxruntime run, far less work in between clients' requests. The
-    shadow's recorded latency starts when its copy is sent, not when it is held.
+    wait), the copies of one shadow version go to its worker as one multi-row
+    request, cut at the version's max batch size: one enqueue, one onnxruntime
+    run and one reply, far less work in between clients' requests. The shadow's
+    recorded latency starts when its copies are sent, not when they are held.
     """
 
     def __init__(self, gateway: Gateway, delay: float = 0.05, size: int = 32) -> None:
         self._gateway = gateway
         self._delay = delay
         self._size = size
-        self._held: list[tuple[ModelEntry, VersionEntry, ParsedRequest, WireReply, float]] = []
+        self._held: list[tuple[ModelEntry, VersionEntry, Copy]] = []
         self._timer: asyncio.TimerHandle | None = None
 
     def add(
         self, model: ModelEntry, shadow: VersionEntry, request: ParsedRequest, reply: WireReply, timeout_s: float
     ) -> None:
-        self._held.append((model, shadow, request, reply, timeout_s))
+        self._held.append((model, shadow, (request, reply, timeout_s)))
         if len(self._held) >= self._size:
             self.flush()
         elif self._timer is None:
@@ -189,8 +231,19 @@ class ShadowCopies:
             self._timer.cancel()
             self._timer = None
         held, self._held = self._held, []
-        for model, shadow, request, reply, timeout_s in held:
-            in_background(shadow_copy(self._gateway, model, shadow, request, reply, timeout_s))
+        groups: dict[int, tuple[ModelEntry, VersionEntry, list[list[Copy]]]] = {}
+        for model, shadow, copy in held:
+            _, _, chunks = groups.setdefault(shadow.id, (model, shadow, [[]]))
+            batchable = bool(shadow.signature and shadow.signature.get("batch_dim"))
+            chunk = chunks[-1]
+            rows = sum(request.rows for request, _, _ in chunk)
+            if chunk and (not batchable or rows + copy[0].rows > shadow.max_batch_size):
+                chunk = []
+                chunks.append(chunk)
+            chunk.append(copy)
+        for model, shadow, chunks in groups.values():
+            for chunk in chunks:
+                in_background(shadow_run(self._gateway, model, shadow, chunk))
 
 
 def should_mirror(model: ModelEntry, key: str) -> VersionEntry | None:

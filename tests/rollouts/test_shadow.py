@@ -96,6 +96,8 @@ def test_clients_get_byte_identical_answers_with_and_without_a_shadow(
     assert counts["sr"] == counts["sdn"] == REQUESTS  # one row compared per answer
     assert 0 <= counts.get("sa", 0) <= REQUESTS
     assert counts["sdu"] > 0  # other weights, other scores
+    # Copies held together reached the shadow's worker as multi-row requests.
+    assert any(int(k[2:]) > 1 for k in counts if k.startswith("b:")), counts
 
     # and the rollout's report shows them
     api = APIClient()
@@ -138,3 +140,25 @@ def test_a_failing_shadow_is_recorded_and_never_seen_by_clients(
     rollout.refresh_from_db()
     assert rollout.status == RolloutStatus.STOPPED
     assert services.routing_for(champion.model) is None
+
+
+def test_copies_sent_together_keep_their_own_outcomes(
+    registry: Registry, worker: Workers, gateway: Gateway, redis_conn: redis.Redis
+) -> None:
+    # Given a shadow that refuses inputs whose first value is 10 or more, mirroring everything
+    champion, shadow = start_shadow(registry, worker, gateway, "inf-shadow-mixed", fails_on_large_first_feature())
+    services.start_shadow(champion.model, shadow, actor=registry.owner, fraction=1.0)
+    wait_for_routing(gateway, "inf-shadow-mixed", lambda routing: routing is not None)
+
+    # When good and bad inputs come one after the other, held and sent together
+    answers = [
+        gateway.infer("inf-shadow-mixed", body(50.0 if i % 3 == 0 else 1.0, request_id=f"m{i}"))
+        for i in range(REQUESTS)
+    ]
+
+    # Then the clients got the champion's answers, and every copy has its own outcome
+    assert {a.status for a in answers} == {200}
+    bad = len(range(0, REQUESTS, 3))
+    counts = shadow_counts(gateway, redis_conn, "inf-shadow-mixed", shadow.number, REQUESTS)
+    assert (counts["c:200"], counts["c:400"]) == (REQUESTS - bad, bad)
+    assert counts["sr"] == REQUESTS - bad
