@@ -157,6 +157,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # The management API's RateLimit headers, noted by its key throttle.
+    "controlplane.accounts.middleware.ratelimit_headers",
 ]
 
 ROOT_URLCONF = "controlplane.urls"
@@ -295,7 +297,6 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # Requests made with an API key spend its rate limit and daily quota, as inference does.
     "DEFAULT_THROTTLE_CLASSES": ["controlplane.accounts.api.ApiKeyRateThrottle"],
-    "EXCEPTION_HANDLER": "controlplane.accounts.api.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
 }

@@ -23,10 +23,9 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
-from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
-from controlplane.accounts import keyformat, ratelimit, services
+from controlplane.accounts import keyformat, middleware, ratelimit, services
 from controlplane.accounts.models import ApiKey, KeyAction
 from controlplane.redis_client import get_redis
 
@@ -116,13 +115,12 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 
 
 class KeyRateLimited(exceptions.Throttled):
-    """429 for a key over its rate limit or daily quota, with the rate-limit headers."""
+    """429 for a key over its rate limit or daily quota (the middleware adds the rate-limit headers)."""
 
-    def __init__(self, wait: int, detail: str, headers: dict[str, str]) -> None:
+    def __init__(self, wait: int, detail: str) -> None:
         # Not Throttled.__init__, which appends its own sentence about the wait to `detail`.
         exceptions.APIException.__init__(self, detail)
         self.wait = wait
-        self.ratelimit_headers = headers
 
 
 LIMIT_SCRIPT = ratelimit.FUNCTION + ratelimit.BODY
@@ -150,24 +148,9 @@ class ApiKeyRateThrottle(BaseThrottle):
             logger.warning("rate limiter unreachable: key %s not limited on this request", key.public_id)
             return True
         decision = ratelimit.decision(raw)
+        middleware.note(request._request, {"RateLimit-Policy": policy.header(), "RateLimit": decision.header()})
         if decision.allowed:
             return True
         what = "daily quota" if decision.reason == "quota" else "rate limit"
         retry = max(1, decision.retry_after_seconds)
-        raise KeyRateLimited(
-            retry,
-            f"this key is over its {what}; retry in {retry} s",
-            {"RateLimit-Policy": policy.header(), "RateLimit": decision.header()},
-        )
-
-
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus the rate-limit headers of a refused key."""
-    # Imported here: rest_framework.views loads the authentication classes of this module.
-    from rest_framework.views import exception_handler as drf_exception_handler
-
-    response = drf_exception_handler(exc, context)
-    if response is not None and isinstance(exc, KeyRateLimited):
-        for name, value in exc.ratelimit_headers.items():
-            response[name] = value
-    return response
+        raise KeyRateLimited(retry, f"this key is over its {what}; retry in {retry} s")

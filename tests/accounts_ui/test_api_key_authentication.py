@@ -133,6 +133,9 @@ def test_a_key_over_its_rate_limit_gets_429_with_the_rate_limit_headers(
     answers = [_script().get("/api/models/", HTTP_AUTHORIZATION=f"Bearer {secret}") for _ in range(4)]
 
     assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
+    # Every answer tells the key where it stands.
+    assert [answer["RateLimit"].split(";")[1] for answer in answers] == ["r=2", "r=1", "r=0", "r=0"]
+    assert {answer["RateLimit-Policy"] for answer in answers} == {'"burst";q=3;w=60'}
     refused = answers[-1]
     assert 1 <= int(refused["Retry-After"]) <= 20
     assert refused["RateLimit-Policy"] == '"burst";q=3;w=60'
@@ -147,7 +150,9 @@ def test_the_dashboards_session_does_not_spend_a_keys_limit(
     browser = APIClient()
     browser.force_login(viewer)
 
-    assert [browser.get("/api/models/").status_code for _ in range(5)] == [200] * 5
+    answers = [browser.get("/api/models/") for _ in range(5)]
+    assert [answer.status_code for answer in answers] == [200] * 5
+    assert not any(answer.has_header("RateLimit") for answer in answers)
     assert _script().get("/api/models/", HTTP_AUTHORIZATION=f"Bearer {secret}").status_code == 200
 
 
