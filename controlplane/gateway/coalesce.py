@@ -101,9 +101,10 @@ class ScriptBatcher:
                 self._sha = await self._client.script_load(self._source)
                 results = await self._client.evalsha(self._sha, *command)
         except (aioredis.RedisError, OSError) as exc:
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            self._fail(batch, exc)
+            return
+        if not isinstance(results, list) or len(results) != len(batch):
+            self._fail(batch, aioredis.RedisError(f"the group script answered {results!r:.80} for {len(batch)} calls"))
             return
         for (_, _, future), result in zip(batch, results, strict=True):
             if future.done():
@@ -112,3 +113,9 @@ class ScriptBatcher:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+    @staticmethod
+    def _fail(batch: list[Call], exc: Exception) -> None:
+        for _, _, future in batch:
+            if not future.done():
+                future.set_exception(exc)

@@ -82,3 +82,23 @@ def test_a_script_redis_no_longer_has_is_loaded_again(key: str) -> None:
 
     assert outcomes == [[5, b"x"]]
     assert sent == 2  # the refused one, then the same group again
+
+
+def test_an_answer_that_does_not_fit_the_group_fails_every_call_rather_than_leaving_one_waiting(key: str) -> None:
+    async def go() -> list[Any]:
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+        batcher = ScriptBatcher(client, BODY, prelude=PRELUDE)
+
+        async def short(*args: Any) -> Any:
+            return [[1, b"only one"]]
+
+        client.evalsha = short  # type: ignore[method-assign]
+        try:
+            return list(await asyncio.gather(*(batcher([key], [1, "x"]) for _ in range(3)), return_exceptions=True))
+        finally:
+            await client.aclose()
+
+    outcomes = asyncio.run(asyncio.wait_for(go(), timeout=5))
+
+    # The three calls went as one group, and the one answer cannot be matched to them.
+    assert [type(outcome) for outcome in outcomes] == [redis.RedisError] * 3
