@@ -39,7 +39,7 @@ def _forbidden(request: HttpRequest, model: RegisteredModel | None, action: str,
     return render(request, "registry/forbidden.html", context, status=403)
 
 
-def _not_a_maintainer(request: HttpRequest, model: RegisteredModel, action: str) -> HttpResponse:
+def not_a_maintainer(request: HttpRequest, model: RegisteredModel, action: str) -> HttpResponse:
     owner = model.owner.get_username() if model.owner else "an admin"
     remedy = f"Only the owner, the maintainers of '{model.name}' and admins may do that: ask {owner} to add you."
     return _forbidden(request, model, action, remedy)
@@ -129,7 +129,7 @@ def model_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
     alias_form = None
     if request.method == "POST":
         if not can_maintain(request.user, model):
-            return _not_a_maintainer(request, model, "move an alias")
+            return not_a_maintainer(request, model, "move an alias")
         alias_form = AliasForm(request.POST, model=model)
         if alias_form.is_valid():
             alias_name, version = alias_form.cleaned_data["alias"], alias_form.cleaned_data["version"]
@@ -170,7 +170,7 @@ def _declared_length(request: HttpRequest) -> int:
 def upload(request: HtmxHttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel.objects.select_related("owner"), name=name)
     if not can_maintain(request.user, model):
-        return _not_a_maintainer(request, model, "upload a version")
+        return not_a_maintainer(request, model, "upload a version")
     if request.method == "GET":
         return _render_upload(request, {"model": model, "form": UploadForm(model=model)})
     limit = settings.TURNOUT["MAX_ARTIFACT_BYTES"]

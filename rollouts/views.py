@@ -30,6 +30,7 @@ from controlplane.observability import queries
 from registry import services as registry
 from registry.models import RegisteredModel, VersionStatus
 from registry.permissions import can_maintain
+from registry.views import not_a_maintainer
 from rollouts import services
 from rollouts.api.reports import live_report
 from rollouts.forms import FORMS, RolloutForm
@@ -37,12 +38,6 @@ from rollouts.models import ACTIVE, Rollout, RolloutKind, RolloutStatus
 
 HISTORY_PAGE_SIZE = 50
 VERBS = ("pause", "resume", "promote", "abort", "stop")
-
-
-def _forbidden(request: HttpRequest, model: RegisteredModel, action: str) -> HttpResponse:
-    owner = model.owner.get_username() if model.owner else "an admin"
-    remedy = f"Only the owner, the maintainers of '{model.name}' and admins may do that: ask {owner} to add you."
-    return render(request, "registry/forbidden.html", {"model": model, "action": action, "remedy": remedy}, status=403)
 
 
 # --- What a rollout looks like in a list -----------------------------------------------------------------------
@@ -130,7 +125,7 @@ def _initial(model: RegisteredModel, kind: str) -> dict[str, Any]:
 def rollout_new(request: HtmxHttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel.objects.select_related("owner"), name=name)
     if not can_maintain(request.user, model):
-        return _forbidden(request, model, "start a rollout")
+        return not_a_maintainer(request, model, "start a rollout")
     kind = request.POST.get("kind") or request.GET.get("kind") or RolloutKind.CANARY
     if kind not in FORMS:
         kind = RolloutKind.CANARY
@@ -240,7 +235,7 @@ def rollout_action(request: HtmxHttpRequest, pk: int, verb: str) -> HttpResponse
     if verb not in VERBS:
         raise Http404(f"no action {verb!r}")
     if not can_maintain(request.user, rollout.model):
-        return _forbidden(request, rollout.model, f"{verb} this rollout")
+        return not_a_maintainer(request, rollout.model, f"{verb} this rollout")
     try:
         if verb == "pause":
             services.pause(rollout, actor=request.user)
