@@ -1,8 +1,6 @@
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 
+from controlplane.admin_base import ViewOnlyAdmin
 from registry.models import Alias, ModelVersion, RegisteredModel, ValidationJob
 
 
@@ -15,7 +13,7 @@ class RegisteredModelAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(ViewOnlyAdmin):
     """Artifacts and validation results are read-only; serving settings are changed
     through the API or the dashboard so that every change is audited."""
 
@@ -23,31 +21,13 @@ class ModelVersionAdmin(admin.ModelAdmin):
     list_filter = ("status",)
     search_fields = ("model__name", "sha256")
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(Alias)
-class AliasAdmin(admin.ModelAdmin):
+class AliasAdmin(ViewOnlyAdmin):
     list_display = ("__str__", "version", "updated_at")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(ValidationJob)
-class ValidationJobAdmin(admin.ModelAdmin):
+class ValidationJobAdmin(ViewOnlyAdmin):
     list_display = ("version", "status", "started_at", "finished_at")
     list_filter = ("status",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -6,6 +6,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from controlplane.admin_base import ReadOnlyAdmin
 from rollouts.models import Arm, Rollout
 
 
@@ -21,7 +22,7 @@ class ArmInline(admin.TabularInline):
 
 
 @admin.register(Rollout)
-class RolloutAdmin(admin.ModelAdmin):
+class RolloutAdmin(ReadOnlyAdmin):
     list_display = ("__str__", "kind", "status", "step", "started_at", "ended_at")
     list_filter = ("kind", "status")
     search_fields = ("model__name",)
@@ -40,12 +41,3 @@ class RolloutAdmin(admin.ModelAdmin):
         "started_at",
         "ended_at",
     )
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
