@@ -21,6 +21,7 @@ from rest_framework.test import APIClient
 from registry import services
 from registry.models import RegisteredModel
 from registry.permissions import maintainers_group
+from tests.support.clients import signed_in
 
 
 @pytest.fixture(autouse=True)
@@ -52,30 +53,24 @@ def fraud(owner: Any) -> RegisteredModel:
     return services.create_model(name="fraud", actor=owner, description="Card fraud scores", tags=["tabular"])
 
 
-def _signed_in(user: Any) -> APIClient:
-    client = APIClient()
-    client.force_login(user)
-    return client
-
-
 @pytest.fixture
 def owner_api(owner: Any) -> APIClient:
-    return _signed_in(owner)
+    return signed_in(owner, APIClient)
 
 
 @pytest.fixture
 def outsider_api(outsider: Any) -> APIClient:
-    return _signed_in(outsider)
+    return signed_in(outsider, APIClient)
 
 
 @pytest.fixture
 def viewer_api(viewer: Any) -> APIClient:
-    return _signed_in(viewer)
+    return signed_in(viewer, APIClient)
 
 
 @pytest.fixture
 def admin_api(admin: Any) -> APIClient:
-    return _signed_in(admin)
+    return signed_in(admin, APIClient)
 
 
 @pytest.fixture

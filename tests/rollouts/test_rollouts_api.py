@@ -20,6 +20,7 @@ from registry.models import RegisteredModel
 from rollouts import services
 from rollouts.models import Rollout, RolloutStatus
 from tests.rollouts.conftest import Catalog
+from tests.support.clients import signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -48,25 +49,19 @@ def clean_redis(redis_client: redis.Redis) -> redis.Redis:
     return redis_client
 
 
-def signed_in(user: Any) -> APIClient:
-    client = APIClient()
-    client.force_login(user)
-    return client
-
-
 @pytest.fixture
 def owner_api(catalog: Catalog) -> APIClient:
-    return signed_in(catalog.owner)
+    return signed_in(catalog.owner, APIClient)
 
 
 @pytest.fixture
 def outsider_api(catalog: Catalog) -> APIClient:
-    return signed_in(catalog.outsider)
+    return signed_in(catalog.outsider, APIClient)
 
 
 @pytest.fixture
 def viewer_api(viewer: Any, catalog: Catalog) -> APIClient:
-    return signed_in(viewer)
+    return signed_in(viewer, APIClient)
 
 
 def create(client: APIClient, payload: dict[str, Any], **changes: Any) -> Any:

@@ -20,6 +20,7 @@ from registry.models import ModelVersion, RegisteredModel
 from rollouts import services
 from rollouts.models import Rollout, RolloutStatus
 from tests.rollouts.conftest import Catalog
+from tests.support.clients import signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -50,12 +51,6 @@ SHADOW_FORM = {"kind": "shadow", "version": "3", "fraction": "0.5", "routing_hea
 @pytest.fixture(autouse=True)
 def clean_redis(redis_client: redis.Redis) -> redis.Redis:
     return redis_client
-
-
-def signed_in(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

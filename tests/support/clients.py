@@ -1,0 +1,16 @@
+"""Django test clients signed in as a user, without a login form (CSRF checks off, as the
+test client's default): for tests about what a user may see or do, not about logging in."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from django.test import Client
+
+C = TypeVar("C", bound=Client)
+
+
+def signed_in(user: Any, client_class: type[C] = Client) -> C:  # type: ignore[assignment]
+    client = client_class()
+    client.force_login(user)
+    return client
