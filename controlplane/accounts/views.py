@@ -80,8 +80,7 @@ class PasswordResetView(auth_views.PasswordResetView):
         if not wait:
             return super().post(request, *args, **kwargs)
         form = self.get_form()
-        form.is_valid()
-        form.errors.clear()
+        form.errors.clear()  # reading `errors` validates the form; only the refusal is shown
         form.add_error(None, throttle.refusal(wait, "reset requests from your address"))
         return _too_many(self.render_to_response(self.get_context_data(form=form)), wait)
 
