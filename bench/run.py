@@ -8,7 +8,7 @@
 2. Registers bench-mlp-{small,large} (batching on, max_batch_size 64) and their
    -nobatch twins (max_batch_size 1) through the registry services, validated
    inline, serving as production, and an API key for bench-* without an effective
-   rate limit (registry/management/commands/bench_models.py).
+   rate limit (ops.benchmark.py).
 3. Starts its own stack unless --url is given: gunicorn with uvicorn workers (2 by
    default) and one Celery worker serving `bench-*` (1 onnxruntime intra-op thread
    by default), under the private Redis prefix and Celery queue `turnout-bench` and
@@ -163,7 +163,7 @@ def register(keys: list[str]) -> str:
     from django.core.management import call_command
     from django.db import connections
 
-    from registry.management.commands.bench_models import bench_key
+    from ops.benchmark import bench_key
 
     call_command("bench_models", models=",".join(keys), queue=QUEUE)
     key = bench_key()
@@ -803,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
     if prefix:
         os.environ["TURNOUT_REDIS_PREFIX"] = prefix
     setup_django(os.environ.get("TURNOUT_REDIS_PREFIX", "turnout"))
-    from registry.management.commands.bench_models import BENCH_MODELS, served_names
+    from ops.benchmark import BENCH_MODELS, served_names
 
     unknown = [k for k in keys if k not in BENCH_MODELS]
     if unknown:

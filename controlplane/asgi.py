@@ -17,7 +17,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
 django_application = get_asgi_application()
 
-from controlplane.gateway.app import Gateway  # noqa: E402  (needs Django set up first)
+from gateway.app import Gateway  # noqa: E402  (needs Django set up first)
 
 # Model uploads: the API and the dashboard form.
 UPLOAD_PATHS = re.compile(r"^/(api/models/[^/]+/versions|models/[^/]+/upload)/?$")

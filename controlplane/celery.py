@@ -10,13 +10,7 @@ app = Celery("controlplane")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-
-def _install_worker_steps(celery_app: Celery) -> None:
-    # Imported lazily: the bootstep module touches Redis settings, which need Django configured.
-    from workers.bootsteps import HeartbeatStep, ServingStep
-
-    celery_app.steps["worker"].add(ServingStep)
-    celery_app.steps["worker"].add(HeartbeatStep)
-
-
-_install_worker_steps(app)
+# By name: Celery imports them when a worker starts, so web and beat processes, which
+# import this app too, never import the workers' code (or onnxruntime through it).
+app.steps["worker"].add("workers.bootsteps:ServingStep")
+app.steps["worker"].add("workers.bootsteps:HeartbeatStep")

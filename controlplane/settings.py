@@ -137,11 +137,12 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
-    "controlplane.core",
-    "controlplane.accounts",
-    "controlplane.observability",
-    "controlplane.audit",
-    "controlplane.dashboard",
+    "ops",
+    "accounts",
+    "observability",
+    "audit",
+    "dashboard",
+    "gateway",
     "registry",
     "rollouts",
     "workers",
@@ -158,7 +159,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # The management API's RateLimit headers, noted by its key throttle.
-    "controlplane.accounts.middleware.ratelimit_headers",
+    "accounts.middleware.ratelimit_headers",
 ]
 
 ROOT_URLCONF = "controlplane.urls"
@@ -175,7 +176,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "controlplane.accounts.context_processors.accounts",
+                "accounts.context_processors.accounts",
             ],
         },
     },
@@ -292,11 +293,11 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
         # Scripts: an API key with the manage action (Authorization: Bearer / X-API-Key).
-        "controlplane.accounts.api.ApiKeyAuthentication",
+        "accounts.api.ApiKeyAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # Requests made with an API key spend its rate limit and daily quota, as inference does.
-    "DEFAULT_THROTTLE_CLASSES": ["controlplane.accounts.api.ApiKeyRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.api.ApiKeyRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
 }

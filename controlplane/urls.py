@@ -2,13 +2,13 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from controlplane.observability.views import metrics as metrics_view
+from observability.views import metrics as metrics_view
 
 urlpatterns = [
-    path("", include("controlplane.dashboard.urls")),
-    path("", include("controlplane.accounts.urls")),
+    path("", include("dashboard.urls")),
+    path("", include("accounts.urls")),
     path("models/", include("registry.urls")),
-    path("audit/", include("controlplane.audit.urls")),
+    path("audit/", include("audit.urls")),
     path("api/", include("registry.api.urls")),
     path("api/", include("rollouts.api.urls")),
     path("rollouts/", include("rollouts.urls")),

@@ -10,22 +10,17 @@ from __future__ import annotations
 import logging
 
 import redis
-from django.conf import settings
 from django.db import transaction
 
-from controlplane.redis_client import get_redis
+from controlplane.redis_client import get_redis, redis_keys
 
 logger = logging.getLogger(__name__)
-
-
-def catalog_channel() -> str:
-    return f"{settings.TURNOUT['REDIS_PREFIX']}:catalog"
 
 
 def catalog_changed(model_name: str) -> None:
     def publish() -> None:
         try:
-            get_redis().publish(catalog_channel(), model_name)
+            get_redis().publish(redis_keys().catalog_channel(), model_name)
         except redis.RedisError:
             # Caches fall back to their short TTL; the change itself is committed.
             logger.warning("could not publish a registry change for %s", model_name, exc_info=True)

@@ -9,19 +9,21 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
-from controlplane.audit.services import record
+from audit.services import record
+from controlplane.celery import app as celery_app
+from dataplane import control
 from registry import storage
 from registry.events import catalog_changed
 from registry.models import (
     Alias,
-    JobStatus,
     ModelVersion,
     RegisteredModel,
     ValidationJob,
     VersionStatus,
 )
+from registry.tasks import validate_version
+from registry.validation_jobs import run_validation
 
 logger = logging.getLogger(__name__)
 
@@ -163,69 +165,8 @@ def upload_version(
 
 def start_validation(version: ModelVersion) -> ValidationJob:
     """A job row now, the Celery message once the transaction commits."""
-    from registry.tasks import validate_version
-
     job = ValidationJob.objects.create(version=version)
     transaction.on_commit(lambda: validate_version.delay(job.pk))
-    return job
-
-
-def run_validation(job_id: int) -> ValidationJob | None:
-    """Validate a version in a child process with memory and time limits.
-
-    Safe to run twice for the same job (a redelivered message): only a job
-    still queued or running is picked up, and only a version still pending or
-    validating is moved to ready or failed.
-    """
-    from registry.validation import run_in_child
-
-    job = ValidationJob.objects.select_related("version__model").filter(pk=job_id).first()
-    if job is None or job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-        return job
-    version = job.version
-    claimed = ModelVersion.objects.filter(
-        pk=version.pk, status__in=[VersionStatus.PENDING, VersionStatus.VALIDATING]
-    ).update(status=VersionStatus.VALIDATING, updated_at=timezone.now())
-    if not claimed:
-        _finish_job(job, JobStatus.FAILED, f"version is {version.status}; nothing to validate")
-        return job
-    ValidationJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, started_at=timezone.now())
-
-    conf = settings.TURNOUT
-    try:
-        with storage.local_copy(version.artifact) as path:
-            outcome = run_in_child(
-                path,
-                max_bytes=conf["MAX_ARTIFACT_BYTES"],
-                timeout_s=conf["VALIDATION_TIMEOUT_SECONDS"],
-                memory_bytes=conf["VALIDATION_MEMORY_BYTES"],
-            )
-    except OSError as exc:
-        # The artifact could not be read: a storage fault, not a bad model.
-        logger.exception("validation of %s: cannot read artifact", version)
-        _fail_version(version, job, f"the stored artifact could not be read: {exc}", [])
-        return job
-
-    if outcome.ok:
-        with transaction.atomic():
-            done = ModelVersion.objects.filter(pk=version.pk, status=VersionStatus.VALIDATING).update(
-                status=VersionStatus.READY,
-                status_reason="",
-                signature=outcome.signature,
-                opset=outcome.opset,
-                ir_version=outcome.ir_version,
-                producer=outcome.producer[:200],
-                max_batch_size=version.max_batch_size if outcome.signature and outcome.signature["batch_dim"] else 1,
-                updated_at=timezone.now(),
-            )
-            version.refresh_from_db()
-            if done:
-                record(None, "version.validated", version, after={"status": version.status})
-                catalog_changed(version.model.name)
-            _finish_job(job, JobStatus.SUCCEEDED, "\n".join(outcome.log))
-        logger.info("validation of %s: ready", version)
-    else:
-        _fail_version(version, job, outcome.reason, outcome.log)
     return job
 
 
@@ -237,28 +178,6 @@ def validate_now(version: ModelVersion) -> ModelVersion:
         run_validation((job or start_validation(version)).pk)
         version.refresh_from_db()
     return version
-
-
-def _fail_version(version: ModelVersion, job: ValidationJob, reason: str, log: list[str]) -> None:
-    artifact = version.artifact
-    with transaction.atomic():
-        done = ModelVersion.objects.filter(pk=version.pk, status=VersionStatus.VALIDATING).update(
-            status=VersionStatus.FAILED, status_reason=reason, artifact="", updated_at=timezone.now()
-        )
-        version.refresh_from_db()
-        if done:
-            record(None, "version.failed", version, after={"status": version.status, "reason": reason})
-            catalog_changed(version.model.name)
-        _finish_job(job, JobStatus.FAILED, "\n".join([*log, f"failed: {reason}"]))
-    # A refused file must not linger, unless another version still uses the same bytes.
-    if done and artifact and not ModelVersion.objects.filter(artifact=artifact).exists():
-        storage.artifact_storage().delete(artifact)
-    logger.info("validation of %s: failed: %s", version, reason)
-
-
-def _finish_job(job: ValidationJob, status: str, log: str) -> None:
-    ValidationJob.objects.filter(pk=job.pk).update(status=status, log=log, finished_at=timezone.now())
-    job.refresh_from_db()
 
 
 def update_version(version: ModelVersion, *, actor: Any, **changes: Any) -> ModelVersion:
@@ -306,10 +225,8 @@ def set_alias(model: RegisteredModel, name: str, version: ModelVersion, *, actor
 
 
 def _preload(version_id: int) -> None:
-    from workers.tasks import load_version
-
     try:
-        load_version.delay(version_id)
+        celery_app.signature(control.LOAD_VERSION, args=[version_id]).delay()
     except Exception:  # the broker being down must not fail a committed alias move
         logger.warning("could not ask the workers to preload version %s", version_id, exc_info=True)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
-from registry import services
+from registry.validation_jobs import run_validation
 
 
 @shared_task(
@@ -14,4 +14,4 @@ from registry import services
     time_limit=settings.TURNOUT["VALIDATION_TIMEOUT_SECONDS"] + 120,
 )
 def validate_version(job_id: int) -> None:
-    services.run_validation(job_id)
+    run_validation(job_id)

@@ -1,5 +1,5 @@
 """Canary analysis and experiment reports, from the same per-arm figures the
-dashboard shows (controlplane.observability.queries) and the rewards joined by
+dashboard shows (observability.queries) and the rewards joined by
 the feedback endpoint."""
 
 from __future__ import annotations
@@ -9,40 +9,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
 from django.utils import timezone
 
-from controlplane.observability.queries import MINUTE, Figures, Window, collect, merged
-from controlplane.redis_client import get_redis
+from observability.queries import MINUTE, Figures, Window, collect, merged
 from rollouts import services
-from rollouts.keys import moments_key
 from rollouts.models import Arm, Rollout, RolloutKind, RolloutStatus
+from rollouts.rewards import rewards
 from rollouts.statistics import Comparison, Moments, compare
 
 logger = logging.getLogger(__name__)
-
-
-def rewards(rollout: Rollout) -> dict[str, Moments]:
-    """Each arm's reward sums: live from Redis while the rollout runs, from the arm rows once it ended."""
-    arms = list(rollout.arms.all())
-    if not rollout.is_active:
-        return {a.name: Moments(a.reward_n, a.reward_sum, a.reward_sum_sq) for a in arms}
-    pipe = get_redis().pipeline(transaction=False)
-    for arm in arms:
-        pipe.hgetall(moments_key(settings.TURNOUT["REDIS_PREFIX"], rollout.pk, arm.name))
-    result = {}
-    for arm, raw in zip(arms, pipe.execute(), strict=True):
-        values = {k.decode(): float(v) for k, v in raw.items()}
-        result[arm.name] = Moments(int(values.get("n", 0)), values.get("sum", 0.0), values.get("sumsq", 0.0))
-    return result
-
-
-def persist_rewards(rollout: Rollout) -> None:
-    """Copy the live reward sums into the arm rows (when a rollout ends)."""
-    for name, moments in rewards(rollout).items():
-        Arm.objects.filter(rollout=rollout, name=name).update(
-            reward_n=moments.n, reward_sum=moments.total, reward_sum_sq=moments.total_sq
-        )
 
 
 def arm_figures(rollout: Rollout, since: dt.datetime, now: dt.datetime | None = None) -> dict[str, Figures]:

@@ -14,11 +14,12 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from controlplane.audit.services import record
+from audit.services import record
 from registry import services as registry
 from registry.events import catalog_changed
 from registry.models import ModelVersion, RegisteredModel, VersionStatus
 from rollouts.models import ACTIVE, Arm, Rollout, RolloutKind, RolloutStatus
+from rollouts.rewards import persist_rewards
 
 logger = logging.getLogger(__name__)
 
@@ -168,8 +169,6 @@ def _transition(
             raise RolloutError(f"{article} {state} rollout cannot be {action.replace('_', ' ')}")
         before = snapshot(locked)
         if status not in ACTIVE:
-            from rollouts.analysis import persist_rewards
-
             # Rewards live in Redis while a rollout runs; its rows keep them after.
             persist_rewards(locked)
         locked.status = status

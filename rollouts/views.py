@@ -21,12 +21,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from controlplane.audit.models import AuditEntry
+from audit.models import AuditEntry
 from controlplane.htmx import HtmxHttpRequest
 from controlplane.htmx import redirect as _redirect
 from controlplane.htmx import sentence as _sentence
 from controlplane.htmx import wants_partial as _wants_partial
-from controlplane.observability import queries
+from observability import queries
 from registry import services as registry
 from registry.models import RegisteredModel, VersionStatus
 from registry.permissions import can_maintain

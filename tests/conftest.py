@@ -91,10 +91,10 @@ def keyed_gateway_client() -> Iterator[AsgiClient]:
 
 def _gateway_client(require_key: bool) -> Iterator[AsgiClient]:
     from controlplane.asgi import build_application
-    from controlplane.gateway.app import Gateway
+    from gateway.app import Gateway
 
     gateway = Gateway()
-    gateway.require_key = require_key
+    gateway.models.require_key = require_key
     client = AsgiClient(build_application(gateway))
     client.gateway = gateway  # type: ignore[attr-defined]
     yield client

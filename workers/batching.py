@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workers.wire import WireRequest
+from dataplane.wire import WireRequest
 
 
 @dataclass

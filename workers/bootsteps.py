@@ -11,9 +11,12 @@ from typing import Any
 import redis
 from celery import bootsteps
 from django.conf import settings
+from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
+from controlplane.redis_client import redis_keys
+from dataplane.liveness import forget_worker, record_heartbeat
+from observability.collectors import GpuCollector
 from workers import serving
-from workers.heartbeat import forget_worker, record_heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +38,6 @@ class ServingStep(bootsteps.StartStopStep):
         if port:
             # Workers on their own host (or container) expose their own samples;
             # on a shared host the web process's /metrics already includes them.
-            from prometheus_client import CollectorRegistry, multiprocess, start_http_server
-
-            from controlplane.observability.collectors import GpuCollector
-
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
             registry.register(GpuCollector())
@@ -49,8 +48,6 @@ class ServingStep(bootsteps.StartStopStep):
         if self.serving is not None:
             self.serving.stop()
             serving.current = None
-        from prometheus_client import multiprocess
-
         # Its live gauges (models loaded) must not outlive the process.
         multiprocess.mark_process_dead(os.getpid())
 
@@ -82,7 +79,7 @@ class HeartbeatStep(bootsteps.StartStopStep):
         if self._thread is not None:
             self._thread.join(timeout=5)
         try:
-            forget_worker(self._client(), self._name)
+            forget_worker(self._client(), redis_keys(), self._name)
         except redis.RedisError:
             logger.warning("worker %s: could not remove heartbeat on shutdown", self._name)
 
@@ -92,12 +89,14 @@ class HeartbeatStep(bootsteps.StartStopStep):
     def _run(self) -> None:
         client = self._client()
         interval = float(settings.TURNOUT["WORKER_HEARTBEAT_SECONDS"])
+        ttl = float(settings.TURNOUT["WORKER_TTL_SECONDS"])
+        keys = redis_keys()
         while not self._stop.is_set():
             info: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname()}
             if serving.current is not None:
                 info.update(serving.current.describe())
             try:
-                record_heartbeat(client, self._name, info)
+                record_heartbeat(client, keys, self._name, info, ttl)
             except redis.RedisError as exc:
                 logger.warning("worker %s: heartbeat failed: %s", self._name, exc)
             self._stop.wait(interval)

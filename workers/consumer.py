@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 import redis
 
-from workers import streams
+from dataplane import scripts
+from dataplane.keys import RedisKeys
+from dataplane.wire import WireReply, WireRequest, decode_request, encode_reply
 from workers.batching import Batch, concatenate, plan_batches, split
 from workers.runtime import LoadedSession
-from workers.wire import WireReply, WireRequest, decode_request, encode_reply
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class VersionConsumer(threading.Thread):
         self,
         version: ServedVersion,
         client: redis.Redis,
-        prefix: str,
+        keys: RedisKeys,
         worker_name: str,
         get_session: Callable[[ServedVersion], LoadedSession],
         reclaim_idle_ms: int,
@@ -71,7 +72,7 @@ class VersionConsumer(threading.Thread):
         super().__init__(name=f"turnout-{version.model}-v{version.number}", daemon=True)
         self.version = version
         self.redis = client
-        self.stream = streams.request_stream(prefix, version.id)
+        self.stream = keys.request_stream(version.id)
         self.worker_name = worker_name
         self.get_session = get_session
         self.reclaim_idle_ms = reclaim_idle_ms
@@ -127,14 +128,14 @@ class VersionConsumer(threading.Thread):
 
     def _ensure_group(self) -> None:
         try:
-            self.redis.xgroup_create(self.stream, streams.GROUP, id="0", mkstream=True)
+            self.redis.xgroup_create(self.stream, scripts.GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
     def _read(self, count: int, block_ms: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
         response: Any = self.redis.xreadgroup(
-            streams.GROUP, self.worker_name, {self.stream: ">"}, count=count, block=block_ms
+            scripts.GROUP, self.worker_name, {self.stream: ">"}, count=count, block=block_ms
         )
         if not response:
             return []
@@ -143,11 +144,11 @@ class VersionConsumer(threading.Thread):
     def _reclaim(self) -> None:
         """Take over requests another consumer read but never answered (it died)."""
         result: Any = self.redis.xautoclaim(
-            self.stream, streams.GROUP, self.worker_name, self.reclaim_idle_ms, "0-0", count=self.version.max_batch_size
+            self.stream, scripts.GROUP, self.worker_name, self.reclaim_idle_ms, "0-0", count=self.version.max_batch_size
         )
         _, claimed, deleted = result
         if deleted:
-            self.redis.xack(self.stream, streams.GROUP, *deleted)
+            self.redis.xack(self.stream, scripts.GROUP, *deleted)
         live = [(entry_id, fields) for entry_id, fields in claimed if fields]
         if live:
             logger.warning("%s: took over %d unanswered request(s)", self.version.label, len(live))
@@ -234,6 +235,6 @@ class VersionConsumer(threading.Thread):
                 pipe.rpush(request.reply_to, encode_reply(reply))
                 pipe.expire(request.reply_to, REPLY_TTL_SECONDS)
         ids = [entry_id for _, entry_id, _ in finished]
-        pipe.xack(self.stream, streams.GROUP, *ids)
+        pipe.xack(self.stream, scripts.GROUP, *ids)
         pipe.xdel(self.stream, *ids)
         pipe.execute()

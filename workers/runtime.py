@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from workers.wire import NUMPY_DTYPES
+from dataplane.wire import NUMPY_DTYPES
 
 logger = logging.getLogger(__name__)
 

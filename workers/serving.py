@@ -18,11 +18,12 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
-from controlplane.observability import metrics
-from registry.events import catalog_channel
+from dataplane.keys import RedisKeys
+from observability import metrics
+from registry.models import ModelVersion, VersionStatus
+from registry.storage import local_copy
 from workers.consumer import ServedVersion, VersionConsumer
 from workers.runtime import LoadedSession, SessionPool, warm_up
-from workers.serving_state import served_by_key
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +32,6 @@ NOT_LOADED = "not loaded (loads on first use)"
 
 
 def ready_versions(patterns: list[str]) -> list[ServedVersion]:
-    from registry.models import ModelVersion, VersionStatus
-
     versions = ModelVersion.objects.filter(status=VersionStatus.READY).select_related("model")
     return [
         ServedVersion(
@@ -57,7 +56,7 @@ class Serving:
     def __init__(self, worker_name: str) -> None:
         conf = settings.TURNOUT
         self.worker_name = worker_name
-        self.prefix = conf["REDIS_PREFIX"]
+        self.keys = RedisKeys(str(conf["REDIS_PREFIX"]))
         self.patterns = list(conf["WORKER_MODELS"])
         self.reclaim_idle_ms = int(conf["WORKER_RECLAIM_IDLE_MS"])
         self.redis = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=30)
@@ -104,8 +103,6 @@ class Serving:
         loaded = self.pool.get(version.id)
         if loaded is not None:
             return loaded
-        from registry.storage import local_copy
-
         loaded = self.pool.load(
             version.id,
             lambda: local_copy(version.artifact),
@@ -152,7 +149,7 @@ class Serving:
         if version_id in self.consumers:
             value = loaded.provider if loaded else NOT_LOADED
             try:
-                self.redis.hset(served_by_key(self.prefix, version_id), self.worker_name, value)
+                self.redis.hset(self.keys.served_by(version_id), self.worker_name, value)
             except redis.RedisError:
                 logger.warning("could not record version %s as %s", version_id, value)
 
@@ -188,7 +185,7 @@ class Serving:
             consumer = VersionConsumer(
                 version,
                 self.redis,
-                self.prefix,
+                self.keys,
                 self.worker_name,
                 self.get_session,
                 self.reclaim_idle_ms,
@@ -197,20 +194,20 @@ class Serving:
             self.consumers[version_id] = consumer
             loaded = self.pool.get(version_id)
             self.redis.hset(
-                served_by_key(self.prefix, version_id), self.worker_name, loaded.provider if loaded else NOT_LOADED
+                self.keys.served_by(version_id), self.worker_name, loaded.provider if loaded else NOT_LOADED
             )
             consumer.start()
             logger.info("serving %s", version.label)
 
     def _forget(self, version_id: int) -> None:
         with contextlib.suppress(redis.RedisError):
-            self.redis.hdel(served_by_key(self.prefix, version_id), self.worker_name)
+            self.redis.hdel(self.keys.served_by(version_id), self.worker_name)
 
     def _listen(self) -> None:
         while not self._stop.is_set():
             try:
                 pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(catalog_channel())
+                pubsub.subscribe(self.keys.catalog_channel())
                 while not self._stop.is_set():
                     if pubsub.get_message(timeout=1.0):
                         self._wake.set()

@@ -10,7 +10,9 @@ import logging
 
 from celery import shared_task
 
+from dataplane import control
 from workers import serving
+from workers.runtime import warm_up
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +23,7 @@ def _serving() -> serving.Serving | None:
     return serving.current
 
 
-@shared_task(name="workers.load_version", ignore_result=True)
+@shared_task(name=control.LOAD_VERSION, ignore_result=True)
 def load_version(version_id: int) -> str:
     """Load (and warm up) a version now instead of on its first request."""
     current = _serving()
@@ -32,7 +34,7 @@ def load_version(version_id: int) -> str:
     return f"loaded on {loaded.provider}" if loaded else "not served by this worker"
 
 
-@shared_task(name="workers.unload_version", ignore_result=True)
+@shared_task(name=control.UNLOAD_VERSION, ignore_result=True)
 def unload_version(version_id: int) -> str:
     current = _serving()
     if current is None:
@@ -40,11 +42,9 @@ def unload_version(version_id: int) -> str:
     return "unloaded" if current.unload(version_id) else "was not loaded"
 
 
-@shared_task(name="workers.warmup_version", ignore_result=True)
+@shared_task(name=control.WARMUP_VERSION, ignore_result=True)
 def warmup_version(version_id: int) -> str:
     """Run warm-up inferences (loading first if needed)."""
-    from workers.runtime import warm_up
-
     current = _serving()
     if current is None:
         return "no serving loops in this process"

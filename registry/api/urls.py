@@ -3,7 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from controlplane.audit.api import AuditEntryViewSet
+from audit.api import AuditEntryViewSet
 from registry.api.views import AliasViewSet, ModelVersionViewSet, RegisteredModelViewSet
 
 app_name = "api"

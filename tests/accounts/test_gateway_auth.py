@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from controlplane.accounts import services
+from accounts import services
 from registry import services as registry
 from registry.demo_models import build_mlp
 from tests.support.asgi import AsgiClient
@@ -50,7 +50,7 @@ def test_missing_malformed_unknown_revoked_and_expired_keys_get_the_same_401(
     )
     _, good = services.create_key(viewer, name="g", model_patterns=["*"], actions=["read"])
     unknown = good[:8] + "ZZZZZZZZZZZZ" + good[20:-6]
-    from controlplane.accounts.keyformat import checksum
+    from accounts.keyformat import checksum
 
     unknown += checksum(unknown)
     time.sleep(1.1)
@@ -164,10 +164,8 @@ def test_revocation_reaches_every_web_process_within_one_second(
 def test_inference_is_rate_limited_in_the_enqueue_and_a_refused_request_is_never_queued(
     keyed_gateway_client: AsgiClient, viewer: Any, ready_model: str, redis_client: Any
 ) -> None:
-    from django.conf import settings
-
+    from controlplane.redis_client import redis_keys
     from registry.models import ModelVersion
-    from workers.streams import request_stream
 
     key, secret = services.create_key(viewer, name="one", model_patterns=["*"], actions=["infer"])
     services.set_limits(key, actor=viewer, requests_per_window=1, window_seconds=3600, burst=1)
@@ -185,5 +183,5 @@ def test_inference_is_rate_limited_in_the_enqueue_and_a_refused_request_is_never
     assert second.headers["ratelimit-policy"] == '"burst";q=1;w=3600'
     assert int(second.headers["retry-after"]) >= 1
     version = ModelVersion.objects.get(model__name=ready_model)
-    stream = request_stream(settings.TURNOUT["REDIS_PREFIX"], version.id)
+    stream = redis_keys().request_stream(version.id)
     assert redis_client.xinfo_stream(stream)["entries-added"] == 1

@@ -11,9 +11,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from controlplane.accounts import keyformat, services
-from controlplane.accounts.models import ApiKey
-from controlplane.audit.models import AuditEntry
+from accounts import keyformat, services
+from accounts.models import ApiKey
+from audit.models import AuditEntry
 
 
 def test_a_key_has_a_scannable_prefix_and_a_valid_checksum() -> None:

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import redis
 
-from controlplane.accounts import services
-from controlplane.accounts.models import ApiKey
+from accounts import services
+from accounts.models import ApiKey
+from controlplane.redis_client import redis_keys
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def viewer_key(viewer: Any) -> tuple[ApiKey, str]:
 def key_notices(redis_client: redis.Redis) -> Iterator[redis.client.PubSub]:
     """A subscription to the key change notices the gateways listen to."""
     pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(services.keys_channel())
+    pubsub.subscribe(redis_keys().keys_channel())
     pubsub.get_message(timeout=1.0)  # the subscription confirmation
     yield pubsub
     pubsub.close()

@@ -8,7 +8,7 @@ from typing import Any
 import redis
 from django.test import Client
 
-from controlplane.accounts import keyformat
+from accounts import keyformat
 
 SECRET = re.compile(r"tk_(?:live|test)_[0-9A-Za-z]{12}_[0-9A-Za-z]{38}")
 HTMX = {"HX-Request": "true"}

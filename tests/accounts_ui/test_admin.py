@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import redis
 
-from controlplane.accounts import services
-from controlplane.accounts.models import ApiKey, Plan
-from controlplane.audit.models import AuditEntry
+from accounts import services
+from accounts.models import ApiKey, Plan
+from audit.models import AuditEntry
 from tests.accounts_ui.steps import browser, csrf_token, notices
 
 pytestmark = pytest.mark.django_db

@@ -8,8 +8,8 @@ import pytest
 import redis
 from rest_framework.test import APIClient
 
-from controlplane.accounts import api, services
-from controlplane.accounts.models import ApiKey
+from accounts import api, services
+from accounts.models import ApiKey
 from registry import services as registry
 from registry.models import RegisteredModel
 from tests.support.processes import free_port

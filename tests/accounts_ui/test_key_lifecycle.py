@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from controlplane.accounts.models import ApiKey
+from accounts.models import ApiKey
 from tests.accounts_ui.steps import browser, csrf_token, htmx_post, secrets_in
 from tests.support.asgi import AsgiClient
 from tests.support.processes import wait_for

@@ -9,9 +9,9 @@ import pytest
 from django.contrib.sessions.models import Session
 from django.utils import timezone
 
-from controlplane.accounts import keyformat, services
-from controlplane.accounts.models import ApiKey
-from controlplane.audit.models import AuditEntry
+from accounts import keyformat, services
+from accounts.models import ApiKey
+from audit.models import AuditEntry
 from tests.accounts_ui.steps import browser, csrf_token, htmx_post, secrets_in
 
 pytestmark = pytest.mark.django_db

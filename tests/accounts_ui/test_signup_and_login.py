@@ -11,8 +11,8 @@ import pytest
 import redis
 from django.contrib.auth import get_user_model
 
-from controlplane.accounts import throttle
-from controlplane.audit.models import AuditEntry
+from accounts import throttle
+from audit.models import AuditEntry
 from tests.accounts_ui.steps import browser, csrf_token
 
 pytestmark = pytest.mark.django_db
@@ -217,7 +217,7 @@ def test_with_redis_down_logins_proceed_and_a_warning_is_logged(
     monkeypatch.setattr(throttle, "get_redis", lambda: dead)
     client = browser()
 
-    with caplog.at_level(logging.WARNING, logger="controlplane.accounts.throttle"):
+    with caplog.at_level(logging.WARNING, logger="accounts.throttle"):
         bad = _log_in(client, "wrong")
         good = _log_in(client, GOOD)
 

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 from redis.exceptions import ResponseError
 
-from controlplane.gateway.coalesce import ScriptBatcher, group_script
+from gateway.coalesce import ScriptBatcher, group_script
 
 # Adds ARGV[1] to a counter and answers {new value, the call's tag}; 'nil' answers nothing.
 BODY = """

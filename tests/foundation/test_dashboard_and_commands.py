@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from controlplane.accounts.models import ApiKey
+from accounts.models import ApiKey
 from registry.models import ModelVersion, RegisteredModel
 
 pytestmark = pytest.mark.django_db
@@ -77,7 +77,7 @@ def test_check_services_names_the_unreachable_service(settings: Any) -> None:
 
 
 def test_bootstrap_demo_is_idempotent(django_user_model: Any, tmp_path: Path, monkeypatch: Any, settings: Any) -> None:
-    from controlplane.core.management.commands import bootstrap_demo
+    from ops.management.commands import bootstrap_demo
 
     monkeypatch.setattr(bootstrap_demo, "CREDENTIALS_FILE", tmp_path / "creds.json")
     backend = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}}

@@ -12,14 +12,20 @@ import redis
 from django.conf import settings
 
 from controlplane.asgi import build_application
-from controlplane.gateway.app import Gateway
-from controlplane.gateway.health import Readiness, database_conninfo
+from controlplane.redis_client import redis_keys
+from dataplane.liveness import record_heartbeat
+from gateway.app import Gateway
+from gateway.health import Readiness, database_conninfo
 from tests.support.asgi import AsgiClient
 from tests.support.processes import WorkerProcess, wait_for
 from tests.support.tcpproxy import TcpProxy
-from workers.heartbeat import record_heartbeat
 
 pytestmark = pytest.mark.django_db
+
+
+def beat(client: redis.Redis) -> None:
+    """A heartbeat of a worker named worker@test, as a live worker sends it."""
+    record_heartbeat(client, redis_keys(), "worker@test", {"pid": 1}, float(settings.TURNOUT["WORKER_TTL_SECONDS"]))
 
 
 def ready_status(client: AsgiClient) -> tuple[int, dict]:
@@ -38,7 +44,9 @@ def test_no_live_worker_is_503_naming_the_workers(gateway_client: AsgiClient, re
 
 
 def test_a_recent_heartbeat_makes_it_ready(gateway_client: AsgiClient, redis_client: redis.Redis) -> None:
-    record_heartbeat(redis_client, "worker@test", {"pid": 1})
+    record_heartbeat(
+        redis_client, redis_keys(), "worker@test", {"pid": 1}, float(settings.TURNOUT["WORKER_TTL_SECONDS"])
+    )
 
     status, body = ready_status(gateway_client)
 
@@ -72,7 +80,9 @@ def test_database_down_is_503_naming_it_and_recovers_without_restart(
     conninfo = database_conninfo().replace(f"port={db['PORT']}", f"port={db_proxy.port}")
     gateway = Gateway(Readiness(conninfo=conninfo))
     client = AsgiClient(build_application(gateway))
-    record_heartbeat(redis_client, "worker@test", {"pid": 1})
+    record_heartbeat(
+        redis_client, redis_keys(), "worker@test", {"pid": 1}, float(settings.TURNOUT["WORKER_TTL_SECONDS"])
+    )
     try:
         assert ready_status(client)[0] == 200
 
@@ -87,7 +97,9 @@ def test_database_down_is_503_naming_it_and_recovers_without_restart(
         assert elapsed < 5
 
         db_proxy.start()  # same port: the database is back
-        record_heartbeat(redis_client, "worker@test", {"pid": 1})
+        record_heartbeat(
+            redis_client, redis_keys(), "worker@test", {"pid": 1}, float(settings.TURNOUT["WORKER_TTL_SECONDS"])
+        )
         assert wait_for(lambda: ready_status(client)[0] == 200, timeout=5)
     finally:
         client.loop.run_until_complete(gateway.readiness.close())

@@ -13,14 +13,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import redis
-from django.conf import settings
 
+from controlplane.redis_client import redis_keys
 from registry import services
 from registry.demo_models import build_mlp
 from tests.inference.serving import Registry
 from tests.inference.v2 import Gateway, tensor
 from tests.support.processes import wait_for
-from workers.streams import request_stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,7 +39,7 @@ def output_of(response: Any, rows: int) -> np.ndarray:
 
 
 def stream_length(redis_conn: redis.Redis, version: Any) -> int:
-    return int(redis_conn.xlen(request_stream(settings.TURNOUT["REDIS_PREFIX"], version.id)))
+    return int(redis_conn.xlen(redis_keys().request_stream(version.id)))
 
 
 def gather(gateway: Gateway, *coroutines: Any) -> list[Any]:
@@ -139,7 +138,7 @@ def test_a_full_queue_answers_503_at_once(registry: Registry, gateway: Gateway, 
     assert second.headers["retry-after"] == "1"
     assert elapsed < 0.5, elapsed
     assert first.status == 504, first.body
-    key = request_stream(settings.TURNOUT["REDIS_PREFIX"], version.id)
+    key = redis_keys().request_stream(version.id)
     assert redis_conn.xinfo_stream(key)["entries-added"] == 1  # only the first was ever enqueued
     assert stream_length(redis_conn, version) == 0  # and taken off the queue at its deadline, never to run late
 

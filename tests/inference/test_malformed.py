@@ -20,13 +20,12 @@ import numpy as np
 import orjson
 import pytest
 import redis
-from django.conf import settings
 from onnx import TensorProto
 
+from controlplane.redis_client import redis_keys
 from registry.demo_models import build_identity, build_mlp
 from tests.inference.serving import Workers, committed_registry
 from tests.inference.v2 import Gateway, binary_request, infer_path
-from workers.streams import request_stream
 
 pytestmark = pytest.mark.django_db
 
@@ -431,7 +430,7 @@ def enqueued(redis_conn: redis.Redis, served: Served) -> int:
     """Requests ever added to the served versions' streams (XADD count, deletions included)."""
     total = 0
     for version in served.versions:
-        key = request_stream(settings.TURNOUT["REDIS_PREFIX"], version.id)
+        key = redis_keys().request_stream(version.id)
         if redis_conn.exists(key):
             total += int(redis_conn.xinfo_stream(key)["entries-added"])
     return total

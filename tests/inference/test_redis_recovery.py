@@ -9,12 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 import redis
-from django.conf import settings
 
+from controlplane.redis_client import redis_keys
 from registry.demo_models import build_mlp
 from tests.inference.v2 import Gateway, tensor
 from tests.support.processes import wait_for
-from workers.streams import request_stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,7 +28,7 @@ def test_a_deleted_stream_and_group_are_recreated_and_requests_served_again(
     }
     assert gateway.infer("inf-recover", body).status == 200
 
-    redis_conn.delete(request_stream(settings.TURNOUT["REDIS_PREFIX"], version.id))
+    redis_conn.delete(redis_keys().request_stream(version.id))
 
     # The first request after the loss may time out while the group is recreated; then all succeed.
     assert wait_for(lambda: gateway.infer("inf-recover", body).status == 200, timeout=15)

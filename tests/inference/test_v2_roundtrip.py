@@ -12,9 +12,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import redis
-from django.conf import settings
 from onnx import TensorProto
 
+from controlplane.redis_client import redis_keys
+from dataplane.wire import NUMPY_DTYPES
 from registry.demo_models import build_identity, build_iris_classifier, build_mlp
 from tests.inference.v2 import (
     Gateway,
@@ -24,8 +25,6 @@ from tests.inference.v2 import (
     split_binary_response,
     tensor,
 )
-from workers.streams import request_stream
-from workers.wire import NUMPY_DTYPES
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -85,7 +84,7 @@ def local_session(onnx_bytes: bytes) -> ort.InferenceSession:
 
 
 def stream_length(redis_conn: redis.Redis, version: Any) -> int:
-    return int(redis_conn.xlen(request_stream(settings.TURNOUT["REDIS_PREFIX"], version.id)))
+    return int(redis_conn.xlen(redis_keys().request_stream(version.id)))
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from workers.wire import decode_request, encode_request
+from dataplane.wire import decode_request, encode_request
 
 
 def test_a_request_entry_round_trips_with_its_enqueue_time_in_microseconds() -> None:

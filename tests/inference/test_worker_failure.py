@@ -20,11 +20,12 @@ import pytest
 import redis
 from django.conf import settings
 
+from controlplane.redis_client import redis_keys
+from dataplane.scripts import GROUP
 from registry.demo_models import build_mlp_large
 from tests.inference.serving import Registry, Workers, start_workers
 from tests.inference.v2 import Gateway, binary_request, exchange, infer_path, split_binary_response
 from tests.support.processes import wait_for
-from workers.streams import GROUP, request_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -102,7 +103,7 @@ def test_a_killed_workers_requests_are_answered_by_the_survivor(
     version = registry.add("inf-large", onnx_bytes, max_batch_size=8)
     providers = gateway.wait_loaded("inf-large", version.number, two_workers)
     assert len(providers) == 2, providers
-    stream = request_stream(settings.TURNOUT["REDIS_PREFIX"], version.id)
+    stream = redis_keys().request_stream(version.id)
     victim, survivor = two_workers.processes
     features = np.random.default_rng(0).standard_normal((REQUESTS, 512)).astype(np.float32)
     [expected] = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"]).run(None, {"input": features})

@@ -13,8 +13,9 @@ from typing import Any
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from controlplane.observability import metrics
-from workers import streams
+from dataplane import scripts
+from dataplane.keys import RedisKeys
+from observability import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -27,7 +28,7 @@ def recorded() -> dict[str, str]:
 
 def scrape_time() -> set[str]:
     """Names of the families the collectors build at scrape time."""
-    source = (ROOT / "controlplane/observability/collectors.py").read_text()
+    source = (ROOT / "observability/collectors.py").read_text()
     return set(re.findall(r'GaugeMetricFamily\(\s*"(turnout_[a-z_]+)"', source))
 
 
@@ -111,10 +112,10 @@ def test_keda_scales_workers_on_the_request_streams_consumer_group() -> None:
     triggers = [t for d in scaled for t in d["spec"]["triggers"] if t["type"] == "redis-streams"]
 
     assert triggers
-    pattern = re.escape(streams.request_stream("turnout", 0)).replace("0", r"\d+")
+    pattern = re.escape(RedisKeys("turnout").request_stream(0)).replace("0", r"\d+")
     for trigger in triggers:
         assert re.fullmatch(pattern, trigger["metadata"]["stream"]), trigger
-        assert trigger["metadata"]["consumerGroup"] == streams.GROUP
+        assert trigger["metadata"]["consumerGroup"] == scripts.GROUP
 
 
 def test_compose_gives_every_process_a_multiprocess_dir_and_the_monitoring_profile_mounts_existing_files() -> None:

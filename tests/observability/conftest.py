@@ -25,9 +25,11 @@ import redis.asyncio as aioredis
 from django.conf import settings
 from django.utils import timezone
 
-from controlplane.observability import recorder as recorder_module
-from controlplane.observability import rollup
-from controlplane.observability.recorder import Observation, Recorder, minute_index, minute_key
+from controlplane.redis_client import redis_keys
+from dataplane.keys import RedisKeys
+from observability import recorder as recorder_module
+from observability import rollup
+from observability.recorder import Observation, Recorder
 from registry.demo_models import build_mlp
 
 MODEL = "iris"
@@ -42,9 +44,9 @@ def claim(client: redis.Redis, at: dt.datetime, now: dt.datetime) -> tuple[rollu
     prefix = str(settings.TURNOUT["REDIS_PREFIX"])
     minute = minute_of(at)
     series = rollup.SeriesMinute(minute, MODEL, "1", "champion", rollup.new_token(now.timestamp()))
-    key = rollup.claim_key(prefix, series.token or "", series)
-    hash_key = minute_key(prefix, minute, MODEL, "1", "champion")
-    client.register_script(rollup.CLAIM_SCRIPT)(keys=[hash_key, key, minute_index(prefix, minute)], args=[60])
+    key = rollup.claim_key(RedisKeys(prefix), series.token or "", series)
+    hash_key = RedisKeys(prefix).obs_minute(minute, MODEL, "1", "champion")
+    client.register_script(rollup.CLAIM_SCRIPT)(keys=[hash_key, key, RedisKeys(prefix).obs_index(minute)], args=[60])
     return series, key
 
 
@@ -79,7 +81,7 @@ def inject(redis_client: redis.Redis) -> Callable[..., list[Observation]]:
 
         async def run() -> None:
             client = aioredis.Redis.from_url(settings.REDIS_URL)
-            recorder = Recorder(client, settings.TURNOUT["REDIS_PREFIX"])
+            recorder = Recorder(client, redis_keys())
             for obs in batch:
                 recorder.record(obs)
             await recorder.close()

@@ -23,9 +23,9 @@ import redis
 from django.conf import settings
 from django.test import Client
 
-from controlplane.observability import queries, rollup
-from controlplane.observability.models import MinuteStats
-from controlplane.observability.sketch import exact_quantile
+from observability import queries, rollup
+from observability.models import MinuteStats
+from observability.sketch import exact_quantile
 from registry.demo_models import build_mlp
 from tests.conftest import test_queue as run_queue
 from tests.support.asgi import AsgiClient

@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 import redis
+from django.conf import settings
 from django.test import Client
 
-from controlplane.observability import queries, rollup
+from controlplane.redis_client import redis_keys
+from dataplane.liveness import record_heartbeat
+from observability import queries, rollup
 from tests.observability.conftest import MODEL, observations
-from workers.heartbeat import record_heartbeat
 
 pytestmark = pytest.mark.django_db
 
@@ -164,7 +166,7 @@ def test_workers_page_lists_live_workers_and_what_they_serve(browser: Client, re
         "memory_bytes": 3 * 1024**2,
         "batches": 1234,
     }
-    record_heartbeat(redis_client, "w1@gpu-1", info)
+    record_heartbeat(redis_client, redis_keys(), "w1@gpu-1", info, float(settings.TURNOUT["WORKER_TTL_SECONDS"]))
 
     full = browser.get("/dashboard/workers/")
     partial = browser.get("/dashboard/workers/", headers=HTMX)

@@ -12,10 +12,10 @@ import pytest
 import redis
 from django.conf import settings
 
-from controlplane.observability import queries, reports, rollup
-from controlplane.observability.models import HourStats, MinuteStats
-from controlplane.observability.recorder import minute_key
-from controlplane.observability.sketch import exact_quantile
+from dataplane.keys import RedisKeys
+from observability import queries, reports, rollup
+from observability.models import HourStats, MinuteStats
+from observability.sketch import exact_quantile
 from tests.observability.conftest import MODEL, claim, minute_of, observations
 
 pytestmark = pytest.mark.django_db
@@ -154,7 +154,7 @@ def test_a_claimed_hash_is_counted_once_before_and_after_its_commit(
     values = [o.total_ms for o in sent]
     prefix = str(settings.TURNOUT["REDIS_PREFIX"])
     series, key = claim(redis_client, now - 3 * MINUTE, now)
-    assert not redis_client.exists(minute_key(prefix, minute_of(now - 3 * MINUTE), MODEL, "1", "champion"))
+    assert not redis_client.exists(RedisKeys(prefix).obs_minute(minute_of(now - 3 * MINUTE), MODEL, "1", "champion"))
     assert_close(queries.summary("5m", model=MODEL, now=now), values)  # claimed, not yet in PostgreSQL
 
     rollup.apply_claim(series, rollup.Counts.from_hash(redis_client.hgetall(key)), now.timestamp())
@@ -168,10 +168,10 @@ def test_a_claimed_hash_is_counted_once_before_and_after_its_commit(
 def test_model_report_splits_versions_and_reads_queue_depth(
     inject: Callable[..., Any], register: Callable[..., Any], redis_client: redis.Redis, now: dt.datetime
 ) -> None:
-    from workers.streams import request_stream
+    from controlplane.redis_client import redis_keys
 
     version = register(MODEL)
-    redis_client.xadd(request_stream(str(settings.TURNOUT["REDIS_PREFIX"]), version.id), {"x": "1"})
+    redis_client.xadd(redis_keys().request_stream(version.id), {"x": "1"})
     v1 = inject(observations(300, version="1", seed=1), now - 2 * MINUTE)
     v2 = inject(observations(100, version="2", arm="canary", seed=2), now)
 

@@ -14,9 +14,9 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from controlplane.observability import rollup, sketch
-from controlplane.observability.models import HourStats, MinuteStats
-from controlplane.observability.recorder import minute_index, minute_key
+from dataplane.keys import RedisKeys
+from observability import rollup, sketch
+from observability.models import HourStats, MinuteStats
 from tests.observability.conftest import MODEL, claim, minute_of, observations
 
 pytestmark = pytest.mark.django_db
@@ -54,10 +54,10 @@ def test_only_minutes_older_than_the_previous_one_move(
     assert row.batch_sizes == {str(k): v for k, v in Counter(o.batch_size for o in ok).items()}
     assert row.queue_us == sum(int(o.queue_ms * 1000) for o in ok)
     assert row.in_hour is False
-    assert not redis_client.exists(minute_key(prefix(), minute_of(now - 5 * MINUTE), MODEL, "1", "champion"))
-    assert not redis_client.exists(minute_index(prefix(), minute_of(now - 5 * MINUTE)))
+    assert not redis_client.exists(RedisKeys(prefix()).obs_minute(minute_of(now - 5 * MINUTE), MODEL, "1", "champion"))
+    assert not redis_client.exists(RedisKeys(prefix()).obs_index(minute_of(now - 5 * MINUTE)))
     for live in (now - MINUTE, now):
-        assert redis_client.exists(minute_key(prefix(), minute_of(live), MODEL, "1", "champion"))
+        assert redis_client.exists(RedisKeys(prefix()).obs_minute(minute_of(live), MODEL, "1", "champion"))
     assert MinuteStats.objects.count() == 1
 
 
@@ -124,7 +124,7 @@ def test_a_claim_left_by_a_run_that_died_before_its_commit_is_applied_later(
 
     assert row_for(now - 3 * MINUTE).requests == 60
     assert not redis_client.exists(key)
-    assert not redis_client.smembers(minute_index(prefix(), minute_of(now - 3 * MINUTE)))
+    assert not redis_client.smembers(RedisKeys(prefix()).obs_index(minute_of(now - 3 * MINUTE)))
 
 
 def test_a_claim_left_by_a_run_that_died_after_its_commit_is_not_added_twice(
@@ -210,7 +210,7 @@ def test_runs_in_parallel_threads_count_every_request_once(inject: Callable[...,
 
 
 def test_beat_runs_the_three_tasks_by_name(settings: Any, inject: Callable[..., Any]) -> None:
-    from controlplane.observability import tasks
+    from observability import tasks
 
     scheduled = {entry["task"]: entry["schedule"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     inject(observations(10, seed=1), dt.datetime.now(dt.UTC) - 5 * MINUTE)

@@ -12,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 
-from controlplane.audit.models import AuditEntry
+from audit.models import AuditEntry
 from registry import services
 from registry.demo_models import build_mlp
 from registry.models import ModelVersion, VersionStatus

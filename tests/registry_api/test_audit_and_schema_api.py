@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from controlplane.audit.models import AuditEntry
+from audit.models import AuditEntry
 from registry import services
 from registry.models import RegisteredModel
 

@@ -10,7 +10,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-from controlplane.audit.models import AuditEntry
+from audit.models import AuditEntry
 from registry import services
 from registry.models import ModelVersion, RegisteredModel, ValidationJob, VersionStatus
 from tests.registry_api.helpers import onnx_bytes, upload, upload_and_validate

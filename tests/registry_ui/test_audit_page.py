@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from controlplane.audit.services import record
+from audit.services import record
 from registry import services
 from registry.models import RegisteredModel
 

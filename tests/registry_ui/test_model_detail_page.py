@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from django.utils.html import escape
 
-from controlplane.audit.models import AuditEntry
+from audit.models import AuditEntry
 from registry.models import Alias, ModelVersion, RegisteredModel, VersionStatus
 from tests.registry_ui.steps import browser_for, csrf_token, validate
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from controlplane.audit.models import AuditEntry
+from audit.models import AuditEntry
 from registry import services
 from registry.models import ModelVersion, RegisteredModel
 from tests.registry_ui.steps import browser_for, csrf_token, validate

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from controlplane.audit.models import AuditEntry
+from audit.models import AuditEntry
 from registry.models import ModelVersion, RegisteredModel, VersionStatus
 from tests.registry_ui.steps import browser_for, csrf_token, validate
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from controlplane.audit.models import AuditEntry
+from audit.models import AuditEntry
 from registry import services as registry_services
 from rollouts import services
 from rollouts.analysis import run_due_analyses

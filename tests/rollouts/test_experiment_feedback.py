@@ -18,7 +18,7 @@ import redis
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from controlplane.audit.models import AuditEntry
+from audit.models import AuditEntry
 from registry import services as registry_services
 from rollouts import services
 from rollouts.analysis import rewards

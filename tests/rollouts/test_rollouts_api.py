@@ -14,7 +14,7 @@ import pytest
 import redis
 from rest_framework.test import APIClient
 
-from controlplane.audit.models import AuditEntry
+from audit.models import AuditEntry
 from registry import services as registry_services
 from registry.models import RegisteredModel
 from rollouts import services

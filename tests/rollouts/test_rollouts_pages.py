@@ -14,7 +14,7 @@ import pytest
 import redis
 from django.test import Client
 
-from controlplane.audit.models import AuditEntry
+from audit.models import AuditEntry
 from registry import services as registry_services
 from registry.models import ModelVersion, RegisteredModel
 from rollouts import services

@@ -1,0 +1,194 @@
+"""Plans and every user's keys, for admins.
+
+Keys are created by their users on the keys page, so there is no "add" here,
+and never a delete (revoke instead: a revocation is audited and reaches the
+gateways at once). The change form edits only the plan and the four limit
+overrides, through `services.set_limits`, so each change is audited and the
+gateways drop their cached copy of the key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from accounts import services
+from accounts.models import ApiKey, Plan
+from audit.services import record
+from controlplane.redis_client import get_redis, redis_keys
+
+logger = logging.getLogger(__name__)
+
+LIMIT_FIELDS = ("requests_per_window", "window_seconds", "burst", "daily_quota")
+
+
+def _publish_key_changes(public_ids: Iterable[str]) -> None:
+    """After commit, tell the gateways to drop these keys' cached records (as services._key_changed
+    does for one key), in one round trip."""
+    ids = list(public_ids)
+    if not ids:
+        return
+
+    def publish() -> None:
+        try:
+            pipe = get_redis().pipeline(transaction=False)
+            for public_id in ids:
+                pipe.publish(redis_keys().keys_channel(), public_id)
+            pipe.execute()
+        except redis.RedisError:
+            # Gateways re-read every key from the database while they cannot hear these notices.
+            logger.warning("could not publish a change of %d keys", len(ids))
+
+    transaction.on_commit(publish)
+
+
+def _plan_snapshot(plan: Plan) -> dict[str, Any]:
+    fields = ("name", "requests_per_window", "window_seconds", "burst", "daily_quota", "is_default")
+    return {name: getattr(plan, name) for name in fields}
+
+
+def _keys_using(plans: Iterable[Plan], *, planless: bool) -> QuerySet[ApiKey]:
+    """Keys whose limits come from `plans`, and from the default plan when `planless`."""
+    condition = Q(plan__in=list(plans))
+    if planless:
+        condition |= Q(plan__isnull=True)
+    return ApiKey.objects.filter(condition)
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    list_display = ("name", "requests_per_window", "window_seconds", "burst", "daily_quota", "is_default")
+    search_fields = ("name",)
+    readonly_fields = ("created_at", "updated_at")
+
+    def save_model(self, request: HttpRequest, obj: Plan, form: Any, change: bool) -> None:
+        with transaction.atomic():
+            before = _plan_snapshot(Plan.objects.get(pk=obj.pk)) if change else None
+            super().save_model(request, obj, form, change)
+            record(
+                request.user,
+                "plan.changed" if change else "plan.created",
+                obj,
+                before=before,
+                after=_plan_snapshot(obj),
+            )
+            # Keys without a plan follow the default one, so they change too when the default
+            # plan changes, or when a plan becomes or stops being the default.
+            planless = obj.is_default or "is_default" in form.changed_data
+            _publish_key_changes(_keys_using([obj], planless=planless).values_list("public_id", flat=True))
+
+    def delete_model(self, request: HttpRequest, obj: Plan) -> None:
+        self.delete_queryset(request, Plan.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Plan]) -> None:
+        # Keys protect their plan from deletion, so only keys without a plan can be
+        # affected: those that followed a deleted default plan.
+        with transaction.atomic():
+            plans = list(queryset)
+            for plan in plans:
+                record(request.user, "plan.deleted", plan, before=_plan_snapshot(plan))
+            super().delete_queryset(request, queryset)
+            planless = any(plan.is_default for plan in plans)
+            _publish_key_changes(_keys_using([], planless=planless).values_list("public_id", flat=True))
+
+
+class StatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("active", "active"), ("expired", "expired"), ("revoked", "revoked")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        now = timezone.now()
+        unexpired = Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+        if self.value() == "active":
+            return queryset.filter(unexpired, revoked_at__isnull=True)
+        if self.value() == "expired":
+            return queryset.filter(revoked_at__isnull=True, expires_at__lte=now)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+def _limit_field(label: str) -> forms.IntegerField:
+    # services.set_limits refuses anything below 1; the form says so next to the field first.
+    return forms.IntegerField(label=label, required=False, min_value=1, help_text="Empty: the plan's value.")
+
+
+class ApiKeyLimitsForm(forms.ModelForm):
+    """The plan and the per-key overrides."""
+
+    requests_per_window = _limit_field("Requests per window")
+    window_seconds = _limit_field("Window (seconds)")
+    burst = _limit_field("Burst")
+    daily_quota = _limit_field("Daily quota")
+
+    class Meta:
+        model = ApiKey
+        fields = ("plan", *LIMIT_FIELDS)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    form = ApiKeyLimitsForm
+    list_display = ("name", "user", "prefix", "status", "plan", "last_used_at", "expires_at", "created_at")
+    list_filter = (StatusFilter, "plan", "environment", "created_at")
+    list_select_related = ("user", "plan")
+    search_fields = ("name", "public_id", "user__username", "user__email")
+    actions = ["revoke_selected"]
+    # Never the digests: they are not secret enough to show and useless to an admin.
+    fieldsets = [
+        (None, {"fields": ("user", "name", "prefix", "status", "model_patterns", "actions")}),
+        ("Dates", {"fields": ("created_at", "expires_at", "last_used_at", "revoked_at", "previous_valid_until")}),
+        ("Limits", {"fields": ("plan", *LIMIT_FIELDS), "description": "Changes are audited as key.limits_changed."}),
+    ]
+    readonly_fields = (
+        "user",
+        "name",
+        "prefix",
+        "status",
+        "model_patterns",
+        "actions",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+        "previous_valid_until",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        # Not obj.save(): the change goes through the service, which audits it and invalidates caches.
+        if not form.has_changed():
+            return
+        services.set_limits(
+            obj,
+            actor=request.user,
+            plan=form.cleaned_data["plan"],
+            **{name: form.cleaned_data[name] for name in LIMIT_FIELDS},
+        )
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
+    def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        revoked = 0
+        for key in queryset.filter(revoked_at__isnull=True):
+            services.revoke_key(key, actor=request.user)
+            revoked += 1
+        skipped = queryset.count() - revoked
+        note = f" ({skipped} already revoked)" if skipped else ""
+        self.message_user(request, f"Revoked {revoked} key{'s' if revoked != 1 else ''}{note}.", messages.SUCCESS)

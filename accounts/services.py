@@ -1,0 +1,244 @@
+"""API keys and plans: every path that changes a key goes through here, is
+audited, and tells the web processes to drop their cached copy."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts import keyformat
+from accounts.models import ApiKey, KeyAction, Plan
+from accounts.ratelimit import RatePolicy
+from audit.services import record
+from controlplane.redis_client import get_redis, redis_keys
+
+logger = logging.getLogger(__name__)
+
+ACTIONS = frozenset(KeyAction.values)
+DEFAULT_PLAN = {"name": "default", "requests_per_window": 100, "window_seconds": 1, "burst": 200}
+
+
+class ApiKeyError(Exception):
+    """A key request the service refuses, with a message for the user."""
+
+
+def pepper() -> bytes:
+    configured = settings.TURNOUT["API_KEY_PEPPER"]
+    if configured:
+        return str(configured).encode()
+    # Derived, so that a database dump alone (without the settings) cannot verify keys.
+    return hmac.new(settings.SECRET_KEY.encode(), b"turnout-api-key-pepper", hashlib.sha256).digest()
+
+
+def _key_changed(public_id: str) -> None:
+    def publish() -> None:
+        try:
+            get_redis().publish(redis_keys().keys_channel(), public_id)
+        except redis.RedisError:
+            # Web processes re-read every key from the database while they cannot hear these notices.
+            logger.warning("could not publish a change of key %s", public_id)
+
+    transaction.on_commit(publish)
+
+
+def snapshot(key: ApiKey) -> dict[str, Any]:
+    return {
+        "name": key.name,
+        "prefix": key.prefix,
+        "model_patterns": key.model_patterns,
+        "actions": key.actions,
+        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+        "status": key.status,
+        "plan": key.plan.name if key.plan else None,
+        "requests_per_window": key.requests_per_window,
+        "window_seconds": key.window_seconds,
+        "burst": key.burst,
+        "daily_quota": key.daily_quota,
+    }
+
+
+def _clean_scopes(model_patterns: list[str], actions: list[str]) -> tuple[list[str], list[str]]:
+    patterns = [p.strip() for p in model_patterns if p and p.strip()]
+    if not patterns:
+        raise ApiKeyError("give at least one model name or pattern (use * for every model)")
+    unknown = sorted(set(actions) - ACTIONS)
+    if unknown:
+        raise ApiKeyError(f"unknown actions {unknown}; choose from {sorted(ACTIONS)}")
+    if not actions:
+        raise ApiKeyError(f"give at least one action: {sorted(ACTIONS)}")
+    return patterns, sorted(set(actions))
+
+
+def create_key(
+    user: Any,
+    *,
+    name: str,
+    model_patterns: list[str],
+    actions: list[str],
+    expires_at: dt.datetime | None = None,
+    actor: Any = None,
+) -> tuple[ApiKey, str]:
+    """A new key and its secret; the secret is returned here and never again."""
+    if not name.strip():
+        raise ApiKeyError("give the key a name")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ApiKeyError("the expiry must be in the future")
+    patterns, actions = _clean_scopes(model_patterns, actions)
+    public_id = keyformat.new_public_id()
+    secret = keyformat.compose(public_id)
+    with transaction.atomic():
+        key = ApiKey.objects.create(
+            user=user,
+            name=name.strip(),
+            public_id=public_id,
+            digest=keyformat.digest(secret, pepper()),
+            model_patterns=patterns,
+            actions=actions,
+            expires_at=expires_at,
+        )
+        record(actor or user, "key.created", key, after=snapshot(key))
+    return key, secret
+
+
+def revoke_key(key: ApiKey, *, actor: Any) -> ApiKey:
+    with transaction.atomic():
+        locked = ApiKey.objects.select_for_update().get(pk=key.pk)
+        if locked.revoked_at is None:
+            before = snapshot(locked)
+            locked.revoked_at = timezone.now()
+            locked.previous_digest = ""
+            locked.previous_valid_until = None
+            locked.save()
+            record(actor, "key.revoked", locked, before=before, after=snapshot(locked))
+            _key_changed(locked.public_id)
+    return locked
+
+
+def rotate_key(key: ApiKey, *, actor: Any, grace: dt.timedelta | None = None) -> tuple[ApiKey, str]:
+    """A new secret for the same key; the old one keeps working for `grace`."""
+    if grace is None:
+        grace = dt.timedelta(hours=float(settings.TURNOUT["KEY_ROTATION_GRACE_HOURS"]))
+    if grace < dt.timedelta(0) or grace > dt.timedelta(days=30):
+        raise ApiKeyError("the grace period must be between 0 and 30 days")
+    with transaction.atomic():
+        locked = ApiKey.objects.select_for_update().get(pk=key.pk)
+        if locked.status != "active":
+            raise ApiKeyError(f"a {locked.status} key cannot be rotated; create a new one")
+        secret = keyformat.compose(locked.public_id, locked.environment)
+        locked.previous_digest = locked.digest if grace > dt.timedelta(0) else ""
+        locked.previous_valid_until = timezone.now() + grace if grace > dt.timedelta(0) else None
+        locked.digest = keyformat.digest(secret, pepper())
+        locked.save()
+        record(actor, "key.rotated", locked, after={**snapshot(locked), "grace_seconds": int(grace.total_seconds())})
+        _key_changed(locked.public_id)
+    return locked, secret
+
+
+def set_limits(key: ApiKey, *, actor: Any, plan: Plan | None = None, **overrides: int | None) -> ApiKey:
+    allowed = {"requests_per_window", "window_seconds", "burst", "daily_quota"}
+    if set(overrides) - allowed:
+        raise ApiKeyError(f"unknown limits {sorted(set(overrides) - allowed)}")
+    for name, value in overrides.items():
+        if value is not None and value < 1:
+            raise ApiKeyError(f"{name} must be at least 1")
+    with transaction.atomic():
+        locked = ApiKey.objects.select_for_update().get(pk=key.pk)
+        before = snapshot(locked)
+        locked.plan = plan
+        for name, value in overrides.items():
+            setattr(locked, name, value)
+        locked.save()
+        record(actor, "key.limits_changed", locked, before=before, after=snapshot(locked))
+        _key_changed(locked.public_id)
+    return locked
+
+
+def default_plan() -> Plan:
+    plan = Plan.objects.filter(is_default=True).first()
+    if plan is None:
+        plan, _ = Plan.objects.get_or_create(name=DEFAULT_PLAN["name"], defaults={**DEFAULT_PLAN, "is_default": True})
+    return plan
+
+
+def effective_policy(key: ApiKey) -> RatePolicy:
+    plan = key.plan or default_plan()
+    return RatePolicy(
+        limit=key.requests_per_window or plan.requests_per_window,
+        window_seconds=key.window_seconds or plan.window_seconds,
+        burst=key.burst or plan.burst,
+        daily_quota=key.daily_quota or plan.daily_quota,
+    )
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """What a web process caches about a key to authenticate without the database."""
+
+    public_id: str
+    user_id: int
+    digest: str
+    previous_digest: str
+    previous_valid_until: float | None  # epoch seconds
+    expires_at: float | None
+    revoked: bool
+    model_patterns: tuple[str, ...]
+    actions: frozenset[str]
+    policy: RatePolicy
+
+    def accepts(self, digest: str, now: float) -> bool:
+        if self.revoked or (self.expires_at is not None and now >= self.expires_at):
+            return False
+        if hmac.compare_digest(digest, self.digest):
+            return True
+        return bool(
+            self.previous_digest
+            and self.previous_valid_until is not None
+            and now < self.previous_valid_until
+            and hmac.compare_digest(digest, self.previous_digest)
+        )
+
+    def allows_model(self, model: str) -> bool:
+        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.model_patterns)
+
+
+def key_record(public_id: str) -> KeyRecord | None:
+    key = ApiKey.objects.select_related("plan").filter(public_id=public_id).first()
+    if key is None:
+        return None
+    return KeyRecord(
+        public_id=key.public_id,
+        user_id=key.user_id,
+        digest=key.digest,
+        previous_digest=key.previous_digest,
+        previous_valid_until=key.previous_valid_until.timestamp() if key.previous_valid_until else None,
+        expires_at=key.expires_at.timestamp() if key.expires_at else None,
+        revoked=key.revoked_at is not None,
+        model_patterns=tuple(key.model_patterns),
+        actions=frozenset(key.actions),
+        policy=effective_policy(key),
+    )
+
+
+def flush_last_used() -> int:
+    """Copy last-use times the gateway recorded in Redis to the database (run by beat)."""
+    client = get_redis()
+    key = redis_keys().keys_last_used()
+    pipe = client.pipeline()
+    pipe.hgetall(key)
+    pipe.delete(key)
+    raw, _ = pipe.execute()
+    updated = 0
+    for public_id, stamp in raw.items():
+        when = dt.datetime.fromtimestamp(float(stamp) / 1000, tz=dt.UTC)
+        updated += ApiKey.objects.filter(public_id=public_id.decode()).update(last_used_at=when)
+    return updated

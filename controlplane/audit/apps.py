@@ -1,9 +1,0 @@
-from django.apps import AppConfig
-
-
-class AuditConfig(AppConfig):
-    """An append-only log of every change in the control plane."""
-
-    name = "controlplane.audit"
-    label = "audit"
-    verbose_name = "Audit log"

@@ -1,9 +1,0 @@
-from django.apps import AppConfig
-
-
-class ObservabilityConfig(AppConfig):
-    """Prometheus metrics, per-minute latency histograms and their rollups, the dashboard's figures."""
-
-    name = "controlplane.observability"
-    label = "observability"
-    verbose_name = "Observability"

@@ -1,0 +1,95 @@
+"""Every Redis key and channel name Turnout uses, built from the configured prefix.
+
+Processes share these names: gateways write streams that workers read, workers
+write liveness that the dashboard reads, the gateway counts feedback that the
+analysis reads. One method per name, so a rename is one change here. No Django
+imports: Django-side code gets the configured instance from
+`controlplane.redis_client.redis_keys()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    prefix: str
+
+    # --- inference: gateway <-> workers ----------------------------------
+    def request_stream(self, version_id: int) -> str:
+        """A version's queue: one stream entry per request (wire.encode_request)."""
+        return f"{self.prefix}:v{version_id}:requests"
+
+    def reply_list(self, gateway_id: str) -> str:
+        """One web process's replies: workers push, its listener pops."""
+        return f"{self.prefix}:replies:{gateway_id}"
+
+    def served_by(self, version_id: int) -> str:
+        """Hash: worker name -> execution provider, for the workers serving a version."""
+        return f"{self.prefix}:v{version_id}:served_by"
+
+    def workers(self) -> str:
+        """Sorted set: worker name scored by the time of its last heartbeat."""
+        return f"{self.prefix}:workers"
+
+    def worker_info(self, name: str) -> str:
+        """What a worker's last heartbeat said about itself (JSON)."""
+        return f"{self.prefix}:worker:{name}"
+
+    # --- change notices (pub/sub channels) -------------------------------
+    def catalog_channel(self) -> str:
+        """A registry change: the model's name; gateways and workers re-read it."""
+        return f"{self.prefix}:catalog"
+
+    def keys_channel(self) -> str:
+        """An API key change: its public id; gateways drop their cached record."""
+        return f"{self.prefix}:keys"
+
+    # --- API keys: rate limits and use -----------------------------------
+    def rate_state(self, public_id: str) -> str:
+        """The GCRA state of a key's rate limit."""
+        return f"{self.prefix}:rl:{public_id}"
+
+    def quota_prefix(self, public_id: str) -> str:
+        """A key's daily quota counters (the script appends the day)."""
+        return f"{self.prefix}:quota:{public_id}"
+
+    def keys_last_used(self) -> str:
+        """Hash: public id -> last use (ms), flushed to the database by beat."""
+        return f"{self.prefix}:keys:last_used"
+
+    # --- account pages' throttles ----------------------------------------
+    def login_failures(self, ident: str) -> str:
+        return f"{self.prefix}:login-failures:{ident}"
+
+    def account_requests(self, kind: str, ident: str) -> str:
+        return f"{self.prefix}:account-requests:{kind}:{ident}"
+
+    # --- rollouts: feedback ----------------------------------------------
+    def feedback_arm(self, model: str, request_id: str) -> str:
+        """Which rollout arm answered a request, until its feedback arrives."""
+        return f"{self.prefix}:fbmap:{model}:{request_id}"
+
+    def reward_moments(self, rollout_id: int, arm: str) -> str:
+        """Running sums (n, sum, sumsq) of the rewards joined to one arm."""
+        return f"{self.prefix}:fb:{rollout_id}:{arm}"
+
+    # --- latency histograms per minute -----------------------------------
+    def obs_head(self) -> str:
+        """What every per-minute histogram name (and claim) starts with."""
+        return f"{self.prefix}:obs:"
+
+    def obs_minute(self, minute: int, model: str, version: str, arm: str) -> str:
+        return f"{self.prefix}:obs:{minute}:{model}:{version}:{arm}"
+
+    def obs_index(self, minute: int) -> str:
+        """Set: the histogram names written in one minute."""
+        return f"{self.prefix}:obs:index:{minute}"
+
+    def obs_index_head(self) -> str:
+        return f"{self.prefix}:obs:index:"
+
+    def obs_claim(self, token: str, minute: int, model: str, version: str, arm: str) -> str:
+        """A minute's histogram renamed by the rollup that claimed it."""
+        return f"{self.prefix}:obs:claim:{token}:{minute}:{model}:{version}:{arm}"

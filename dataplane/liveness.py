@@ -1,0 +1,61 @@
+"""Who is alive and what each serves, in Redis.
+
+Each worker process writes its name into one sorted set, scored by the time of
+its last heartbeat, and its description beside it. A worker is alive while its
+score is younger than the TTL; readers never need a Celery broadcast (`inspect
+ping` waits a full second for replies that may never come), only one
+ZRANGEBYSCORE. Workers also write, per version, which of them serve it with
+which execution provider; the gateway reads that for the ready and metadata
+answers, counting only live workers. No Django imports: callers pass the keys
+and the TTL.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from dataplane.keys import RedisKeys
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def record_heartbeat(client: Any, keys: RedisKeys, name: str, info: dict[str, Any], ttl_seconds: float) -> None:
+    """Mark `name` alive now and store what it reports about itself."""
+    now = time.time()
+    pipe = client.pipeline(transaction=False)
+    pipe.zadd(keys.workers(), {name: now})
+    pipe.set(keys.worker_info(name), json.dumps({**info, "heartbeat_at": now}), ex=max(1, int(ttl_seconds * 3)))
+    # Forget workers that died long ago so the set stays small.
+    pipe.zremrangebyscore(keys.workers(), "-inf", now - 24 * 3600)
+    pipe.execute()
+
+
+def forget_worker(client: Any, keys: RedisKeys, name: str) -> None:
+    """A clean shutdown removes the worker at once rather than waiting for the TTL."""
+    pipe = client.pipeline(transaction=False)
+    pipe.zrem(keys.workers(), name)
+    pipe.delete(keys.worker_info(name))
+    pipe.execute()
+
+
+def alive_since(ttl_seconds: float) -> float:
+    """The oldest heartbeat time that still counts as alive."""
+    return time.time() - ttl_seconds
+
+
+def alive_workers(client: Any, keys: RedisKeys, ttl_seconds: float) -> list[str]:
+    return [_text(m) for m in client.zrangebyscore(keys.workers(), alive_since(ttl_seconds), "+inf")]
+
+
+async def read_served_by(client: Any, keys: RedisKeys, version_id: int, ttl_seconds: float) -> dict[str, str]:
+    """worker name -> execution provider, for the live workers serving this version."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(keys.served_by(version_id))
+    pipe.zrangebyscore(keys.workers(), alive_since(ttl_seconds), "+inf")
+    served, alive = await pipe.execute()
+    alive_names = {_text(a) for a in alive}
+    return {_text(worker): _text(provider) for worker, provider in served.items() if _text(worker) in alive_names}

@@ -1,0 +1,178 @@
+"""Enqueueing requests on a version's stream and awaiting their replies.
+
+Each web process owns one reply list. A single background task pops replies
+from it in batches (BLMPOP) and resolves the waiting requests' futures, so a
+request costs one Redis round trip to enqueue and none to wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from accounts import ratelimit
+from dataplane import scripts
+from dataplane.keys import RedisKeys
+from dataplane.wire import WireReply, decode_reply, decode_reply_id, encode_request
+from gateway.coalesce import ScriptBatcher
+from gateway.protocol import ParsedRequest, ProtocolError
+
+logger = logging.getLogger(__name__)
+
+REPLY_BATCH = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """A request on its stream (or refused by its key's rate limit: `entry` is None)."""
+
+    request_key: str  # matches the reply to its waiter
+    stream: str
+    entry: Any  # the stream entry id
+    rate_decision: list[Any] | None  # the rate-limit script's answer, when a key was checked
+    deadline: float  # wall clock, seconds
+    timeout_s: float
+
+
+def _expire(future: asyncio.Future[WireReply]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
+class Dispatcher:
+    def __init__(self, redis_url: str, keys: RedisKeys) -> None:
+        self.keys = keys
+        self.gateway_id = uuid.uuid4().hex
+        self.reply_key = keys.reply_list(self.gateway_id)
+        self.redis = aioredis.Redis.from_url(redis_url, max_connections=512, socket_connect_timeout=2)
+        # Blocking pops get their own connection so they never hold up enqueues.
+        self._reply_redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2)
+        self._enqueue = ScriptBatcher(self.redis, scripts.ENQUEUE_SCRIPT)
+        self._admit = ScriptBatcher(self.redis, scripts.ADMIT_BODY, prelude=ratelimit.FUNCTION)
+        self._waiting: dict[str, asyncio.Future[WireReply]] = {}
+        # Reply-matching keys only need to be unique within this gateway's reply list.
+        self._keys = itertools.count()
+        self._listener: asyncio.Task[None] | None = None
+
+    async def submit(self, version_id: int, request: ParsedRequest, timeout_s: float, max_queue_size: int) -> WireReply:
+        """Enqueue and await the reply (no rate limit: shadow copies)."""
+        return await self.wait(await self.enqueue(version_id, request, timeout_s, max_queue_size))
+
+    async def enqueue(
+        self,
+        version_id: int,
+        request: ParsedRequest,
+        timeout_s: float,
+        max_queue_size: int,
+        admission: tuple[list[str], list[Any]] | None = None,
+    ) -> Enqueued:
+        """Put the request on its version's stream. With `admission` (a key's rate-limit
+        keys and arguments), the rate limit runs in the same script as the enqueue, one
+        round trip for both; the ticket carries its decision, and nothing was enqueued
+        when it refused. 503 when the queue is full or Redis is unreachable."""
+        self._ensure_listener()
+        now = time.time()
+        deadline = now + timeout_s
+        request_key = f"{next(self._keys):x}"
+        fields = encode_request(
+            request_key,
+            self.reply_key,
+            int(deadline * 1000),
+            round(now * 1000, 3),  # µs precision: the queue stage is often under a millisecond
+            [(i.name, i.datatype, i.shape, i.raw) for i in request.inputs],
+            request.outputs,
+        )
+        # Waiting before the enqueue: the reply may arrive before the script's answer does.
+        future: asyncio.Future[WireReply] = asyncio.get_running_loop().create_future()
+        self._waiting[request_key] = future
+        flat: list[Any] = []
+        for key, value in fields.items():
+            flat += [key, value]
+        stream = self.keys.request_stream(version_id)
+        decision: list[Any] | None = None
+        try:
+            if admission is None:
+                entry = await self._enqueue([stream], [max_queue_size, *flat])
+            else:
+                rate_keys, rate_args = admission
+                decision, entry = await self._admit([stream, *rate_keys], [max_queue_size, *rate_args, *flat])
+        except (aioredis.RedisError, OSError) as exc:
+            self._waiting.pop(request_key, None)
+            raise ProtocolError(503, f"the request queue is unreachable: {exc}", [(b"retry-after", b"1")]) from exc
+        if entry is None and decision is not None:
+            self._waiting.pop(request_key, None)  # refused by the rate limit: nothing to wait for
+            return Enqueued(request_key, stream, None, decision, deadline, timeout_s)
+        if entry is None or entry == 0:
+            self._waiting.pop(request_key, None)
+            raise ProtocolError(
+                503, f"the model's queue is full ({max_queue_size} requests); retry later", [(b"retry-after", b"1")]
+            )
+        return Enqueued(request_key, stream, entry, decision, deadline, timeout_s)
+
+    async def wait(self, ticket: Enqueued) -> WireReply:
+        """The reply to an enqueued request; 504 at its deadline (and off the queue then)."""
+        future = self._waiting.get(ticket.request_key)
+        if ticket.entry is None or future is None:
+            raise ProtocolError(500, "waited on a request that was never enqueued")
+        loop = asyncio.get_running_loop()
+        # A timer on the future itself: asyncio.wait_for costs a task and a waiter per request.
+        timer = loop.call_at(loop.time() + max(0.0, ticket.deadline - time.time()), _expire, future)
+        try:
+            return await future
+        except TimeoutError:
+            # Off the queue: it must neither run late nor count against the queue size.
+            with contextlib.suppress(aioredis.RedisError, OSError):
+                await self.redis.xdel(ticket.stream, ticket.entry)
+            raise ProtocolError(
+                504, f"no reply within the request's deadline of {ticket.timeout_s * 1000:.0f} ms"
+            ) from None
+        finally:
+            timer.cancel()
+            self._waiting.pop(ticket.request_key, None)
+
+    def _ensure_listener(self) -> None:
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.get_running_loop().create_task(self._listen())
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                popped = await self._reply_redis.blmpop(1, 1, self.reply_key, direction="LEFT", count=REPLY_BATCH)
+            except asyncio.CancelledError:
+                raise
+            except (aioredis.RedisError, OSError):
+                logger.warning("reply listener lost Redis; retrying in 0.5 s", exc_info=True)
+                await asyncio.sleep(0.5)
+                continue
+            if not popped:
+                continue
+            blob: Any
+            for blob in popped[1]:
+                try:
+                    request_key = decode_reply_id(blob)
+                except (ValueError, KeyError):
+                    logger.error("dropping a malformed reply")
+                    continue
+                future = self._waiting.get(request_key)
+                if future is not None and not future.done():
+                    try:
+                        future.set_result(decode_reply(blob))
+                    except (ValueError, KeyError) as exc:
+                        future.set_exception(ProtocolError(500, f"malformed reply from the worker: {exc}"))
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+            self._listener = None
+        await self.redis.aclose()
+        await self._reply_redis.aclose()

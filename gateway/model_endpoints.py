@@ -1,0 +1,350 @@
+"""The `/v2/models/{name}[/versions/{version}][/ready | /infer | /feedback]` endpoints:
+model metadata, readiness, inference and feedback.
+
+Each request becomes one `Call`, which carries what the steps after routing need
+(the scope, the response headers so far, the key, the model and version, the arm).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from django.conf import settings
+
+from accounts.services import KeyRecord
+from controlplane.redis_client import redis_keys
+from dataplane.liveness import read_served_by
+from dataplane.wire import WireReply
+from gateway import feedback as feedback_joins
+from gateway import routing
+from gateway.auth import KeyAuth
+from gateway.background import in_background
+from gateway.catalog import Catalog, ModelEntry, RegistryUnavailable, VersionEntry
+from gateway.dispatch import Dispatcher
+from gateway.http import Receive, Scope, Send, header, method_not_allowed, read_body, send_bytes, send_json
+from gateway.protocol import ParsedRequest, ProtocolError, encode_response, parse_request
+from gateway.shadows import ShadowCopies
+from observability.recorder import Observation, Recorder
+from registry.models import NAME_VALIDATOR
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("turnout.access")
+
+PLATFORM = "onnx_onnxv1"
+JSON_TYPES = (b"application/json", b"application/octet-stream")
+MODEL_NAME = re.compile(NAME_VALIDATOR.regex)
+REJECT_REASONS = {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "rate_limited", 503: "unavailable"}
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(slots=True)
+class Call:
+    """One request to a model endpoint, filled in as it is routed."""
+
+    scope: Scope
+    receive: Receive
+    send: Send
+    request_id: str
+    headers: Headers  # response headers so far
+    key: KeyRecord | None = None
+    model: ModelEntry | None = None
+    entry: VersionEntry | None = None
+    arm: str = "champion"
+    routed_key: str = ""  # what chose the arm; empty when no rollout routed it
+
+
+@dataclass
+class Served:
+    """What an inference produced, for the response and for what runs after it."""
+
+    request: ParsedRequest
+    reply: WireReply
+    body: bytes
+    json_length: int | None  # binary extension: the JSON header's length
+    timeout_s: float
+
+
+@dataclass
+class ModelEndpoints:
+    catalog: Catalog
+    keys: KeyAuth
+    dispatcher: Dispatcher
+    recorder: Recorder
+    shadows: ShadowCopies
+    require_key: bool
+    worker_ttl_seconds: float = field(default_factory=lambda: float(settings.TURNOUT["WORKER_TTL_SECONDS"]))
+
+    async def handle(self, rest: str, method: str, scope: Scope, receive: Receive, send: Send) -> None:
+        parts = rest.split("/")
+        name = parts[0]
+        version: str | None = None
+        if len(parts) >= 3 and parts[1] == "versions":
+            version = parts[2]
+            tail = parts[3:]
+        else:
+            tail = parts[1:]
+        if len(tail) > 1 or (tail and tail[0] not in ("ready", "infer", "feedback")) or not name:
+            raise ProtocolError(404, f"no such endpoint: {scope['path']}")
+        action = tail[0] if tail else ""
+        if action == "feedback" and version is not None:
+            raise ProtocolError(404, f"no such endpoint: {scope['path']}; feedback goes to /v2/models/{name}/feedback")
+        allowed = ("POST",) if action in ("infer", "feedback") else ("GET",)
+        if method == "HEAD" and allowed == ("GET",):
+            method = "GET"
+        if method not in allowed:
+            raise method_not_allowed(method, scope["path"].rstrip("/"), allowed)
+
+        request_id = _request_id(scope)
+        call = Call(scope, receive, send, request_id, [(b"x-request-id", request_id.encode())])
+        try:
+            if self.require_key:
+                call.key = await self._authorize(call, name, action)
+            call.model = await self._model(name)
+            if action == "feedback":
+                await self.feedback(call)
+                return
+            call.entry = _version(call.model, version)
+        except ProtocolError as exc:
+            self.recorder.reject(REJECT_REASONS.get(exc.status, "invalid"))
+            exc.headers = [*call.headers, *exc.headers]
+            raise
+        if action == "infer":
+            call.arm = "pinned" if version else "champion"
+            if version is None and call.model.routing is not None:
+                call.routed_key = routing.routing_key(
+                    scope, call.model.routing.routing_header, call.key.public_id if call.key else None, request_id
+                )
+                routed = routing.route(call.model, call.routed_key)
+                if routed is not None:
+                    call.arm, call.entry = routed
+            await self.infer(call)
+        elif action == "ready":
+            await self.ready(call)
+        else:
+            await self.metadata(call)
+
+    async def _authorize(self, call: Call, name: str, action: str) -> KeyRecord:
+        key = await self.keys.authenticate(call.scope)
+        if not key.allows_model(name):
+            # The same answer as for a model that does not exist: a key's
+            # scope must not reveal which other models are deployed.
+            raise ProtocolError(404, f"unknown model '{name}'")
+        needed = "infer" if action in ("infer", "feedback") else "read"
+        if needed not in key.actions:
+            raise ProtocolError(403, f"this API key does not have the '{needed}' scope")
+        if action != "infer":
+            # An inference is rate-limited in the same Redis script that enqueues it (_run).
+            call.headers += await self.keys.rate_limit(key)
+        return key
+
+    async def _model(self, name: str) -> ModelEntry:
+        if not MODEL_NAME.match(name):
+            # Not a name the registry could hold: no look-up at all.
+            raise ProtocolError(404, f"unknown model {name!r}")
+        try:
+            model = await self.catalog.get(name)
+        except RegistryUnavailable as exc:
+            raise ProtocolError(503, f"the model registry is unavailable: {exc}", [(b"retry-after", b"2")]) from None
+        if model is None:
+            raise ProtocolError(404, f"unknown model '{name}'")
+        return model
+
+    async def feedback(self, call: Call) -> None:
+        """`POST /v2/models/{name}/feedback {"id": ..., "reward": ...}`: an outcome joined to the arm that served it."""
+        assert call.model is not None
+        body = await read_body(call.scope, call.receive, 64 * 1024)
+        result = await feedback_joins.record_feedback(
+            self.dispatcher.redis, self.dispatcher.keys, call.model.name, body
+        )
+        await send_json(call.send, 200, result, call.headers)
+
+    async def metadata(self, call: Call) -> None:
+        model, entry = _routed(call)
+        signature = _require_ready(model, entry)
+        providers = await self._providers(entry)
+        body = {
+            "name": model.name,
+            "versions": [str(n) for n, v in sorted(model.versions.items()) if v.ready],
+            "platform": PLATFORM,
+            "inputs": signature["inputs"],
+            "outputs": signature["outputs"],
+            "parameters": {
+                "version": str(entry.number),
+                "max_batch_size": entry.max_batch_size if signature["batch_dim"] else 0,
+                "execution_providers": providers,
+            },
+        }
+        await send_json(call.send, 200, body, call.headers)
+
+    async def ready(self, call: Call) -> None:
+        model, entry = _routed(call)
+        _require_ready(model, entry)
+        providers = await self._providers(entry)
+        if not providers:
+            raise ProtocolError(
+                503, f"no live worker serves model '{model.name}' version {entry.number}", [(b"retry-after", b"5")]
+            )
+        body = {"name": model.name, "version": str(entry.number), "ready": True, "execution_providers": providers}
+        await send_json(call.send, 200, body, call.headers)
+
+    async def _providers(self, entry: VersionEntry) -> dict[str, str]:
+        """worker name -> execution provider, for the live workers serving this version."""
+        return await read_served_by(self.dispatcher.redis, redis_keys(), entry.id, self.worker_ttl_seconds)
+
+    async def infer(self, call: Call) -> None:
+        model, entry = _routed(call)
+        started = time.perf_counter()
+        obs = Observation(model.name, str(entry.number), call.arm, 200, 0.0)
+        try:
+            served = await self._run(call, obs)
+        except ProtocolError as exc:
+            obs.code = exc.status
+            obs.total_ms = (time.perf_counter() - started) * 1000
+            if not obs.validation_ms and exc.status in (400, 413, 415):
+                obs.validation_ms = obs.total_ms  # refused while validating
+            self.recorder.record(obs)
+            access_log(call.scope, call.request_id, obs)
+            exc.headers = [*call.headers, (b"x-turnout-arm", call.arm.encode()), *exc.headers]
+            raise
+        obs.total_ms = (time.perf_counter() - started) * 1000
+        self.recorder.record(obs)
+        access_log(call.scope, call.request_id, obs)
+        headers = [
+            *call.headers,
+            (b"x-turnout-model-version", str(entry.number).encode()),
+            (b"x-turnout-arm", call.arm.encode()),
+            (b"x-turnout-batch-size", str(served.reply.batch_size).encode()),
+            (b"server-timing", _timing(obs).encode()),
+        ]
+        if served.json_length is None:
+            await send_bytes(call.send, 200, served.body, b"application/json", headers)
+        else:
+            headers.append((b"inference-header-content-length", str(served.json_length).encode()))
+            await send_bytes(call.send, 200, served.body, b"application/octet-stream", headers)
+        # After the client has its answer: nothing below adds to its latency.
+        self._after(call, served)
+
+    def _after(self, call: Call, served: Served) -> None:
+        model = call.model
+        if model is None or model.routing is None or not call.routed_key:
+            return
+        if model.routing.kind in ("canary", "experiment"):
+            ids = [call.request_id] + ([served.request.request_id] if served.request.request_id else [])
+            in_background(
+                feedback_joins.remember_arm(
+                    self.dispatcher.redis, self.dispatcher.keys, model.name, ids, model.routing.rollout_id, call.arm
+                )
+            )
+        elif (shadow := routing.should_mirror(model, call.routed_key)) is not None:
+            self.shadows.add(model, shadow, served.request, served.reply, served.timeout_s)
+
+    async def _run(self, call: Call, obs: Observation) -> Served:
+        """Validate, admit (rate limit), enqueue and await the worker's reply."""
+        model, entry = _routed(call)
+        started = time.perf_counter()
+        signature = _require_ready(model, entry)
+        scope = call.scope
+        content_type = (header(scope, b"content-type") or b"application/json").split(b";")[0].strip().lower()
+        if content_type not in JSON_TYPES:
+            raise ProtocolError(
+                415, f"unsupported Content-Type {content_type.decode(errors='replace')!r}; send application/json"
+            )
+        raw_length = header(scope, b"inference-header-content-length")
+        header_length: int | None = None
+        if raw_length is not None:
+            try:
+                header_length = int(raw_length)
+            except ValueError:
+                raise ProtocolError(400, "Inference-Header-Content-Length is not a number") from None
+            if header_length < 0:
+                raise ProtocolError(400, "Inference-Header-Content-Length must not be negative")
+        body = await read_body(scope, call.receive, settings.TURNOUT["MAX_REQUEST_BYTES"])
+        request = parse_request(body, header_length, signature, entry.max_batch_size)
+        timeout_s = entry.default_timeout_ms / 1000
+        if request.timeout_us is not None:
+            timeout_s = min(request.timeout_us / 1_000_000, settings.TURNOUT["MAX_REQUEST_TIMEOUT_SECONDS"])
+        obs.validation_ms = (time.perf_counter() - started) * 1000
+
+        admission = self.keys.admission(call.key) if call.key is not None else None
+        ticket = await self.dispatcher.enqueue(entry.id, request, timeout_s, entry.max_queue_size, admission)
+        if call.key is not None and ticket.rate_decision is not None:
+            call.headers += self.keys.verdict(call.key, ticket.rate_decision)  # 429 when it refused
+        reply = await self.dispatcher.wait(ticket)
+        obs.queue_ms, obs.compute_ms, obs.batch_size = reply.queue_ms, reply.compute_ms, reply.batch_size
+        if reply.status != 200:
+            raise ProtocolError(reply.status, reply.error)
+        parameters = {"arm": obs.arm}
+        body_out, json_length = encode_response(model.name, str(entry.number), request, reply.outputs, parameters)
+        return Served(request, reply, body_out, json_length, timeout_s)
+
+
+def _request_id(scope: Scope) -> str:
+    given = header(scope, b"x-request-id")
+    if given and len(given) <= 64 and given.isascii() and given.replace(b"-", b"").isalnum():
+        return given.decode()
+    return os.urandom(16).hex()  # as random as uuid4().hex, at a fraction of its cost
+
+
+def _routed(call: Call) -> tuple[ModelEntry, VersionEntry]:
+    if call.model is None or call.entry is None:
+        raise ProtocolError(500, "internal error: the request was not routed")
+    return call.model, call.entry
+
+
+def _version(model: ModelEntry, version: str | None) -> VersionEntry:
+    if version is None:
+        if model.serving is None:
+            raise ProtocolError(503, f"model '{model.name}' has no production version yet", [(b"retry-after", b"5")])
+        return model.versions[model.serving]
+    if not version.isdigit() or int(version) not in model.versions:
+        raise ProtocolError(404, f"model '{model.name}' has no version '{version}'")
+    return model.versions[int(version)]
+
+
+def _require_ready(model: ModelEntry, entry: VersionEntry) -> dict[str, Any]:
+    if not entry.ready or entry.signature is None:
+        detail = f": {entry.status_reason}" if entry.status_reason else ""
+        raise ProtocolError(
+            503, f"model '{model.name}' version {entry.number} is {entry.status}{detail}", [(b"retry-after", b"5")]
+        )
+    return entry.signature
+
+
+def _timing(obs: Observation) -> str:
+    return (
+        f"validate;dur={obs.validation_ms:.3f}, queue;dur={obs.queue_ms:.3f}, "
+        f"compute;dur={obs.compute_ms:.3f}, total;dur={obs.total_ms:.3f}"
+    )
+
+
+def access_log(scope: Scope, request_id: str, obs: Observation) -> None:
+    """One JSON line per inference; never the tensors. Serialised here with orjson
+    (the handler only writes it): python-json-logger would cost several times more
+    on every request."""
+    if not access_logger.isEnabledFor(logging.INFO):
+        return
+    client = scope.get("client")
+    line = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f"{time.time() % 1:.3f}"[1:] + "Z",
+        "level": "INFO",
+        "logger": "turnout.access",
+        "message": f"{scope['method']} {scope['path']} {obs.code}",
+        "request_id": request_id,
+        "client": client[0] if client else None,
+        "model": obs.model,
+        "version": obs.version,
+        "arm": obs.arm,
+        "status": obs.code,
+        "batch_size": obs.batch_size,
+        "validation_ms": round(obs.validation_ms, 3),
+        "queue_ms": round(obs.queue_ms, 3),
+        "compute_ms": round(obs.compute_ms, 3),
+        "total_ms": round(obs.total_ms, 3),
+    }
+    access_logger.info(orjson.dumps(line).decode())
