@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 import redis.asyncio as aioredis
 from django.conf import settings
-from psycopg.conninfo import make_conninfo
 
+from controlplane.database import database_conninfo
 from controlplane.redis_client import redis_keys
 from dataplane.liveness import alive_since
 
@@ -29,18 +29,6 @@ logger = logging.getLogger(__name__)
 class CheckResult:
     ok: bool
     detail: dict[str, Any] = field(default_factory=dict)
-
-
-def database_conninfo() -> str:
-    db = settings.DATABASES["default"]
-    params = {
-        "host": db.get("HOST"),
-        "port": db.get("PORT"),
-        "dbname": db.get("NAME"),
-        "user": db.get("USER"),
-        "password": db.get("PASSWORD"),
-    }
-    return make_conninfo("", **{k: str(v) for k, v in params.items() if v})
 
 
 class Readiness:

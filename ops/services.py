@@ -9,7 +9,7 @@ import redis
 from django.conf import settings
 from psycopg import sql
 
-from gateway.health import database_conninfo
+from controlplane.database import database_conninfo
 
 POSTGRES_HOW = (
     "start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` "

@@ -109,16 +109,7 @@ class CanaryForm(RolloutForm):
     ]
 
     def clean_steps(self) -> list[float]:
-        steps = _numbers(self.cleaned_data["steps"])
-        if not steps:
-            raise forms.ValidationError("Give at least one step, e.g. 5, 25, 50, 100.")
-        if any(not 0 < step <= 100 for step in steps):
-            raise forms.ValidationError("Each step is a percentage above 0 and at most 100.")
-        if steps != sorted(steps) or len(set(steps)) != len(steps):
-            raise forms.ValidationError("Steps must increase, e.g. 5, 25, 50, 100.")
-        if steps[-1] != 100:
-            raise forms.ValidationError("The last step must be 100: the canary ends with all the traffic.")
-        return steps
+        return _numbers(self.cleaned_data["steps"])  # the rule itself: services.check_steps
 
     def start(self, actor: Any) -> Any:
         data = self.cleaned_data
@@ -178,35 +169,8 @@ class ExperimentForm(RolloutForm):
                 weight = float(weight_text)
             except ValueError:
                 raise forms.ValidationError(f"Line {number}: the weight '{weight_text}' is not a number.") from None
-            if weight < 0:
-                raise forms.ValidationError(f"Line {number}: a weight cannot be negative.")
             arms.append((name, version, weight))
-        if len(arms) < 2:
-            raise forms.ValidationError("An experiment needs at least two arms, one per line.")
-        if len({name for name, _, _ in arms}) != len(arms):
-            raise forms.ValidationError("Each arm needs its own name.")
-        if sum(weight for _, _, weight in arms) <= 0:
-            raise forms.ValidationError("The weights must add up to more than 0.")
-        return arms
-
-    def clean_minimum_effect(self) -> float | None:
-        value = self.cleaned_data["minimum_effect"]
-        if value is not None and value <= 0:
-            raise forms.ValidationError("Give a positive difference, or leave it empty.")
-        return value
-
-    def clean_alpha(self) -> float:
-        value = float(self.cleaned_data["alpha"])
-        if not 0 < value < 0.5:
-            raise forms.ValidationError("Alpha must be between 0 and 0.5, e.g. 0.05.")
-        return value
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        control, arms = data.get("control"), data.get("arms")
-        if control and arms and control not in [name for name, _, _ in arms]:
-            self.add_error("control", f"'{control}' is not one of the arms above.")
-        return data
+        return arms  # the rules of arms, weights and the control: services.check_arms
 
     def start(self, actor: Any) -> Any:
         data = self.cleaned_data
@@ -232,12 +196,6 @@ class ShadowForm(RolloutForm):
     fraction = forms.FloatField(initial=1.0, help_text="Share of requests copied, from above 0 to 1 (1 = all of them).")
 
     field_order = ["version", "fraction", "routing_header"]
-
-    def clean_fraction(self) -> float:
-        value = float(self.cleaned_data["fraction"])
-        if not 0 < value <= 1:
-            raise forms.ValidationError("The share must be above 0 and at most 1, e.g. 0.1 for a tenth.")
-        return value
 
     def start(self, actor: Any) -> Any:
         data = self.cleaned_data

@@ -37,7 +37,63 @@ DEFAULT_CANARY: dict[str, Any] = {
 
 
 class RolloutError(Exception):
-    """A rollout request refused, with a message for the user."""
+    """A rollout request refused, with a message for the user; `field` names the input at
+    fault, so that forms and serializers show it next to that field."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# --- The rules of starting a rollout: the forms and serializers only parse, these decide. ---
+
+
+def check_steps(steps: list[float]) -> list[float]:
+    """A canary's traffic share at each step: percentages, increasing, ending at 100."""
+    if not steps:
+        raise RolloutError("give at least one step, e.g. [5, 25, 50, 100]", "steps")
+    if any(not (0 < step <= 100) for step in steps):
+        raise RolloutError("each step is a percentage above 0 and at most 100", "steps")
+    if any(later <= earlier for earlier, later in itertools.pairwise(steps)):
+        raise RolloutError("steps must increase, each larger than the one before, e.g. [5, 25, 50, 100]", "steps")
+    if steps[-1] != 100:
+        raise RolloutError(
+            "the last step must be 100 (the canary ends with all the traffic): "
+            "steps must be increasing percentages in (0, 100] ending at 100, e.g. [5, 25, 50, 100]",
+            "steps",
+        )
+    return steps
+
+
+def check_arms(arms: list[tuple[str, ModelVersion, float]], control: str | None) -> str:
+    """An experiment's arms (two or more, named once each, weights that share something);
+    the control arm's name."""
+    if len(arms) < 2:
+        raise RolloutError("an experiment needs at least two arms", "arms")
+    names = [name for name, _, _ in arms]
+    if len(set(names)) != len(names):
+        raise RolloutError("arm names must be unique: each arm needs its own name", "arms")
+    if any(weight < 0 for _, _, weight in arms) or sum(weight for _, _, weight in arms) <= 0:
+        raise RolloutError("weights must be non-negative and add up to more than 0", "arms")
+    control = control or names[0]
+    if control not in names:
+        raise RolloutError(f"'{control}' is not the name of one of the arms ({', '.join(names)})", "control")
+    return control
+
+
+def check_statistics(metric: str, minimum_effect: float | None, alpha: float) -> None:
+    if metric not in ("binary", "numeric"):
+        raise RolloutError("metric must be 'binary' (conversion) or 'numeric' (reward)", "metric")
+    if minimum_effect is not None and not minimum_effect > 0:
+        raise RolloutError("the minimum effect must be a positive difference, or left out", "minimum_effect")
+    if not (0 < alpha < 0.5):
+        raise RolloutError("alpha must be between 0 and 0.5 (exclusive), e.g. 0.05", "alpha")
+
+
+def check_fraction(fraction: float) -> float:
+    if not (0 < fraction <= 1):
+        raise RolloutError("the mirrored share must be more than 0 and at most 1, e.g. 0.1 for a tenth", "fraction")
+    return fraction
 
 
 def snapshot(rollout: Rollout) -> dict[str, Any]:
@@ -97,12 +153,10 @@ def start_canary(
         raise RolloutError(f"version {version.number} is already the production version")
     merged = {**DEFAULT_CANARY, **(config or {})}
     merged["gates"] = {**DEFAULT_CANARY["gates"], **((config or {}).get("gates") or {})}
-    steps = merged["steps"]
-    increasing = all(a < b for a, b in itertools.pairwise(steps))
-    if not steps or any(not (0 < s <= 100) for s in steps) or not increasing or steps[-1] != 100:
-        raise RolloutError("steps must be increasing percentages in (0, 100] ending at 100, e.g. [5, 25, 50, 100]")
-    if merged["step_seconds"] < 1 or merged["analysis_interval_seconds"] < 1:
-        raise RolloutError("step_seconds and analysis_interval_seconds must be at least 1")
+    steps = check_steps(merged["steps"])
+    for name in ("step_seconds", "analysis_interval_seconds"):
+        if merged[name] < 1:
+            raise RolloutError(f"{name} must be at least 1 second", name)
     arms = [
         Arm(name="champion", version=champion, weight=100 - steps[0], is_control=True),
         Arm(name="canary", version=version, weight=steps[0]),
@@ -121,20 +175,8 @@ def start_experiment(
     alpha: float = 0.05,
     **fields: Any,
 ) -> Rollout:
-    if len(arms) < 2:
-        raise RolloutError("an experiment needs at least two arms")
-    names = [name for name, _, _ in arms]
-    if len(set(names)) != len(names):
-        raise RolloutError("arm names must be unique")
-    if any(weight < 0 for _, _, weight in arms) or sum(weight for _, _, weight in arms) <= 0:
-        raise RolloutError("weights must be non-negative and add up to more than 0")
-    if metric not in ("binary", "numeric"):
-        raise RolloutError("metric must be 'binary' (conversion) or 'numeric' (reward)")
-    if not (0 < alpha < 0.5):
-        raise RolloutError("alpha must be between 0 and 0.5")
-    control = control or names[0]
-    if control not in names:
-        raise RolloutError(f"control arm '{control}' is not one of {names}")
+    control = check_arms(arms, control)
+    check_statistics(metric, minimum_effect, alpha)
     total = sum(weight for _, _, weight in arms)
     built = [
         Arm(name=name, version=_ready(model, version), weight=100 * weight / total, is_control=name == control)
@@ -149,8 +191,7 @@ def start_shadow(
 ) -> Rollout:
     champion = _champion(model)
     _ready(model, version)
-    if not (0 < fraction <= 1):
-        raise RolloutError("the mirrored fraction must be in (0, 1]")
+    check_fraction(fraction)
     arms = [
         Arm(name="champion", version=champion, weight=100, is_control=True),
         Arm(name="shadow", version=version, weight=0),

@@ -32,9 +32,9 @@ from registry.models import RegisteredModel, VersionStatus
 from registry.permissions import can_maintain
 from registry.views import not_a_maintainer
 from rollouts import services
-from rollouts.api.reports import live_report
 from rollouts.forms import FORMS, RolloutForm
 from rollouts.models import ACTIVE, Rollout, RolloutKind, RolloutStatus
+from rollouts.reports import live_report
 
 HISTORY_PAGE_SIZE = 50
 VERBS = ("pause", "resume", "promote", "abort", "stop")
@@ -137,7 +137,8 @@ def rollout_new(request: HtmxHttpRequest, name: str) -> HttpResponse:
             try:
                 rollout = form.start(request.user)
             except services.RolloutError as exc:
-                form.add_error(None, _sentence(str(exc)) + ".")
+                # The service owns the rules; its error goes next to the field at fault.
+                form.add_error(exc.field if exc.field in form.fields else None, _sentence(str(exc)) + ".")
             else:
                 messages.success(request, f"{rollout.get_kind_display()} started. This page follows it live.")
                 return _redirect(request, reverse("rollouts:detail", args=[rollout.pk]))

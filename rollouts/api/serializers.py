@@ -8,7 +8,6 @@ belong to another kind of rollout.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,8 +17,8 @@ from rest_framework import serializers
 
 from registry.models import ModelVersion, RegisteredModel
 from rollouts import services
-from rollouts.api.reports import live_report
 from rollouts.models import Arm, Rollout, RolloutKind
+from rollouts.reports import live_report
 
 HEADER_NAME = RegexValidator(
     r"^[A-Za-z0-9-]{1,64}$", "A header name: letters, digits and '-' only, e.g. x-routing-key."
@@ -270,11 +269,6 @@ class CanaryStartSerializer(RolloutStartSerializer):
     )
     gates = GatesSerializer(required=False)
 
-    def validate_steps(self, steps: list[float]) -> list[float]:
-        if any(later <= earlier for earlier, later in itertools.pairwise(steps)):
-            raise serializers.ValidationError("Each step must be larger than the one before, e.g. [5, 25, 50, 100].")
-        return steps
-
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs["version"] = version_of(attrs["model"], attrs["version"], "version")
         return attrs
@@ -306,30 +300,9 @@ class ExperimentStartSerializer(RolloutStartSerializer):
     )
     alpha = serializers.FloatField(default=0.05, help_text="Significance level, between 0 and 0.5.")
 
-    def validate_arms(self, arms: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if len(arms) < 2:
-            raise serializers.ValidationError("An experiment needs at least two arms.")
-        names = [arm["name"] for arm in arms]
-        if len(set(names)) != len(names):
-            raise serializers.ValidationError("Arm names must be unique.")
-        return arms
-
-    def validate_minimum_effect(self, value: float | None) -> float | None:
-        if value is not None and value <= 0:
-            raise serializers.ValidationError("Give a positive difference, or leave it out.")
-        return value
-
-    def validate_alpha(self, value: float) -> float:
-        if not 0 < value < 0.5:
-            raise serializers.ValidationError("Alpha must be between 0 and 0.5 (exclusive), e.g. 0.05.")
-        return value
-
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         model = attrs["model"]
         attrs["arms"] = [{**arm, "version": version_of(model, arm["version"], "arms")} for arm in attrs["arms"]]
-        control = attrs.get("control")
-        if control is not None and control not in [arm["name"] for arm in attrs["arms"]]:
-            raise serializers.ValidationError({"control": [f"'{control}' is not the name of one of the arms."]})
         return attrs
 
     def create(self, validated_data: dict[str, Any]) -> Rollout:
@@ -351,11 +324,6 @@ class ShadowStartSerializer(RolloutStartSerializer):
     fraction = serializers.FloatField(
         default=1.0, help_text="Share of requests mirrored, in (0, 1]; sticky per routing key."
     )
-
-    def validate_fraction(self, value: float) -> float:
-        if not 0 < value <= 1:
-            raise serializers.ValidationError("The mirrored share must be more than 0 and at most 1, e.g. 0.1.")
-        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs["version"] = version_of(attrs["model"], attrs["version"], "version")

@@ -53,6 +53,13 @@ class Refused(exceptions.APIException):
     default_code = "refused"
 
 
+def refusal(exc: services.RolloutError) -> dict[str, Any]:
+    """DRF's error shape for a refused start: the message as `detail`, and under the field
+    at fault when there is one (as a serializer's field error would be)."""
+    message = str(exc)
+    return {"detail": message, exc.field: [message]} if exc.field else {"detail": message}
+
+
 def not_a_maintainer(model: RegisteredModel) -> str:
     return (
         f"Only maintainers of model '{model.name}' may start or steer its rollouts; "
@@ -183,7 +190,7 @@ class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         try:
             rollout = body.save(actor=request.user)
         except services.RolloutError as exc:
-            raise Refused(str(exc)) from exc
+            raise Refused(refusal(exc)) from exc
         return self._answer(rollout, status.HTTP_201_CREATED)
 
     def _steer(self, change: Callable[[Rollout], Rollout]) -> Response:

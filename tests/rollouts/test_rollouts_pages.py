@@ -155,7 +155,7 @@ def test_each_kind_has_its_form_with_sensible_defaults(owner_page: Client) -> No
         ({**EXPERIMENT_FORM, "arms": "control 1 50"}, "arms", "at least two arms"),
         ({**EXPERIMENT_FORM, "arms": "control 1 50\ntreatment 9 50"}, "arms", "Line 2: &#x27;9&#x27; is not a ready"),
         ({**EXPERIMENT_FORM, "arms": "control 1\ntreatment 2 50"}, "arms", "Line 1: write"),
-        ({**EXPERIMENT_FORM, "control": "nobody"}, "control", "&#x27;nobody&#x27; is not one of the arms"),
+        ({**EXPERIMENT_FORM, "control": "nobody"}, "control", "&#x27;nobody&#x27; is not the name of one of the arms"),
         ({**EXPERIMENT_FORM, "alpha": "0.9"}, "alpha", "between 0 and 0.5"),
         ({**SHADOW_FORM, "fraction": "2"}, "fraction", "at most 1"),
     ],
