@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from django.conf import settings
 
-from dataplane.keys import RedisKeys
+from controlplane.redis_client import redis_keys
 from gateway.auth import KeyAuth
 from gateway.catalog import Catalog
 from gateway.dispatch import Dispatcher
@@ -37,12 +37,12 @@ Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 class Gateway:
     def __init__(self, readiness: Readiness | None = None) -> None:
         self.readiness = readiness or Readiness()
-        redis_keys = RedisKeys(str(settings.TURNOUT["REDIS_PREFIX"]))
-        self.dispatcher = Dispatcher(settings.REDIS_URL, redis_keys)
+        keys = redis_keys()
+        self.dispatcher = Dispatcher(settings.REDIS_URL, keys)
         self.notices = Notices(self.dispatcher.redis)
         self.catalog = Catalog()
-        self.keys = KeyAuth(self.dispatcher.redis, self.notices, redis_keys)
-        self.recorder = Recorder(self.dispatcher.redis, redis_keys, enabled=bool(settings.TURNOUT["METRICS_ENABLED"]))
+        self.keys = KeyAuth(self.dispatcher.redis, self.notices, keys)
+        self.recorder = Recorder(self.dispatcher.redis, keys, enabled=bool(settings.TURNOUT["METRICS_ENABLED"]))
         self.shadows = ShadowCopies(self.dispatcher, self.recorder)
         self.models = ModelEndpoints(
             self.catalog,
@@ -52,8 +52,8 @@ class Gateway:
             self.shadows,
             require_key=bool(settings.TURNOUT["REQUIRE_API_KEY"]),
         )
-        self.notices.on(redis_keys.catalog_channel(), self.catalog.invalidate)
-        self.notices.on(redis_keys.keys_channel(), self.keys.invalidate)
+        self.notices.on(keys.catalog_channel(), self.catalog.invalidate)
+        self.notices.on(keys.keys_channel(), self.keys.invalidate)
         # path -> (allowed methods, handler)
         self.routes: dict[str, tuple[tuple[str, ...], Handler]] = {
             "/v2": (("GET",), self.server_metadata),

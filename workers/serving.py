@@ -18,7 +18,7 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
-from dataplane.keys import RedisKeys
+from controlplane.redis_client import redis_keys
 from observability import metrics
 from registry.models import ModelVersion, VersionStatus
 from registry.storage import local_copy
@@ -56,7 +56,7 @@ class Serving:
     def __init__(self, worker_name: str) -> None:
         conf = settings.TURNOUT
         self.worker_name = worker_name
-        self.keys = RedisKeys(str(conf["REDIS_PREFIX"]))
+        self.keys = redis_keys()
         self.patterns = list(conf["WORKER_MODELS"])
         self.reclaim_idle_ms = int(conf["WORKER_RECLAIM_IDLE_MS"])
         self.redis = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=30)
