@@ -10,12 +10,16 @@ from pathlib import Path
 OVERRIDES = {
     # The quick start runs over plain HTTP on localhost.
     "DEBUG": "true",
-    "SECURE_SSL_REDIRECT": "false",
-    "SESSION_COOKIE_SECURE": "false",
-    "CSRF_COOKIE_SECURE": "false",
-    "SECURE_HSTS_SECONDS": "0",
-    "SECURE_HSTS_INCLUDE_SUBDOMAINS": "false",
-    "SECURE_HSTS_PRELOAD": "false",
+}
+# Left unset (commented out), so they follow DEBUG: off while it is on (plain HTTP on
+# localhost), strict as soon as it is turned off, and `manage.py check --deploy` passes.
+FOLLOW_DEBUG = {
+    "SECURE_SSL_REDIRECT",
+    "SESSION_COOKIE_SECURE",
+    "CSRF_COOKIE_SECURE",
+    "SECURE_HSTS_SECONDS",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+    "SECURE_HSTS_PRELOAD",
 }
 
 
@@ -28,6 +32,8 @@ def main(source: str, target: str) -> None:
                 line = f"SECRET_KEY={secrets.token_urlsafe(50)}"
             elif key in OVERRIDES:
                 line = f"{key}={OVERRIDES[key]}"
+            elif key in FOLLOW_DEBUG:
+                line = f"# {line}  (unset: on when DEBUG is false, off when it is true)"
         out.append(line)
     Path(target).write_text("\n".join(out) + "\n")
     Path(target).chmod(0o600)
