@@ -331,8 +331,13 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Beat writes a heartbeat every turn of its loop; the loop turns at least this often.
+CELERY_BEAT_SCHEDULER = "controlplane.beat:HeartbeatScheduler"
+CELERY_BEAT_MAX_LOOP_INTERVAL = 2
 # Control tasks (load, unload, warm up) go to every worker through a fanout queue.
-CELERY_TASK_QUEUES = (Queue("celery"), Broadcast("turnout_control"))
+# Turnouts sharing one Redis give each its own queue (tests and the benchmark do).
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
+CELERY_TASK_QUEUES = (Queue(CELERY_TASK_DEFAULT_QUEUE), Broadcast("turnout_control"))
 CELERY_TASK_ROUTES = {"workers.*": {"queue": "turnout_control"}}
 CELERY_BEAT_SCHEDULE = {
     "flush-key-last-used": {"task": "accounts.flush_last_used", "schedule": 60.0},
@@ -359,6 +364,9 @@ TURNOUT: dict[str, Any] = {
     # A worker refreshes its heartbeat this often; it counts as alive for WORKER_TTL seconds.
     "WORKER_HEARTBEAT_SECONDS": env_float("TURNOUT_WORKER_HEARTBEAT_SECONDS", 2.0, 0.1),
     "WORKER_TTL_SECONDS": env_float("TURNOUT_WORKER_TTL_SECONDS", 10.0, 0.5),
+    # Beat's heartbeat (controlplane/beat.py): how often, and how long a silent beat still counts as alive.
+    "BEAT_HEARTBEAT_SECONDS": env_float("TURNOUT_BEAT_HEARTBEAT_SECONDS", 2.0, 0.1),
+    "BEAT_TTL_SECONDS": env_float("TURNOUT_BEAT_TTL_SECONDS", 15.0, 0.5),
     # Each dependency check in /v2/health/ready gives up after this long.
     "HEALTH_CHECK_TIMEOUT_SECONDS": env_float("TURNOUT_HEALTH_CHECK_TIMEOUT_SECONDS", 1.5, 0.1),
     # Largest model artifact accepted at upload (bytes); default 2 GiB.

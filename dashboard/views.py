@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET
 
 from controlplane.htmx import HtmxHttpRequest
 from controlplane.redis_client import get_redis, redis_keys
-from dataplane.liveness import alive_workers
+from dataplane.liveness import alive_workers, beat_state
 from observability import queries, reports
 from registry.models import ModelVersion, RegisteredModel, VersionStatus
 from registry.services import PRODUCTION
@@ -45,9 +45,13 @@ def _service_parts() -> dict[str, Any]:
         parts.append({"name": "Redis", "ok": True, "detail": "answers PING"})
         workers = alive_workers(client, redis_keys(), float(settings.TURNOUT["WORKER_TTL_SECONDS"]))
         parts.append({"name": "Workers", "ok": bool(workers), "detail": ", ".join(workers) or "none alive"})
+        beat = beat_state(client.get(redis_keys().beat()), float(settings.TURNOUT["BEAT_TTL_SECONDS"]))
+        detail = beat.get("error") or f"heartbeat {beat['seconds_ago']} s ago (pid {beat['pid']} on {beat['host']})"
+        parts.append({"name": "Beat", "ok": beat["ok"], "detail": detail})
     except redis.RedisError as exc:
         parts.append({"name": "Redis", "ok": False, "detail": str(exc)})
         parts.append({"name": "Workers", "ok": False, "detail": "unknown while Redis is down"})
+        parts.append({"name": "Beat", "ok": False, "detail": "unknown while Redis is down"})
     return {"parts": parts, "workers": workers}
 
 

@@ -37,6 +37,10 @@ class RedisKeys:
         """What a worker's last heartbeat said about itself (JSON)."""
         return f"{self.prefix}:worker:{name}"
 
+    def beat(self) -> str:
+        """The beat process's last heartbeat (JSON, expires when it stops)."""
+        return f"{self.prefix}:beat"
+
     # --- change notices (pub/sub channels) -------------------------------
     def catalog_channel(self) -> str:
         """A registry change: the model's name; gateways and workers re-read it."""

@@ -51,6 +51,23 @@ def alive_workers(client: Any, keys: RedisKeys, ttl_seconds: float) -> list[str]
     return [_text(m) for m in client.zrangebyscore(keys.workers(), alive_since(ttl_seconds), "+inf")]
 
 
+def record_beat(client: Any, keys: RedisKeys, info: dict[str, Any], ttl_seconds: float) -> None:
+    """The beat process is alive now; the key expires on its own when it stops."""
+    client.set(keys.beat(), json.dumps({**info, "heartbeat_at": time.time()}), ex=max(1, int(ttl_seconds * 3)))
+
+
+def beat_state(raw: bytes | str | None, ttl_seconds: float, now: float | None = None) -> dict[str, Any]:
+    """What readers show of beat: alive (a heartbeat within the TTL), since when, and where."""
+    if not raw:
+        return {"ok": False, "error": "beat has sent no heartbeat; start exactly one `celery -A controlplane beat`"}
+    info = json.loads(raw)
+    age = max(0.0, (now if now is not None else time.time()) - float(info.get("heartbeat_at", 0)))
+    state = {"ok": age <= ttl_seconds, "seconds_ago": round(age, 1), "pid": info.get("pid"), "host": info.get("host")}
+    if not state["ok"]:
+        state["error"] = f"beat's last heartbeat was {age:.0f} s ago: canary analysis and rollups are stopped"
+    return state
+
+
 async def read_served_by(client: Any, keys: RedisKeys, version_id: int, ttl_seconds: float) -> dict[str, str]:
     """worker name -> execution provider, for the live workers serving this version."""
     pipe = client.pipeline(transaction=False)

@@ -112,7 +112,7 @@ class Gateway:
     async def ready(self, scope: Scope, receive: Receive, send: Send) -> None:
         ready, report = await self.readiness.check()
         if not ready:
-            down = [name for name, result in report.items() if not result["ok"]]
+            down = [name for name, result in report.items() if not result["ok"] and result.get("required", True)]
             logger.warning("not ready: %s down", ", ".join(down))
             await send_json(send, 503, {"ready": False, "down": down, "checks": report}, [(b"retry-after", b"5")])
             return

@@ -20,7 +20,7 @@ from django.conf import settings
 
 from controlplane.database import database_conninfo
 from controlplane.redis_client import redis_keys
-from dataplane.liveness import alive_since
+from dataplane.liveness import alive_since, beat_state
 
 logger = logging.getLogger(__name__)
 
@@ -83,26 +83,36 @@ class Readiness:
                 await self._db.close()
             self._db = None
 
-    async def check_redis_and_workers(self) -> tuple[CheckResult, CheckResult]:
+    async def check_redis_and_workers(self) -> tuple[CheckResult, CheckResult, CheckResult]:
+        keys = redis_keys()
         try:
             async with asyncio.timeout(self.timeout):
                 client = self.redis()
                 await client.ping()
-                alive = await client.zcount(
-                    redis_keys().workers(), alive_since(float(settings.TURNOUT["WORKER_TTL_SECONDS"])), "+inf"
-                )
+                pipe = client.pipeline(transaction=False)
+                pipe.zcount(keys.workers(), alive_since(float(settings.TURNOUT["WORKER_TTL_SECONDS"])), "+inf")
+                pipe.get(keys.beat())
+                alive, beat_raw = await pipe.execute()
         except (TimeoutError, aioredis.RedisError, OSError) as exc:
             unknown = CheckResult(False, {"error": "unknown while Redis is unreachable"})
-            return CheckResult(False, {"error": _describe(exc, "Redis")}), unknown
+            return CheckResult(False, {"error": _describe(exc, "Redis")}), unknown, unknown
+        state = beat_state(beat_raw, float(settings.TURNOUT["BEAT_TTL_SECONDS"]))
+        beat = CheckResult(bool(state.pop("ok")), state)
         if alive:
-            return CheckResult(True), CheckResult(True, {"alive": alive})
+            return CheckResult(True), CheckResult(True, {"alive": alive}), beat
         advice = "no worker has sent a heartbeat recently; start one with `celery -A controlplane worker`"
-        return CheckResult(True), CheckResult(False, {"alive": 0, "error": advice})
+        return CheckResult(True), CheckResult(False, {"alive": 0, "error": advice}), beat
 
     async def check(self) -> tuple[bool, dict[str, Any]]:
-        database, (redis_result, workers) = await asyncio.gather(self.check_database(), self.check_redis_and_workers())
+        database, (redis_result, workers, beat) = await asyncio.gather(
+            self.check_database(), self.check_redis_and_workers()
+        )
         checks = {"database": database, "redis": redis_result, "workers": workers}
         report = {name: {"ok": result.ok, **result.detail} for name, result in checks.items()}
+        # Shown, not required: without beat, requests are still served (canaries stop
+        # advancing and rollups stop moving); taking web processes out of a load
+        # balancer for it would turn a stalled control loop into an outage.
+        report["beat"] = {"ok": beat.ok, "required": False, **beat.detail}
         ready = all(result.ok for result in checks.values())
         return ready, report
 
