@@ -97,6 +97,26 @@ def env_list(name: str, default: str) -> list[str]:
 
 DEBUG = env_bool("DEBUG", False)
 
+
+def host_memory_bytes() -> int:
+    """This host's memory: the physical total, or the container's cgroup limit when lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            raw = Path(limit).read_text().strip()
+        except OSError:
+            continue
+        if raw.isdigit():
+            total = min(total, int(raw))
+    return int(total)
+
+
+def validation_memory_bytes(host_bytes: int, concurrency: int) -> int:
+    """Default address-space limit of one validation child: together the children may use a
+    quarter of the host (the rest is for serving), at most 8 GiB each, at least 512 MiB."""
+    return max(512 * 1024**2, min(8 * 1024**3, host_bytes // 4 // max(1, concurrency)))
+
+
 # WhiteNoise serves static files with a synchronous iterator; under ASGI Django
 # warns on every file. The files are small and cached by browsers.
 warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators")
@@ -367,13 +387,22 @@ TURNOUT: dict[str, Any] = {
     # Beat's heartbeat (controlplane/beat.py): how often, and how long a silent beat still counts as alive.
     "BEAT_HEARTBEAT_SECONDS": env_float("TURNOUT_BEAT_HEARTBEAT_SECONDS", 2.0, 0.1),
     "BEAT_TTL_SECONDS": env_float("TURNOUT_BEAT_TTL_SECONDS", 15.0, 0.5),
+    # Longest database statement in a worker or beat process (0: no limit); see controlplane/budget.py.
+    "TASK_STATEMENT_TIMEOUT_SECONDS": env_float("TURNOUT_TASK_STATEMENT_TIMEOUT_SECONDS", 60.0, 0.0),
     # Each dependency check in /v2/health/ready gives up after this long.
     "HEALTH_CHECK_TIMEOUT_SECONDS": env_float("TURNOUT_HEALTH_CHECK_TIMEOUT_SECONDS", 1.5, 0.1),
     # Largest model artifact accepted at upload (bytes); default 2 GiB.
     "MAX_ARTIFACT_BYTES": env_int("TURNOUT_MAX_ARTIFACT_BYTES", 2 * 1024**3, 1),
     # Validation child process limits.
     "VALIDATION_TIMEOUT_SECONDS": env_int("TURNOUT_VALIDATION_TIMEOUT_SECONDS", 300, 1),
-    "VALIDATION_MEMORY_BYTES": env_int("TURNOUT_VALIDATION_MEMORY_BYTES", 8 * 1024**3, 64 * 1024**2),
+    # Validation children a worker process runs at once (the others wait, still pending).
+    "VALIDATION_CONCURRENCY": env_int("TURNOUT_VALIDATION_CONCURRENCY", 1, 1),
+    # Sized from the host unless set: see validation_memory_bytes above.
+    "VALIDATION_MEMORY_BYTES": env_int(
+        "TURNOUT_VALIDATION_MEMORY_BYTES",
+        validation_memory_bytes(host_memory_bytes(), env_int("TURNOUT_VALIDATION_CONCURRENCY", 1, 1)),
+        64 * 1024**2,
+    ),
     # Largest inference request body (bytes) and longest per-request timeout a client may ask for.
     "MAX_REQUEST_BYTES": env_int("TURNOUT_MAX_REQUEST_BYTES", 64 * 1024**2, 1024),
     "MAX_REQUEST_TIMEOUT_SECONDS": env_float("TURNOUT_MAX_REQUEST_TIMEOUT_SECONDS", 600.0, 0.001),

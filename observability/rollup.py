@@ -32,6 +32,7 @@ from django.db import transaction
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
+from controlplane.budget import Budget
 from controlplane.redis_client import get_redis, redis_keys
 from dataplane.keys import RedisKeys
 from observability.models import HourStats, MinuteStats, StatsBucket
@@ -255,11 +256,14 @@ def release_claim(client: Any, key: str, index: str) -> None:
     pipe.execute()
 
 
-def roll_up_minutes(now: dt.datetime | None = None) -> int:
+def roll_up_minutes(now: dt.datetime | None = None, budget_s: float | None = None) -> int:
     """Move every finished minute from Redis into `MinuteStats`; the number of hashes moved.
 
     Safe to run twice at once and after a run that died: see the module docstring.
+    With `budget_s`, it stops between two hashes once the budget is spent; the next
+    run moves the rest.
     """
+    budget = Budget(budget_s)
     now_s = _now_s(now)
     keys = redis_keys()
     client = get_redis()
@@ -267,6 +271,9 @@ def roll_up_minutes(now: dt.datetime | None = None) -> int:
     moved = 0
     for _, index in _finished_indexes(client, keys, finished_before(now_s)):
         for member in client.smembers(index):
+            if budget.spent():
+                logger.info("rollup: budget of %s s spent after %d hashes; the next run goes on", budget_s, moved)
+                return moved
             key = _text(member)
             series = parse_key(keys, key)
             if series is None:
@@ -335,26 +342,45 @@ def dirty_hours(
     )
 
 
-def roll_up_hours(now: dt.datetime | None = None) -> int:
+def roll_up_hours(now: dt.datetime | None = None, budget_s: float | None = None) -> int:
     """Merge the minutes of complete hours into `HourStats`; the number of hour rows written.
 
     An hour is recomputed from all its minutes (not added to) whenever one of
     them changed, so running twice, or after a late minute, gives the same rows.
+    With `budget_s`, it stops between two hours once the budget is spent.
     """
+    budget = Budget(budget_s)
     until = dt.datetime.fromtimestamp(finished_before(_now_s(now)), tz=dt.UTC)
     written = 0
     for model, version, arm, hour in list(dirty_hours(None, _hour_of(until))):
+        if budget.spent():
+            logger.info("rollup: budget of %s s spent after %d hours; the next run goes on", budget_s, written)
+            break
         if merge_hour(model, version, arm, hour) is not None:
             written += 1
     return written
 
 
-def prune(now: dt.datetime | None = None) -> tuple[int, int]:
-    """Delete minute and hour rows past their retention (settings.TURNOUT METRICS_*_RETENTION_DAYS)."""
+PRUNE_BATCH = 5_000
+
+
+def prune(now: dt.datetime | None = None, budget_s: float | None = None) -> tuple[int, int]:
+    """Delete minute and hour rows past their retention (settings.TURNOUT METRICS_*_RETENTION_DAYS).
+
+    In batches, each its own short statement, so a long backlog never holds one huge
+    delete; with `budget_s` it stops between batches and the next run goes on.
+    """
+    budget = Budget(budget_s)
     moment = now or timezone.now()
     conf = settings.TURNOUT
     minute_cutoff = moment - dt.timedelta(days=conf["METRICS_MINUTE_RETENTION_DAYS"])
     hour_cutoff = moment - dt.timedelta(days=conf["METRICS_HOUR_RETENTION_DAYS"])
-    minutes, _ = MinuteStats.objects.filter(start__lt=minute_cutoff).delete()
-    hours, _ = HourStats.objects.filter(start__lt=hour_cutoff).delete()
-    return minutes, hours
+    deleted = {MinuteStats: 0, HourStats: 0}
+    for model, cutoff in ((MinuteStats, minute_cutoff), (HourStats, hour_cutoff)):
+        while not budget.spent():
+            batch = list(model.objects.filter(start__lt=cutoff).values_list("pk", flat=True)[:PRUNE_BATCH])
+            if not batch:
+                break
+            count, _ = model.objects.filter(pk__in=batch).delete()
+            deleted[model] += count
+    return deleted[MinuteStats], deleted[HourStats]

@@ -5,6 +5,7 @@ Celery task (registry/tasks.py) and, for the quick start, in-process (services.v
 from __future__ import annotations
 
 import logging
+import threading
 
 from django.conf import settings
 from django.db import transaction
@@ -18,7 +19,29 @@ from registry.models import JobStatus, ModelVersion, ValidationJob, VersionStatu
 logger = logging.getLogger(__name__)
 
 
+_slots: threading.BoundedSemaphore | None = None
+_slots_lock = threading.Lock()
+
+
+def _validation_slots() -> threading.BoundedSemaphore:
+    """At most TURNOUT_VALIDATION_CONCURRENCY children per process: each may use
+    TURNOUT_VALIDATION_MEMORY_BYTES, and the worker's thread pool would otherwise start
+    as many as it has threads."""
+    global _slots
+    with _slots_lock:
+        if _slots is None:
+            _slots = threading.BoundedSemaphore(int(settings.TURNOUT["VALIDATION_CONCURRENCY"]))
+        return _slots
+
+
 def run_validation(job_id: int) -> ValidationJob | None:
+    """Validate a version in a child process with memory and time limits, one slot of
+    TURNOUT_VALIDATION_CONCURRENCY at a time; see `_run` for what a run does."""
+    with _validation_slots():
+        return _run(job_id)
+
+
+def _run(job_id: int) -> ValidationJob | None:
     """Validate a version in a child process with memory and time limits.
 
     Safe to run twice for the same job (a redelivered message): only a job
