@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 LOCK := requirements/dev.lock
 
-.PHONY: run setup test lint format typecheck check lock bench
+.PHONY: run setup test lint format typecheck check lock bench drill
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -64,3 +64,7 @@ bench: setup
 	$(BIN)/python manage.py check_services --create-database
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## Fault drill: load while a worker is killed, Redis and PostgreSQL restart (private ones; docs/operations.md).
+drill: setup
+	$(BIN)/python bench/fault_drill.py $(DRILL_ARGS)
