@@ -19,8 +19,12 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings
+from rest_framework.test import APIClient
 
+from registry.permissions import maintainers_group
+from tests.factories import AdminFactory, RegisteredModelFactory, UserFactory
 from tests.support.asgi import AsgiClient
+from tests.support.clients import signed_in
 
 
 def test_queue() -> str:
@@ -63,14 +67,64 @@ def redis_client() -> Iterator[redis.Redis]:
     client.close()
 
 
-@pytest.fixture
-def admin(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_superuser("ada", "ada@example.com", "correct horse battery")
+# --- Personas ---------------------------------------------------------------------------------------------------
+# Their rights are explained once, in this module's docstring.
 
 
 @pytest.fixture
-def viewer(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("vic", "vic@example.com", "correct horse battery")
+def admin(db: None) -> Any:
+    return AdminFactory(username="ada")
+
+
+@pytest.fixture
+def owner(db: None) -> Any:
+    return UserFactory(username="olga", maintainer=True)
+
+
+@pytest.fixture
+def outsider(db: None) -> Any:
+    return UserFactory(username="otto")
+
+
+@pytest.fixture
+def maintainer(outsider: Any) -> Any:
+    """The outsider, made a maintainer, with a model of his own."""
+    outsider.groups.add(maintainers_group())
+    RegisteredModelFactory(name="churn", actor=outsider)
+    return outsider
+
+
+@pytest.fixture
+def viewer(db: None) -> Any:
+    return UserFactory(username="vic")
+
+
+# Each persona's management API client, signed in without a login form.
+
+
+@pytest.fixture
+def admin_api(admin: Any) -> APIClient:
+    return signed_in(admin, APIClient)
+
+
+@pytest.fixture
+def owner_api(owner: Any) -> APIClient:
+    return signed_in(owner, APIClient)
+
+
+@pytest.fixture
+def maintainer_api(maintainer: Any) -> APIClient:
+    return signed_in(maintainer, APIClient)
+
+
+@pytest.fixture
+def viewer_api(viewer: Any) -> APIClient:
+    return signed_in(viewer, APIClient)
+
+
+@pytest.fixture
+def anonymous_api() -> APIClient:
+    return APIClient()
 
 
 @pytest.fixture

@@ -21,11 +21,6 @@ from controlplane.redis_client import redis_keys
 
 
 @pytest.fixture
-def outsider(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("otto", "otto@example.com", "correct horse battery")
-
-
-@pytest.fixture
 def viewer_key(viewer: Any) -> tuple[ApiKey, str]:
     """A key `viewer` created for inference, with its secret."""
     return services.create_key(viewer, name="scoring job", model_patterns=["*"], actions=["infer", "read"])

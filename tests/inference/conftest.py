@@ -42,16 +42,6 @@ def artifacts(settings: Any, artifact_dir: Path) -> Path:
 
 
 @pytest.fixture
-def owner(django_user_model: Any) -> Any:
-    """A maintainer: member of the `maintainers` group, owner of the models it creates."""
-    from registry.permissions import maintainers_group
-
-    user = django_user_model.objects.create_user("olga", "olga@example.com", "correct horse battery")
-    user.groups.add(maintainers_group())
-    return user
-
-
-@pytest.fixture
 def registry(owner: Any, artifacts: Path) -> Registry:
     return Registry(owner)
 

@@ -6,15 +6,19 @@ Kept out of conftest.py so that test modules can import them.
 from __future__ import annotations
 
 import contextlib
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
+from django.test import override_settings
 
+from registry.models import RegisteredModel
 from tests.conftest import test_queue
+from tests.factories import ModelVersionFactory, RegisteredModelFactory, UserFactory
 from tests.support.processes import WorkerProcess, wait_for
 
 # Workers started here serve only these models; `unserved-...` models have none.
@@ -35,8 +39,6 @@ def require_test_database() -> None:
     marked `django_db`; without one, connections would reach the development
     database.
     """
-    from django.db import connection
-
     expected = settings.DATABASES["default"]["TEST"]["NAME"]
     if connection.settings_dict["NAME"] != expected or settings.DATABASES["default"]["NAME"] != expected:
         raise RuntimeError(
@@ -53,17 +55,11 @@ def committed_registry(django_db_blocker: Any, artifact_dir: Path) -> Iterator[R
     them through their own connections) and stay for the module; afterwards
     every table is flushed, as a transactional test does when it ends.
     """
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-    from django.test import override_settings
-
-    from registry.permissions import maintainers_group
-
     require_test_database()
     backend = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(artifact_dir)}}
     with django_db_blocker.unblock(), override_settings(STORAGES={**settings.STORAGES, "artifacts": backend}):
-        user = get_user_model().objects.create_user("olga", "olga@example.com", "correct horse battery")
-        user.groups.add(maintainers_group())
+        # The `owner` persona of tests/conftest.py, committed for the module.
+        user = UserFactory(username="olga", maintainer=True)
         try:
             yield Registry(user)
         finally:
@@ -117,15 +113,7 @@ class Registry:
         self, name: str, onnx_bytes: bytes, *, validate: bool = True, production: bool = True, **fields: Any
     ) -> Any:
         require_test_database()
-        from registry import services
-        from registry.models import RegisteredModel, VersionStatus
-
-        model = RegisteredModel.objects.filter(name=name).first() or services.create_model(name=name, actor=self.owner)
-        version = services.upload_version(model, io.BytesIO(onnx_bytes), actor=self.owner, **fields).version
-        if validate:
-            services.run_validation(version.validation_jobs.get().pk)
-            version.refresh_from_db()
-            assert version.status == VersionStatus.READY, version.status_reason
-            if production:
-                services.set_alias(model, services.PRODUCTION, version, actor=self.owner)
-        return version
+        model = RegisteredModel.objects.filter(name=name).first() or RegisteredModelFactory(name=name, actor=self.owner)
+        return ModelVersionFactory(
+            model=model, actor=self.owner, onnx_bytes=onnx_bytes, validate=validate, production=production, **fields
+        )

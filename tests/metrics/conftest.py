@@ -35,15 +35,6 @@ def artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("artifacts")
 
 
-@pytest.fixture
-def owner(django_user_model: Any) -> Any:
-    from registry.permissions import maintainers_group
-
-    user = django_user_model.objects.create_user("olga", "olga@example.com", "correct horse battery")
-    user.groups.add(maintainers_group())
-    return user
-
-
 @dataclass
 class Registry:
     """Registers models the way users do: upload, validate, point `production` at the version."""

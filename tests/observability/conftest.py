@@ -103,16 +103,6 @@ def now() -> dt.datetime:
 
 
 @pytest.fixture
-def owner(django_user_model: Any) -> Any:
-    """A maintainer: member of the `maintainers` group, owner of the models it creates."""
-    from registry.permissions import maintainers_group
-
-    user = django_user_model.objects.create_user("olga", "olga@example.com", "correct horse battery")
-    user.groups.add(maintainers_group())
-    return user
-
-
-@pytest.fixture
 def artifacts(settings: Any, tmp_path: Path) -> Path:
     backend = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}}
     settings.STORAGES = {**settings.STORAGES, "artifacts": backend}

@@ -30,12 +30,12 @@ def production() -> Alias | None:
 
 
 def test_outsider_cannot_move_an_alias(
-    outsider_api: APIClient, owner: Any, two_ready: list[ModelVersion], fraud: RegisteredModel
+    maintainer_api: APIClient, owner: Any, two_ready: list[ModelVersion], fraud: RegisteredModel
 ) -> None:
     services.set_alias(fraud, "production", two_ready[0], actor=owner)
 
-    response = outsider_api.put("/api/models/fraud/aliases/production/", {"version": 2}, format="json")
-    deleted = outsider_api.delete("/api/models/fraud/aliases/production/")
+    response = maintainer_api.put("/api/models/fraud/aliases/production/", {"version": 2}, format="json")
+    deleted = maintainer_api.delete("/api/models/fraud/aliases/production/")
 
     assert response.status_code == 403
     assert "maintainers of model 'fraud'" in response.json()["detail"]

@@ -38,7 +38,7 @@ def test_anonymous_cannot_read_the_audit_log(anonymous_api: APIClient, fraud: Re
 
 
 def test_audit_filters_by_object_action_and_actor(
-    viewer_api: APIClient, owner: Any, outsider: Any, fraud: RegisteredModel
+    viewer_api: APIClient, owner: Any, maintainer: Any, fraud: RegisteredModel
 ) -> None:
     services.update_model(fraud, actor=owner, description="new")
 

@@ -84,9 +84,9 @@ def test_list_searches_name_description_and_tags_and_filters_by_tag(
 
 
 def test_retrieve_shows_owner_maintainers_and_aliases(
-    viewer_api: APIClient, fraud: RegisteredModel, outsider: Any
+    viewer_api: APIClient, fraud: RegisteredModel, maintainer: Any
 ) -> None:
-    fraud.maintainers.add(outsider)
+    fraud.maintainers.add(maintainer)
 
     response = viewer_api.get("/api/models/fraud/")
     missing = viewer_api.get("/api/models/nope/")
@@ -100,8 +100,8 @@ def test_retrieve_shows_owner_maintainers_and_aliases(
     assert missing.status_code == 404
 
 
-def test_outsider_cannot_change_someone_elses_model(outsider_api: APIClient, fraud: RegisteredModel) -> None:
-    response = outsider_api.patch("/api/models/fraud/", {"description": "mine now"}, format="json")
+def test_outsider_cannot_change_someone_elses_model(maintainer_api: APIClient, fraud: RegisteredModel) -> None:
+    response = maintainer_api.patch("/api/models/fraud/", {"description": "mine now"}, format="json")
 
     assert response.status_code == 403
     assert "maintainers of model 'fraud'" in response.json()["detail"]

@@ -47,9 +47,9 @@ def test_viewer_cannot_upload_and_nothing_is_stored(
 
 
 def test_outsider_cannot_upload_to_a_model_they_do_not_maintain(
-    outsider_api: APIClient, fraud: RegisteredModel
+    maintainer_api: APIClient, fraud: RegisteredModel
 ) -> None:
-    response = upload(outsider_api, "fraud", onnx_bytes())
+    response = upload(maintainer_api, "fraud", onnx_bytes())
 
     assert response.status_code == 403
     assert not ModelVersion.objects.filter(model=fraud).exists()
@@ -348,10 +348,10 @@ def test_patch_of_an_immutable_field_is_400(owner_api: APIClient, ready_version:
 
 
 def test_viewer_and_outsider_cannot_patch_a_version(
-    viewer_api: APIClient, outsider_api: APIClient, ready_version: ModelVersion
+    viewer_api: APIClient, maintainer_api: APIClient, ready_version: ModelVersion
 ) -> None:
     by_viewer = viewer_api.patch("/api/models/fraud/versions/1/", {"max_batch_size": 8}, format="json")
-    by_outsider = outsider_api.patch("/api/models/fraud/versions/1/", {"max_batch_size": 8}, format="json")
+    by_outsider = maintainer_api.patch("/api/models/fraud/versions/1/", {"max_batch_size": 8}, format="json")
 
     assert by_viewer.status_code == 403
     assert by_outsider.status_code == 403

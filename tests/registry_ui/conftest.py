@@ -18,7 +18,6 @@ import pytest
 from registry import services
 from registry.demo_models import build_mlp
 from registry.models import ModelVersion, RegisteredModel
-from registry.permissions import maintainers_group
 
 
 @pytest.fixture(autouse=True)
@@ -29,13 +28,6 @@ def artifact_storage(settings: Any, tmp_path: Path) -> Path:
         "artifacts": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}},
     }
     return tmp_path
-
-
-@pytest.fixture
-def owner(django_user_model: Any) -> Any:
-    user = django_user_model.objects.create_user("olga", "olga@example.com", "correct horse battery")
-    user.groups.add(maintainers_group())
-    return user
 
 
 @pytest.fixture

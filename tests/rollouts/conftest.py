@@ -31,7 +31,10 @@ import pytest
 from django.db import connection
 from onnx import TensorProto, helper, numpy_helper
 
+from registry import services
 from registry.demo_models import build_mlp
+from registry.models import RegisteredModel
+from tests.factories import UserFactory
 from tests.inference import conftest as inference
 from tests.inference.serving import Registry, committed_registry
 from tests.inference.v2 import Gateway
@@ -39,10 +42,9 @@ from tests.inference.v2 import Gateway
 T = TypeVar("T")
 
 # The inference tests' fixtures, offered here too: a module's worker process, the in-process gateway,
-# the registry that registers models as users do (its `owner` is olga).
+# the registry that registers models as users do (its `owner` is olga, from tests/conftest.py).
 artifact_dir = inference.artifact_dir
 artifacts = inference.artifacts
-owner = inference.owner
 registry = inference.registry
 worker = inference.worker
 gateway = inference.gateway
@@ -200,20 +202,13 @@ class Catalog:
 
     registry: Registry
     owner: Any
-    outsider: Any
+    maintainer: Any
 
 
 @pytest.fixture(scope="module")
 def catalog(django_db_setup: Any, django_db_blocker: Any, artifact_dir: Path) -> Iterator[Catalog]:
-    from django.contrib.auth import get_user_model
-
-    from registry import services
-    from registry.models import RegisteredModel
-    from registry.permissions import maintainers_group
-
     with committed_registry(django_db_blocker, artifact_dir) as shared:
-        otto = get_user_model().objects.create_user("otto", "otto@example.com", "correct horse battery")
-        otto.groups.add(maintainers_group())
+        otto = UserFactory(username="otto", maintainer=True)
         for seed in range(3):
             shared.add("fraud", champion_model(seed), production=seed == 0)
         pending = services.upload_version(
@@ -222,13 +217,3 @@ def catalog(django_db_setup: Any, django_db_blocker: Any, artifact_dir: Path) ->
         assert pending.version.number == 4
         Registry(otto).add("churn", champion_model(5))
         yield Catalog(shared, shared.owner, otto)
-
-
-@pytest.fixture
-def persona_owner(catalog: Catalog) -> Any:
-    return catalog.owner
-
-
-@pytest.fixture
-def outsider(catalog: Catalog) -> Any:
-    return catalog.outsider
