@@ -23,9 +23,9 @@ import pytest
 import redis
 from django.conf import settings
 
-from tests.inference.serving import Registry, Workers, start_workers
-from tests.inference.v2 import Gateway
 from tests.support.asgi import AsgiClient
+from tests.support.serving import Registry, Workers, start_workers
+from tests.support.v2 import Gateway
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ import redis
 from controlplane.redis_client import redis_keys
 from registry import services
 from registry.demo_models import build_mlp
-from tests.inference.serving import Registry
-from tests.inference.v2 import Gateway, tensor
 from tests.support.processes import wait_for
+from tests.support.serving import Registry
+from tests.support.v2 import Gateway, tensor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

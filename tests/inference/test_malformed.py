@@ -24,8 +24,8 @@ from onnx import TensorProto
 
 from controlplane.redis_client import redis_keys
 from registry.demo_models import build_identity, build_mlp
-from tests.inference.serving import Workers, committed_registry
-from tests.inference.v2 import Gateway, binary_request, infer_path
+from tests.support.serving import Workers, committed_registry
+from tests.support.v2 import Gateway, binary_request, infer_path
 
 pytestmark = pytest.mark.django_db
 

@@ -12,8 +12,8 @@ import redis
 
 from controlplane.redis_client import redis_keys
 from registry.demo_models import build_mlp
-from tests.inference.v2 import Gateway, tensor
 from tests.support.processes import wait_for
+from tests.support.v2 import Gateway, tensor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

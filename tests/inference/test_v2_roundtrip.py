@@ -17,7 +17,7 @@ from onnx import TensorProto
 from controlplane.redis_client import redis_keys
 from dataplane.wire import NUMPY_DTYPES
 from registry.demo_models import build_identity, build_iris_classifier, build_mlp
-from tests.inference.v2 import (
+from tests.support.v2 import (
     Gateway,
     binary_request,
     bytes_elements,

@@ -23,9 +23,9 @@ from django.conf import settings
 from controlplane.redis_client import redis_keys
 from dataplane.scripts import GROUP
 from registry.demo_models import build_mlp_large
-from tests.inference.serving import Registry, Workers, start_workers
-from tests.inference.v2 import Gateway, binary_request, exchange, infer_path, split_binary_response
 from tests.support.processes import wait_for
+from tests.support.serving import Registry, Workers, start_workers
+from tests.support.v2 import Gateway, binary_request, exchange, infer_path, split_binary_response
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

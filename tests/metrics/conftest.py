@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import test_queue
 from tests.support.processes import WebProcess, WorkerProcess, wait_for
@@ -59,30 +58,6 @@ def registry(owner: Any, settings: Any, artifact_dir: Path) -> Registry:
     backend = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(artifact_dir)}}
     settings.STORAGES = {**settings.STORAGES, "artifacts": backend}
     return Registry(owner)
-
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def parse(text: str) -> Samples:
-    """Every sample of a Prometheus text exposition, by sample name and labels."""
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            key = (sample.name, frozenset(sample.labels.items()))
-            assert key not in samples, f"duplicate series {key}"
-            samples[key] = sample.value
-    return samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    """The sum of the samples called `name` whose labels include `labels` (0 when there are none)."""
-    wanted = set(labels.items())
-    return sum(v for (sample, have), v in samples.items() if sample == name and wanted <= have)
-
-
-def families(text: str) -> set[str]:
-    return {family.name for family in text_string_to_metric_families(text)}
 
 
 @dataclass

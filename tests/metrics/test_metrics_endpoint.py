@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.metrics.conftest import families
+from tests.support.prometheus import families
 
 pytestmark = pytest.mark.django_db
 

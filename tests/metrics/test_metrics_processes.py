@@ -17,9 +17,10 @@ import orjson
 import pytest
 
 from registry.demo_models import build_mlp
-from tests.metrics.conftest import METRICS_TOKEN, Stack, families, parse, value
+from tests.metrics.conftest import METRICS_TOKEN, Stack
 from tests.support.asgi import AsgiClient
 from tests.support.processes import wait_for
+from tests.support.prometheus import families, parse, value
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 

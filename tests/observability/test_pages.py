@@ -17,7 +17,7 @@ from django.test import Client
 from controlplane.redis_client import redis_keys
 from dataplane.liveness import record_heartbeat
 from observability import queries, rollup
-from tests.observability.conftest import MODEL, observations
+from tests.support.figures import MODEL, observations
 
 pytestmark = pytest.mark.django_db
 

@@ -23,18 +23,10 @@ from registry import services as registry_services
 from rollouts import services
 from rollouts.analysis import run_due_analyses
 from rollouts.models import Rollout, RolloutStatus
-from tests.inference.serving import Registry, Workers
-from tests.inference.v2 import Gateway
-from tests.rollouts.conftest import (
-    body,
-    champion_model,
-    fails_on_large_first_feature,
-    in_thread,
-    keyed,
-    much_slower,
-    run,
-    wait_for_routing,
-)
+from tests.rollouts.conftest import in_thread, keyed, run, wait_for_routing
+from tests.support.rollout_models import body, champion_model, fails_on_large_first_feature, much_slower
+from tests.support.serving import Registry, Workers
+from tests.support.v2 import Gateway
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration, pytest.mark.timeout(180)]
 

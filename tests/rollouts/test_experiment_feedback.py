@@ -24,10 +24,11 @@ from rollouts import services
 from rollouts.analysis import rewards
 from rollouts.models import Arm, RolloutStatus
 from rollouts.statistics import Moments
-from tests.inference.serving import Registry, Workers
-from tests.inference.v2 import Gateway
-from tests.rollouts.conftest import body, champion_model, forget_figures, keyed, run, wait_for_routing
+from tests.rollouts.conftest import forget_figures, keyed, run, wait_for_routing
 from tests.support.asgi import AsgiResponse
+from tests.support.rollout_models import body, champion_model
+from tests.support.serving import Registry, Workers
+from tests.support.v2 import Gateway
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 

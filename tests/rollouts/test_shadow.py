@@ -18,10 +18,11 @@ from rest_framework.test import APIClient
 
 from rollouts import services
 from rollouts.models import RolloutStatus
-from tests.inference.serving import Registry, Workers
-from tests.inference.v2 import Gateway
-from tests.rollouts.conftest import body, champion_model, fails_on_large_first_feature, keyed, run, wait_for_routing
+from tests.rollouts.conftest import keyed, run, wait_for_routing
 from tests.support.asgi import AsgiResponse
+from tests.support.rollout_models import body, champion_model, fails_on_large_first_feature
+from tests.support.serving import Registry, Workers
+from tests.support.v2 import Gateway
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 

@@ -11,10 +11,11 @@ import pytest
 
 from rollouts import services
 from rollouts.splitting import SLOTS, bounds, choose, mirrored
-from tests.inference.serving import Registry, Workers
-from tests.inference.v2 import Gateway
-from tests.rollouts.conftest import body, champion_model, keyed, run, wait_for_routing
+from tests.rollouts.conftest import keyed, run, wait_for_routing
 from tests.support.asgi import AsgiResponse
+from tests.support.rollout_models import body, champion_model
+from tests.support.serving import Registry, Workers
+from tests.support.v2 import Gateway
 
 KEYS = [f"user-{i}" for i in range(10_000)]
 
