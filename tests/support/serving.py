@@ -1,6 +1,6 @@
-"""Helpers for the inference tests: registering models, starting worker processes.
-
-Kept out of conftest.py so that test modules can import them.
+"""Serving models in tests: registering them the way users do (per test, or committed once for
+a whole module), and starting worker processes that serve them. tests/integration and
+tests/rollouts use them.
 """
 
 from __future__ import annotations

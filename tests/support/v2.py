@@ -64,6 +64,12 @@ def tensor(name: str, datatype: str, array: np.ndarray, nested: bool = False) ->
     return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": data}
 
 
+def ready_status(client: AsgiClient) -> tuple[int, dict]:
+    """`/v2/health/ready`: its status and its body."""
+    response = client.get("/v2/health/ready")
+    return response.status, response.json()
+
+
 class Gateway:
     """The V2 endpoints of an in-process gateway."""
 
