@@ -1,98 +1,17 @@
-"""Fixtures for the latency figures: observations written to Redis by the real
-`Recorder` at chosen minutes, and models registered the way users do.
+"""Fixtures for the latency figures: the rollups, the dashboard's queries, `/metrics`.
 
-Personas, besides `admin` and `viewer` from tests/conftest.py:
-- `owner`: a maintainer who registers the models the pages show.
-
-Minutes are injected into the past by pinning the clock the recorder reads;
-everything else (the hash fields, the index set, the TTLs) is the recorder's own.
+Observations are written to Redis by the real `Recorder` (`inject`, from tests/conftest.py,
+which the dashboard's page tests use too), with helpers from tests/support/figures.py;
+models are registered by `owner` (`register`). `viewer` and `admin` are the personas of
+tests/conftest.py: any signed-in user reads the figures, only an admin's session the metrics.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import io
-import random
-from collections.abc import Callable, Iterable
-from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
-import redis
-import redis.asyncio as aioredis
-from django.conf import settings
 from django.utils import timezone
-
-from controlplane.redis_client import redis_keys
-from dataplane.keys import RedisKeys
-from observability import recorder as recorder_module
-from observability import rollup
-from observability.recorder import Observation, Recorder
-from registry.demo_models import build_mlp
-
-MODEL = "iris"
-
-
-def minute_of(moment: dt.datetime) -> int:
-    return int(moment.timestamp() // 60) * 60
-
-
-def claim(client: redis.Redis, at: dt.datetime, now: dt.datetime) -> tuple[rollup.SeriesMinute, str]:
-    """What a rollup run does first, and nothing more: as if it stopped right after claiming."""
-    prefix = str(settings.TURNOUT["REDIS_PREFIX"])
-    minute = minute_of(at)
-    series = rollup.SeriesMinute(minute, MODEL, "1", "champion", rollup.new_token(now.timestamp()))
-    key = rollup.claim_key(RedisKeys(prefix), series.token or "", series)
-    hash_key = RedisKeys(prefix).obs_minute(minute, MODEL, "1", "champion")
-    client.register_script(rollup.CLAIM_SCRIPT)(keys=[hash_key, key, RedisKeys(prefix).obs_index(minute)], args=[60])
-    return series, key
-
-
-def observations(
-    count: int,
-    *,
-    model: str = MODEL,
-    version: str = "1",
-    arm: str = "champion",
-    seed: int = 0,
-    error_share: float = 0.0,
-) -> list[Observation]:
-    """Latencies spread over four orders of magnitude (0.1 ms to ~2 s), some errors, varied batch sizes."""
-    rng = random.Random(seed)
-    made = []
-    for _ in range(count):
-        total = min(rng.lognormvariate(1.5, 1.6), 2000.0) + 0.1
-        code = rng.choice((500, 503, 504, 400)) if rng.random() < error_share else 200
-        queue = total * rng.uniform(0.05, 0.5)
-        made.append(
-            Observation(model, version, arm, code, total, 0.05, queue, total * 0.4, rng.choice((1, 2, 4, 8, 16, 32)))
-        )
-    return made
-
-
-@pytest.fixture
-def inject(redis_client: redis.Redis) -> Callable[..., list[Observation]]:
-    """Record observations as the gateway does, with the recorder's clock at `at`, and flush them to Redis."""
-
-    def record(items: Iterable[Observation], at: dt.datetime) -> list[Observation]:
-        batch = list(items)
-
-        async def run() -> None:
-            client = aioredis.Redis.from_url(settings.REDIS_URL)
-            recorder = Recorder(client, redis_keys())
-            for obs in batch:
-                recorder.record(obs)
-            await recorder.close()
-            await client.aclose()
-
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(recorder_module, "time", SimpleNamespace(time=lambda: at.timestamp()))
-            asyncio.run(run())
-        return batch
-
-    return record
 
 
 @pytest.fixture
@@ -100,41 +19,3 @@ def now() -> dt.datetime:
     """A fixed 'now', 30 s into a minute, so that a test never straddles a minute boundary."""
     moment = timezone.now()
     return moment.replace(second=30, microsecond=0)
-
-
-@pytest.fixture
-def owner(django_user_model: Any) -> Any:
-    """A maintainer: member of the `maintainers` group, owner of the models it creates."""
-    from registry.permissions import maintainers_group
-
-    user = django_user_model.objects.create_user("olga", "olga@example.com", "correct horse battery")
-    user.groups.add(maintainers_group())
-    return user
-
-
-@pytest.fixture
-def artifacts(settings: Any, tmp_path: Path) -> Path:
-    backend = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}}
-    settings.STORAGES = {**settings.STORAGES, "artifacts": backend}
-    return tmp_path
-
-
-@pytest.fixture
-def register(owner: Any, artifacts: Path) -> Callable[..., Any]:
-    """Register a model; with `ready`, upload a small MLP, validate it and point `production` at it."""
-    from registry import services
-    from registry.models import RegisteredModel, VersionStatus
-
-    def add(name: str, *, ready: bool = True, onnx_bytes: bytes | None = None) -> Any:
-        model = RegisteredModel.objects.filter(name=name).first() or services.create_model(name=name, actor=owner)
-        if not ready:
-            return model
-        data = onnx_bytes or build_mlp(4, [8], 3)
-        version = services.upload_version(model, io.BytesIO(data), actor=owner).version
-        services.run_validation(version.validation_jobs.get().pk)
-        version.refresh_from_db()
-        assert version.status == VersionStatus.READY, version.status_reason
-        services.set_alias(model, services.PRODUCTION, version, actor=owner)
-        return version
-
-    return add

@@ -16,7 +16,7 @@ from dataplane.keys import RedisKeys
 from observability import queries, reports, rollup
 from observability.models import HourStats, MinuteStats
 from observability.sketch import exact_quantile
-from tests.observability.conftest import MODEL, claim, minute_of, observations
+from tests.support.figures import MODEL, claim, minute_of, observations
 
 pytestmark = pytest.mark.django_db
 

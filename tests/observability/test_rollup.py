@@ -17,7 +17,7 @@ from django.db import connection
 from dataplane.keys import RedisKeys
 from observability import rollup, sketch
 from observability.models import HourStats, MinuteStats
-from tests.observability.conftest import MODEL, claim, minute_of, observations
+from tests.support.figures import MODEL, claim, minute_of, observations
 
 pytestmark = pytest.mark.django_db
 

@@ -1,197 +1,32 @@
-"""Fixtures for the rollout tests.
+"""The registry the rollouts API and page tests share: `catalog`, made once per module.
 
-Personas, besides `admin` and `viewer` from tests/conftest.py:
-- `owner` (olga): a maintainer who registers the models, so maintains them:
-  starts, pauses, promotes and aborts their rollouts.
-- `outsider` (otto): a maintainer too, but of another model only; on the
-  owner's models they are a viewer.
-- `viewer` (vic): signed in, no grants: reads every rollout, changes none.
+Its `owner` (olga) and `maintainer` (otto) are the personas of tests/conftest.py, with
+the same rights, but created once for the module and committed: validating versions
+takes a child process each, so the models are registered once, and each test runs in
+a transaction rolled back at its end. A test here takes `catalog.owner` and
+`catalog.maintainer`, never the `owner` or `maintainer` fixtures (a second olga or
+otto would clash); `viewer` and `admin` are the usual fixtures.
 
-Two set-ups:
-- With real workers (`worker`, `gateway`, `registry` from tests/inference):
-  transactional tests whose models are named `inf-...` so the module's worker
-  serves them; traffic goes through the in-process gateway.
-- Without workers (`catalog`): the API and page tests share one registry for
-  the module, committed once (validating versions takes a child process each);
-  each test runs in a transaction rolled back at its end.
+The rollout tests with real workers and traffic are in tests/integration/
+(test_canary_end_to_end.py, test_experiment_feedback.py, test_shadow.py,
+test_sticky_assignment.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import numpy as np
-import onnx
 import pytest
-from django.db import connection
-from onnx import TensorProto, helper, numpy_helper
 
-from registry.demo_models import build_mlp
-from tests.inference import conftest as inference
-from tests.inference.serving import Registry, committed_registry
-from tests.inference.v2 import Gateway
-
-T = TypeVar("T")
-
-# The inference tests' fixtures, offered here too: a module's worker process, the in-process gateway,
-# the registry that registers models as users do (its `owner` is olga).
-artifact_dir = inference.artifact_dir
-artifacts = inference.artifacts
-owner = inference.owner
-registry = inference.registry
-worker = inference.worker
-gateway = inference.gateway
-redis_conn = inference.redis_conn
-
-# --- Models -------------------------------------------------------------------------------------------------------
-
-FEATURES = 4
-CLASSES = 3
-
-
-def champion_model(seed: int = 0) -> bytes:
-    """FP32 [batch, 4] -> FP32 [batch, 3]: a small MLP."""
-    return build_mlp(FEATURES, [8], CLASSES, seed=seed)
-
-
-def fails_on_large_first_feature(table_rows: int = 10) -> bytes:
-    """Same signature as `champion_model`, but a Gather indexed by the first feature: a row whose first
-    value is outside [0, table_rows) makes onnxruntime fail at run time (index out of bounds), the others
-    run. The worker answers such a request 400 "the model could not run on this input"."""
-    table = np.arange(table_rows * CLASSES, dtype=np.float32).reshape(table_rows, CLASSES)
-    nodes = [
-        helper.make_node("Slice", ["input", "zero", "one", "one_axis"], ["first"]),  # [batch, 1]
-        helper.make_node("Cast", ["first"], ["index2d"], to=TensorProto.INT64),
-        helper.make_node("Squeeze", ["index2d", "one_axis"], ["index"]),  # [batch]
-        helper.make_node("Gather", ["table", "index"], ["output"], axis=0),  # [batch, 3]
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "fails-on-some-inputs",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", FEATURES])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", CLASSES])],
-        [
-            numpy_helper.from_array(table, "table"),
-            numpy_helper.from_array(np.array([0], dtype=np.int64), "zero"),
-            numpy_helper.from_array(np.array([1], dtype=np.int64), "one"),
-            numpy_helper.from_array(np.array([1], dtype=np.int64), "one_axis"),
-        ],
-    )
-    return _serialize(graph)
-
-
-def much_slower(size: int = 768, rounds: int = 2) -> bytes:
-    """Same signature as `champion_model`, about a thousand times the compute (tens of milliseconds):
-    `rounds` products of [size, size] matrices that depend on the input, so nothing is folded away at
-    load time. A few megabytes, unlike an MLP that slow."""
-    weights = (np.random.default_rng(0).standard_normal((size, size)) / size).astype(np.float32)
-    nodes = [
-        helper.make_node("ReduceSum", ["input"], ["total"], keepdims=0),
-        helper.make_node("Mul", ["weights", "total"], ["product0"]),
-    ]
-    for i in range(rounds):
-        nodes.append(helper.make_node("MatMul", [f"product{i}", "weights"], [f"product{i + 1}"]))
-    nodes += [
-        helper.make_node("ReduceMean", [f"product{rounds}"], ["mean"], keepdims=0),
-        helper.make_node("Slice", ["input", "zero", "three", "one"], ["head"]),  # [batch, 3]
-        helper.make_node("Mul", ["mean", "tiny"], ["nudge"]),
-        helper.make_node("Add", ["head", "nudge"], ["output"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "much-slower",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", FEATURES])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", CLASSES])],
-        [
-            numpy_helper.from_array(weights, "weights"),
-            numpy_helper.from_array(np.array([0], dtype=np.int64), "zero"),
-            numpy_helper.from_array(np.array([CLASSES], dtype=np.int64), "three"),
-            numpy_helper.from_array(np.array([1], dtype=np.int64), "one"),
-            numpy_helper.from_array(np.array(1e-30, dtype=np.float32), "tiny"),
-        ],
-    )
-    return _serialize(graph)
-
-
-def _serialize(graph: onnx.GraphProto) -> bytes:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="turnout-tests")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
-
-
-def row(first: float = 1.0) -> list[float]:
-    return [first, 0.5, -0.25, 2.0]
-
-
-def body(first: float = 1.0, request_id: str | None = None) -> dict[str, Any]:
-    payload: dict[str, Any] = {
-        "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, FEATURES], "data": row(first)}]
-    }
-    if request_id is not None:
-        payload["id"] = request_id
-    return payload
-
-
-# --- Driving the in-process gateway ---------------------------------------------------------------------------------
-
-
-def run(gateway: Gateway, coroutine: Awaitable[T]) -> T:
-    return gateway.client.loop.run_until_complete(coroutine)
-
-
-def keyed(key: str, header: str = "x-routing-key", **extra: str) -> dict[str, str]:
-    return {header: key, **extra}
-
-
-async def send_all(gateway: Gateway, model: str, requests: list[tuple[dict[str, Any], dict[str, str]]]) -> list[Any]:
-    return list(await asyncio.gather(*(gateway.ainfer(model, b, headers=h) for b, h in requests)))
-
-
-def in_thread(work: Callable[[], T]) -> Callable[[], T]:
-    """`work` with its own database connection, closed afterwards (as the gateway's catalog thread does)."""
-
-    def wrapped() -> T:
-        try:
-            return work()
-        finally:
-            connection.close()
-
-    return wrapped
-
-
-def wait_for_routing(gateway: Gateway, model: str, wanted: Callable[[Any], bool], timeout: float = 5.0) -> None:
-    """Until the gateway's catalog entry for `model` has routing that satisfies `wanted`
-    (the change notice travels over Redis pub/sub and is read on the gateway's loop)."""
-
-    async def poll() -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            entry = await gateway.app.catalog.get(model)
-            if wanted(entry.routing if entry is not None else None):
-                return
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"the gateway's routing for {model} is still {entry.routing if entry else None}")
-            await asyncio.sleep(0.05)
-
-    run(gateway, poll())
-
-
-def forget_figures(redis_conn: Any, model: str) -> None:
-    """Drop the gateway's per-minute figures of `model`: a test reusing a model name (and so its version
-    numbers) within the minute must not count an earlier test's requests."""
-    from django.conf import settings
-
-    for key in redis_conn.scan_iter(match=f"{settings.TURNOUT['REDIS_PREFIX']}:obs:*:{model}:*"):
-        redis_conn.delete(key)
-
-
-# --- The registry shared by the API and page tests -------------------------------------------------------------------
+from registry import services
+from registry.models import RegisteredModel
+from tests.factories import UserFactory
+from tests.support.rollout_models import champion_model
+from tests.support.serving import Registry, committed_registry
 
 
 @dataclass
@@ -200,20 +35,13 @@ class Catalog:
 
     registry: Registry
     owner: Any
-    outsider: Any
+    maintainer: Any
 
 
 @pytest.fixture(scope="module")
 def catalog(django_db_setup: Any, django_db_blocker: Any, artifact_dir: Path) -> Iterator[Catalog]:
-    from django.contrib.auth import get_user_model
-
-    from registry import services
-    from registry.models import RegisteredModel
-    from registry.permissions import maintainers_group
-
     with committed_registry(django_db_blocker, artifact_dir) as shared:
-        otto = get_user_model().objects.create_user("otto", "otto@example.com", "correct horse battery")
-        otto.groups.add(maintainers_group())
+        otto = UserFactory(username="otto", maintainer=True)
         for seed in range(3):
             shared.add("fraud", champion_model(seed), production=seed == 0)
         pending = services.upload_version(
@@ -222,13 +50,3 @@ def catalog(django_db_setup: Any, django_db_blocker: Any, artifact_dir: Path) ->
         assert pending.version.number == 4
         Registry(otto).add("churn", champion_model(5))
         yield Catalog(shared, shared.owner, otto)
-
-
-@pytest.fixture
-def persona_owner(catalog: Catalog) -> Any:
-    return catalog.owner
-
-
-@pytest.fixture
-def outsider(catalog: Catalog) -> Any:
-    return catalog.outsider

@@ -55,8 +55,8 @@ def owner_api(catalog: Catalog) -> APIClient:
 
 
 @pytest.fixture
-def outsider_api(catalog: Catalog) -> APIClient:
-    return signed_in(catalog.outsider, APIClient)
+def maintainer_api(catalog: Catalog) -> APIClient:
+    return signed_in(catalog.maintainer, APIClient)
 
 
 @pytest.fixture
@@ -101,13 +101,13 @@ def test_a_viewer_cannot_start_a_rollout_even_with_bad_input(viewer_api: APIClie
 
 
 def test_a_maintainer_of_another_model_cannot_start_or_steer_this_ones(
-    owner_api: APIClient, outsider_api: APIClient
+    owner_api: APIClient, maintainer_api: APIClient
 ) -> None:
-    assert create(outsider_api, CANARY).status_code == 403
+    assert create(maintainer_api, CANARY).status_code == 403
     rollout = started(owner_api, CANARY)
 
     for verb in ("pause", "promote", "abort"):
-        answer = outsider_api.post(f"/api/rollouts/{rollout.pk}/{verb}/")
+        answer = maintainer_api.post(f"/api/rollouts/{rollout.pk}/{verb}/")
         assert answer.status_code == 403, verb
     rollout.refresh_from_db()
     assert rollout.status == RolloutStatus.RUNNING
@@ -367,12 +367,12 @@ def test_stopping_an_experiment_keeps_production(owner_api: APIClient) -> None:
 
 
 def test_the_list_filters_by_model_status_and_kind(
-    owner_api: APIClient, outsider_api: APIClient, viewer_api: APIClient
+    owner_api: APIClient, maintainer_api: APIClient, viewer_api: APIClient
 ) -> None:
     aborted = started(owner_api, CANARY)
     owner_api.post(f"/api/rollouts/{aborted.pk}/abort/")
     shadow = started(owner_api, SHADOW)
-    churn = started(outsider_api, {"kind": "shadow", "model": "churn", "version": 1})
+    churn = started(maintainer_api, {"kind": "shadow", "model": "churn", "version": 1})
 
     def ids(query: str) -> list[int]:
         answer = viewer_api.get(f"/api/rollouts/{query}")

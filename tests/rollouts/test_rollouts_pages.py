@@ -291,7 +291,7 @@ def test_the_history_lists_ended_rollouts_with_their_outcome(owner_page: Client,
     )
     services.promote(promoted, actor=catalog.owner, arm_name="treatment")
     running = services.start_shadow(
-        RegisteredModel.objects.get(name="churn"), version(1, "churn"), actor=catalog.outsider
+        RegisteredModel.objects.get(name="churn"), version(1, "churn"), actor=catalog.maintainer
     )
 
     # When the owner opens the history

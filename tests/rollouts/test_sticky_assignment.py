@@ -1,20 +1,14 @@
 """Sticky traffic splitting: the share of routing keys each arm gets follows the
-weights, a key keeps its arm, and the gateway routes by it (a real worker
-serves both arms)."""
+weights, and a key keeps its arm. That the gateway routes by it, with a real worker
+serving both arms, is tests/integration/test_sticky_assignment.py."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
 import pytest
 
-from rollouts import services
 from rollouts.splitting import SLOTS, bounds, choose, mirrored
-from tests.inference.serving import Registry, Workers
-from tests.inference.v2 import Gateway
-from tests.rollouts.conftest import body, champion_model, keyed, run, wait_for_routing
-from tests.support.asgi import AsgiResponse
 
 KEYS = [f"user-{i}" for i in range(10_000)]
 
@@ -51,45 +45,3 @@ def test_weights_are_checked() -> None:
         bounds([0, 0])
     with pytest.raises(ValueError, match="negative"):
         bounds([-1, 2])
-
-
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.integration
-def test_the_gateway_sends_each_routing_key_to_the_same_arm_every_time(
-    registry: Registry, worker: Workers, gateway: Gateway
-) -> None:
-    # Given an experiment pinned by a custom header, both arms served
-    a = registry.add("inf-sticky", champion_model(0))
-    b = registry.add("inf-sticky", champion_model(1), production=False)
-    for version in (a, b):
-        gateway.wait_loaded("inf-sticky", version.number, worker)
-    rollout = services.start_experiment(
-        a.model, [("a", a, 50), ("b", b, 50)], actor=registry.owner, routing_header="X-User-Id"
-    )
-    wait_for_routing(gateway, "inf-sticky", lambda routing: routing is not None)
-    edges = bounds([50, 50])
-
-    # When 40 clients send 5 requests each, all at once
-    clients = [f"customer-{i}" for i in range(40)]
-    requests = [(client, attempt) for attempt in range(5) for client in clients]
-
-    async def send() -> list[tuple[str, AsgiResponse]]:
-        answers = await asyncio.gather(
-            *(gateway.ainfer("inf-sticky", body(), headers=keyed(c, "x-user-id")) for c, _ in requests)
-        )
-        return [(c, answer) for (c, _), answer in zip(requests, answers, strict=True)]
-
-    answers = run(gateway, send())
-
-    # Then every client got one arm, the one its key hashes to, and that arm's version
-    seen: dict[str, set[tuple[str, str]]] = {}
-    for client, answer in answers:
-        assert answer.status == 200, answer.body
-        arm = answer.headers["x-turnout-arm"]
-        assert answer.json()["parameters"]["arm"] == arm
-        seen.setdefault(client, set()).add((arm, answer.headers["x-turnout-model-version"]))
-    versions = {"a": str(a.number), "b": str(b.number)}
-    for client, arms in seen.items():
-        expected = ["a", "b"][choose(rollout.pk, client, edges)]
-        assert arms == {(expected, versions[expected])}, client
-    assert {arm for arms in seen.values() for arm, _ in arms} == {"a", "b"}

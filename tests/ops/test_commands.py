@@ -1,0 +1,51 @@
+"""The quick-start management commands: check_services, bootstrap_demo."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from accounts.models import ApiKey
+from registry.models import ModelVersion, RegisteredModel
+
+pytestmark = pytest.mark.django_db
+
+
+def test_check_services_names_the_unreachable_service(settings: Any) -> None:
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    err = StringIO()
+
+    with pytest.raises(CommandError, match="Redis unreachable"):
+        call_command("check_services", stderr=err, stdout=StringIO())
+
+    assert "redis-server --daemonize yes" in err.getvalue()
+    assert "docker compose up -d postgres redis" in err.getvalue()
+
+
+def test_bootstrap_demo_is_idempotent(django_user_model: Any, tmp_path: Path, monkeypatch: Any, settings: Any) -> None:
+    from ops.management.commands import bootstrap_demo
+
+    monkeypatch.setattr(bootstrap_demo, "CREDENTIALS_FILE", tmp_path / "creds.json")
+    backend = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}}
+    settings.STORAGES = {**settings.STORAGES, "artifacts": backend}
+    first, second = StringIO(), StringIO()
+
+    call_command("bootstrap_demo", stdout=first)
+    call_command("bootstrap_demo", stdout=second)
+
+    assert django_user_model.objects.filter(username="admin").count() == 1
+    assert ApiKey.objects.count() == 1  # the demo key, created once
+    assert RegisteredModel.objects.filter(name__in=["mlp-small", "iris"]).count() == 2
+    assert ModelVersion.objects.filter(status="ready").count() == 2
+    saved = json.loads((tmp_path / "creds.json").read_text())
+    assert saved["password"] in first.getvalue()
+    assert saved["api_key"] in second.getvalue()
+    assert saved["password"] in second.getvalue()
+    admin = django_user_model.objects.get(username="admin")
+    assert admin.is_superuser
+    assert admin.check_password(saved["password"])
