@@ -30,6 +30,14 @@ from tests.support.serving import Registry, Workers, start_workers
 from tests.support.v2 import Gateway
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test here starts real processes: `-m "not integration"` leaves them all out."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture
 def artifacts(settings: Any, artifact_dir: Path) -> Path:
     backend = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(artifact_dir)}}

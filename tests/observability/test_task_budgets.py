@@ -16,7 +16,7 @@ from django.db.backends.signals import connection_created
 from controlplane.celery import bound_statements
 from observability import rollup
 from observability.models import HourStats, MinuteStats
-from tests.observability.conftest import MODEL, observations
+from tests.support.figures import MODEL, observations
 
 pytestmark = pytest.mark.django_db
 
