@@ -31,10 +31,12 @@ run: setup
 	@rm -rf var/prometheus  # samples of processes from an earlier run
 	exec $(BIN)/honcho --no-colour start --procfile Procfile
 
-## The whole suite against the real PostgreSQL and Redis.
+## The whole suite against the real PostgreSQL and Redis: the in-process tests on two
+## pytest-xdist workers, then the ones that start processes (tests/integration/) alone.
 test: setup
 	$(BIN)/python manage.py check_services
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 -m "not integration"
+	$(BIN)/pytest -m integration
 
 lint: setup
 	$(BIN)/ruff check .
