@@ -384,6 +384,9 @@ TURNOUT: dict[str, Any] = {
     "API_KEY_PEPPER": env_str("TURNOUT_API_KEY_PEPPER", ""),
     "REQUIRE_API_KEY": env_bool("TURNOUT_REQUIRE_API_KEY", True),
     "KEY_ROTATION_GRACE_HOURS": env_float("TURNOUT_KEY_ROTATION_GRACE_HOURS", 24.0, 0.0),
+    # Database look-ups of API keys a web process has not cached, per client address and
+    # minute, that may find no key (forged keys); past it, 429 without a look-up.
+    "UNKNOWN_KEY_LOOKUPS_PER_MINUTE": env_int("TURNOUT_UNKNOWN_KEY_LOOKUPS_PER_MINUTE", 30, 1),
     # Failed logins allowed per username and client address within LOGIN_THROTTLE_WINDOW_SECONDS.
     "LOGIN_THROTTLE_ATTEMPTS": env_int("TURNOUT_LOGIN_THROTTLE_ATTEMPTS", 5, 1),
     "LOGIN_THROTTLE_WINDOW_SECONDS": env_int("TURNOUT_LOGIN_THROTTLE_WINDOW_SECONDS", 300, 1),
