@@ -369,6 +369,8 @@ TURNOUT: dict[str, Any] = {
     # Largest inference request body (bytes) and longest per-request timeout a client may ask for.
     "MAX_REQUEST_BYTES": env_int("TURNOUT_MAX_REQUEST_BYTES", 64 * 1024**2, 1024),
     "MAX_REQUEST_TIMEOUT_SECONDS": env_float("TURNOUT_MAX_REQUEST_TIMEOUT_SECONDS", 600.0, 0.001),
+    # Largest feedback reward, in absolute value, for numeric metrics (binary ones take 0 or 1).
+    "FEEDBACK_MAX_ABS_REWARD": env_float("TURNOUT_FEEDBACK_MAX_ABS_REWARD", 1e9, 1e-9),
     # Workers: which models to serve (comma-separated glob patterns), memory budget for
     # loaded sessions, onnxruntime threads per session, and when to take over a dead
     # worker's unanswered requests.
