@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 import redis
+from django.test import Client
 
-from accounts import services
+from accounts import keyformat, services
 from accounts.models import ApiKey
 from audit.models import AuditEntry
 from tests.accounts_ui.steps import browser, csrf_token, notices
@@ -145,3 +146,23 @@ def test_a_script_that_deactivates_a_user_is_audited_as_the_system(
     entry = AuditEntry.objects.get(action="user.deactivated")
     assert (entry.actor, entry.actor_name) == (None, "system")
     assert notices(key_notices) == {key.public_id}
+
+
+def test_the_management_api_tells_a_deactivated_owners_key_why_it_is_refused(viewer: Any) -> None:
+    _, secret = services.create_key(viewer, name="script", model_patterns=["*"], actions=["manage"])
+    viewer.is_active = False
+    viewer.save()
+    client = Client()
+
+    own = client.get("/api/models/", HTTP_AUTHORIZATION=f"Bearer {secret}")
+    wrong_secret = client.get("/api/models/", HTTP_AUTHORIZATION=f"Bearer {forged_secret(secret)}")
+
+    assert (own.status_code, own.json()["detail"]) == (401, "the user of this key is deactivated")
+    assert (wrong_secret.status_code, wrong_secret.json()["detail"]) == (401, "invalid, expired or revoked API key")
+    assert ApiKey.objects.get(user=viewer).status == "active"
+
+
+def forged_secret(secret: str) -> str:
+    """The same public id with another secret (and a valid checksum)."""
+    body = secret[: -keyformat.CHECKSUM_LENGTH - keyformat.SECRET_LENGTH] + "B" * keyformat.SECRET_LENGTH
+    return body + keyformat.checksum(body)
