@@ -9,13 +9,13 @@ gateways drop their cached copy of the key.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from typing import Any
 
-import redis
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
@@ -24,31 +24,8 @@ from django.utils import timezone
 from accounts import services
 from accounts.models import ApiKey, Plan
 from audit.services import record
-from controlplane.redis_client import get_redis, redis_keys
-
-logger = logging.getLogger(__name__)
 
 LIMIT_FIELDS = ("requests_per_window", "window_seconds", "burst", "daily_quota")
-
-
-def _publish_key_changes(public_ids: Iterable[str]) -> None:
-    """After commit, tell the gateways to drop these keys' cached records (as services._key_changed
-    does for one key), in one round trip."""
-    ids = list(public_ids)
-    if not ids:
-        return
-
-    def publish() -> None:
-        try:
-            pipe = get_redis().pipeline(transaction=False)
-            for public_id in ids:
-                pipe.publish(redis_keys().keys_channel(), public_id)
-            pipe.execute()
-        except redis.RedisError:
-            # Gateways re-read every key from the database while they cannot hear these notices.
-            logger.warning("could not publish a change of %d keys", len(ids))
-
-    transaction.on_commit(publish)
 
 
 def _plan_snapshot(plan: Plan) -> dict[str, Any]:
@@ -84,7 +61,7 @@ class PlanAdmin(admin.ModelAdmin):
             # Keys without a plan follow the default one, so they change too when the default
             # plan changes, or when a plan becomes or stops being the default.
             planless = obj.is_default or "is_default" in form.changed_data
-            _publish_key_changes(_keys_using([obj], planless=planless).values_list("public_id", flat=True))
+            services.keys_changed(_keys_using([obj], planless=planless).values_list("public_id", flat=True))
 
     def delete_model(self, request: HttpRequest, obj: Plan) -> None:
         self.delete_queryset(request, Plan.objects.filter(pk=obj.pk))
@@ -98,7 +75,7 @@ class PlanAdmin(admin.ModelAdmin):
                 record(request.user, "plan.deleted", plan, before=_plan_snapshot(plan))
             super().delete_queryset(request, queryset)
             planless = any(plan.is_default for plan in plans)
-            _publish_key_changes(_keys_using([], planless=planless).values_list("public_id", flat=True))
+            services.keys_changed(_keys_using([], planless=planless).values_list("public_id", flat=True))
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -106,13 +83,20 @@ class StatusFilter(admin.SimpleListFilter):
     parameter_name = "status"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("active", "active"), ("expired", "expired"), ("revoked", "revoked")]
+        return [
+            ("active", "active"),
+            ("owner_deactivated", "owner deactivated"),
+            ("expired", "expired"),
+            ("revoked", "revoked"),
+        ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         now = timezone.now()
         unexpired = Q(expires_at__isnull=True) | Q(expires_at__gt=now)
         if self.value() == "active":
-            return queryset.filter(unexpired, revoked_at__isnull=True)
+            return queryset.filter(unexpired, revoked_at__isnull=True, user__is_active=True)
+        if self.value() == "owner_deactivated":
+            return queryset.filter(unexpired, revoked_at__isnull=True, user__is_active=False)
         if self.value() == "expired":
             return queryset.filter(revoked_at__isnull=True, expires_at__lte=now)
         if self.value() == "revoked":
@@ -141,14 +125,14 @@ class ApiKeyLimitsForm(forms.ModelForm):
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     form = ApiKeyLimitsForm
-    list_display = ("name", "user", "prefix", "status", "plan", "last_used_at", "expires_at", "created_at")
+    list_display = ("name", "user", "prefix", "shown_status", "plan", "last_used_at", "expires_at", "created_at")
     list_filter = (StatusFilter, "plan", "environment", "created_at")
     list_select_related = ("user", "plan")
     search_fields = ("name", "public_id", "user__username", "user__email")
     actions = ["revoke_selected"]
     # Never the digests: they are not secret enough to show and useless to an admin.
     fieldsets = [
-        (None, {"fields": ("user", "name", "prefix", "status", "model_patterns", "actions")}),
+        (None, {"fields": ("user", "name", "prefix", "shown_status", "model_patterns", "actions")}),
         ("Dates", {"fields": ("created_at", "expires_at", "last_used_at", "revoked_at", "previous_valid_until")}),
         ("Limits", {"fields": ("plan", *LIMIT_FIELDS), "description": "Changes are audited as key.limits_changed."}),
     ]
@@ -156,7 +140,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "user",
         "name",
         "prefix",
-        "status",
+        "shown_status",
         "model_patterns",
         "actions",
         "created_at",
@@ -171,6 +155,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="status")
+    def shown_status(self, obj: ApiKey) -> str:
+        return obj.shown_status
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         # Not obj.save(): the change goes through the service, which audits it and invalidates caches.
@@ -192,3 +180,24 @@ class ApiKeyAdmin(admin.ModelAdmin):
         skipped = queryset.count() - revoked
         note = f" ({skipped} already revoked)" if skipped else ""
         self.message_user(request, f"Revoked {revoked} key{'s' if revoked != 1 else ''}{note}.", messages.SUCCESS)
+
+
+class AuditedUserAdmin(UserAdmin):
+    """Django's user admin, naming the admin in the audit entries of a user deactivated,
+    reactivated or deleted here (accounts/signals.py writes them and stops the user's keys)."""
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        with services.acting_as(request.user):
+            super().save_model(request, obj, form, change)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        with services.acting_as(request.user):
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        with services.acting_as(request.user):
+            super().delete_queryset(request, queryset)
+
+
+admin.site.unregister(get_user_model())
+admin.site.register(get_user_model(), AuditedUserAdmin)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -80,7 +81,10 @@ class ApiKeyAuthentication(BaseAuthentication):
         if parsed is None:
             raise KeyRefused("malformed API key")
         record = services.key_record(parsed.public_id)
-        if record is None or not record.accepts(keyformat.digest(parsed.full, services.pepper()), time.time()):
+        digest, now = keyformat.digest(parsed.full, services.pepper()), time.time()
+        if record is not None and not record.owner_active and replace(record, owner_active=True).accepts(digest, now):
+            raise KeyRefused("the user of this key is deactivated")  # said only to the key's holder
+        if record is None or not record.accepts(digest, now):
             raise KeyRefused("invalid, expired or revoked API key")
         if KeyAction.MANAGE not in record.actions:
             raise KeyRefused("this key lacks the manage scope")

@@ -82,8 +82,17 @@ class ApiKey(models.Model):
 
     @property
     def status(self) -> str:
+        """The key's own state; whether its owner may still use it is `shown_status`."""
         if self.revoked_at is not None:
             return "revoked"
         if self.expires_at is not None and self.expires_at <= timezone.now():
             return "expired"
         return "active"
+
+    @property
+    def shown_status(self) -> str:
+        """What the keys pages show: an active key of a deactivated user is not usable."""
+        status = self.status
+        if status == "active" and not self.user.is_active:
+            return "owner deactivated"
+        return status

@@ -3,11 +3,14 @@ audited, and tells the web processes to drop their cached copy."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fnmatch
 import hashlib
 import hmac
 import logging
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,15 +43,64 @@ def pepper() -> bytes:
     return hmac.new(settings.SECRET_KEY.encode(), b"turnout-api-key-pepper", hashlib.sha256).digest()
 
 
-def _key_changed(public_id: str) -> None:
+def keys_changed(public_ids: Iterable[str]) -> None:
+    """After commit, tell every web process to drop these keys' cached records (one round trip)."""
+    ids = list(public_ids)
+    if not ids:
+        return
+
     def publish() -> None:
         try:
-            get_redis().publish(redis_keys().keys_channel(), public_id)
+            pipe = get_redis().pipeline(transaction=False)
+            for public_id in ids:
+                pipe.publish(redis_keys().keys_channel(), public_id)
+            pipe.execute()
         except redis.RedisError:
             # Web processes re-read every key from the database while they cannot hear these notices.
-            logger.warning("could not publish a change of key %s", public_id)
+            logger.warning("could not publish a change of %d key(s): %s", len(ids), ", ".join(ids[:10]))
 
     transaction.on_commit(publish)
+
+
+def _key_changed(public_id: str) -> None:
+    keys_changed([public_id])
+
+
+# --- Owners: a key works only while its user is active. -----------------------------
+# Users are Django's model, changed by its admin, scripts and the shell, so these are
+# called from signals (accounts/signals.py). The admin names who acts (`acting_as`);
+# elsewhere the audit entry says "system".
+
+_acting: ContextVar[Any] = ContextVar("turnout_acting_user", default=None)
+
+
+@contextlib.contextmanager
+def acting_as(user: Any) -> Iterator[None]:
+    """Changes to users made inside this block are audited as `user`'s."""
+    token = _acting.set(user)
+    try:
+        yield
+    finally:
+        _acting.reset(token)
+
+
+def _owned_key_ids(user: Any) -> list[str]:
+    return list(ApiKey.objects.filter(user=user.pk).order_by("pk").values_list("public_id", flat=True))
+
+
+def owner_activity_changed(user: Any, *, active: bool) -> None:
+    """A user was deactivated or reactivated: audited, and every web process re-reads their keys."""
+    ids = _owned_key_ids(user)
+    action = "user.reactivated" if active else "user.deactivated"
+    record(_acting.get(), action, user, before={"is_active": not active}, after={"is_active": active, "keys": ids})
+    keys_changed(ids)
+
+
+def owner_deleted(user: Any) -> None:
+    """A user is being deleted, their keys with them: audited, and every web process forgets the keys."""
+    ids = _owned_key_ids(user)
+    record(_acting.get(), "user.deleted", user, before={"username": user.get_username(), "keys": ids})
+    keys_changed(ids)
 
 
 def snapshot(key: ApiKey) -> dict[str, Any]:
@@ -186,6 +238,7 @@ class KeyRecord:
 
     public_id: str
     user_id: int
+    owner_active: bool  # a deactivated user's keys are refused, never revoked
     digest: str
     previous_digest: str
     previous_valid_until: float | None  # epoch seconds
@@ -196,7 +249,7 @@ class KeyRecord:
     policy: RatePolicy
 
     def accepts(self, digest: str, now: float) -> bool:
-        if self.revoked or (self.expires_at is not None and now >= self.expires_at):
+        if not self.owner_active or self.revoked or (self.expires_at is not None and now >= self.expires_at):
             return False
         if hmac.compare_digest(digest, self.digest):
             return True
@@ -212,12 +265,13 @@ class KeyRecord:
 
 
 def key_record(public_id: str) -> KeyRecord | None:
-    key = ApiKey.objects.select_related("plan").filter(public_id=public_id).first()
+    key = ApiKey.objects.select_related("plan", "user").filter(public_id=public_id).first()
     if key is None:
         return None
     return KeyRecord(
         public_id=key.public_id,
         user_id=key.user_id,
+        owner_active=key.user.is_active,
         digest=key.digest,
         previous_digest=key.previous_digest,
         previous_valid_until=key.previous_valid_until.timestamp() if key.previous_valid_until else None,

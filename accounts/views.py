@@ -103,7 +103,7 @@ class LoginView(auth_views.LoginView):
 
 def _own_keys(request: HttpRequest) -> QuerySet[ApiKey]:
     # Everyone, admins included, reaches only their own keys here; another user's key is a 404.
-    return ApiKey.objects.filter(user=request.user.pk).select_related("plan")
+    return ApiKey.objects.filter(user=request.user.pk).select_related("plan", "user")
 
 
 def _own_key(request: HttpRequest, public_id: str) -> ApiKey:

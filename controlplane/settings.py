@@ -406,6 +406,8 @@ TURNOUT: dict[str, Any] = {
     # Largest inference request body (bytes) and longest per-request timeout a client may ask for.
     "MAX_REQUEST_BYTES": env_int("TURNOUT_MAX_REQUEST_BYTES", 64 * 1024**2, 1024),
     "MAX_REQUEST_TIMEOUT_SECONDS": env_float("TURNOUT_MAX_REQUEST_TIMEOUT_SECONDS", 600.0, 0.001),
+    # Largest feedback reward, in absolute value, for numeric metrics (binary ones take 0 or 1).
+    "FEEDBACK_MAX_ABS_REWARD": env_float("TURNOUT_FEEDBACK_MAX_ABS_REWARD", 1e9, 1e-9),
     # Workers: which models to serve (comma-separated glob patterns), memory budget for
     # loaded sessions, onnxruntime threads per session, and when to take over a dead
     # worker's unanswered requests.
@@ -421,6 +423,9 @@ TURNOUT: dict[str, Any] = {
     "API_KEY_PEPPER": env_str("TURNOUT_API_KEY_PEPPER", ""),
     "REQUIRE_API_KEY": env_bool("TURNOUT_REQUIRE_API_KEY", True),
     "KEY_ROTATION_GRACE_HOURS": env_float("TURNOUT_KEY_ROTATION_GRACE_HOURS", 24.0, 0.0),
+    # Database look-ups of API keys a web process has not cached, per client address and
+    # minute, that may find no key (forged keys); past it, 429 without a look-up.
+    "UNKNOWN_KEY_LOOKUPS_PER_MINUTE": env_int("TURNOUT_UNKNOWN_KEY_LOOKUPS_PER_MINUTE", 30, 1),
     # Failed logins allowed per username and client address within LOGIN_THROTTLE_WINDOW_SECONDS.
     "LOGIN_THROTTLE_ATTEMPTS": env_int("TURNOUT_LOGIN_THROTTLE_ATTEMPTS", 5, 1),
     "LOGIN_THROTTLE_WINDOW_SECONDS": env_int("TURNOUT_LOGIN_THROTTLE_WINDOW_SECONDS", 300, 1),

@@ -129,22 +129,61 @@ def encode_request(
     return fields
 
 
+class MalformedRequest(ValueError):
+    """A stream entry the worker cannot decode; `reply_to` and `request_id` are set when the
+    header was readable enough to answer it."""
+
+    def __init__(self, message: str, request_id: str | None = None, reply_to: str | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+        self.reply_to = reply_to
+
+
+def _shape(value: Any) -> list[int]:
+    if not isinstance(value, list) or not all(type(dim) is int and dim >= 0 for dim in value):
+        raise ValueError(f"shape {value!r} is not a list of non-negative integers")
+    return value
+
+
 def decode_request(entry_id: bytes, fields: dict[bytes, bytes]) -> WireRequest:
-    header = orjson.loads(fields[b"h"])
-    inputs: dict[str, np.ndarray] = {}
-    datatypes: dict[str, str] = {}
-    for index, (name, datatype, shape) in enumerate(header["t"]):
-        inputs[name] = tensor_from_bytes(datatype, shape, fields[b"%d" % index])
-        datatypes[name] = datatype
+    """The request in a stream entry; MalformedRequest if it cannot be decoded."""
+    try:
+        header = orjson.loads(fields[b"h"])
+        request_id, reply_to = header["i"], header["r"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedRequest(f"unreadable header: {exc!r}") from None
+    if not isinstance(request_id, str) or not isinstance(reply_to, str) or not reply_to:
+        raise MalformedRequest("the header's request id or reply address is not a string")
+    try:
+        tensors = header["t"]
+        if not isinstance(tensors, list) or not tensors:
+            raise ValueError("no input tensors in the header's 't'")
+        deadline_ms, enqueued_ms, outputs = header["d"], header.get("e", 0), header["o"]
+        if type(deadline_ms) is not int or not isinstance(enqueued_ms, int | float):
+            raise ValueError("the header's deadline or enqueue time is not a number")
+        if outputs is not None and not (isinstance(outputs, list) and all(isinstance(o, str) for o in outputs)):
+            raise ValueError("the header's outputs are not a list of names")
+        inputs: dict[str, np.ndarray] = {}
+        datatypes: dict[str, str] = {}
+        for index, (name, datatype, shape) in enumerate(tensors):
+            if not isinstance(name, str) or name in inputs:
+                raise ValueError(f"input name {name!r} is not a string, or repeated")
+            if datatype not in NUMPY_DTYPES:
+                raise ValueError(f"unknown datatype {datatype!r}")
+            inputs[name] = tensor_from_bytes(datatype, _shape(shape), fields[b"%d" % index])
+            datatypes[name] = datatype
+    # Whatever the bytes hold, the answer is a reply, not an exception in the batching loop.
+    except Exception as exc:
+        raise MalformedRequest(f"{type(exc).__name__}: {exc}", request_id, reply_to) from None
     return WireRequest(
-        request_id=header["i"],
-        reply_to=header["r"],
-        deadline_ms=header["d"],
+        request_id=request_id,
+        reply_to=reply_to,
+        deadline_ms=deadline_ms,
         inputs=inputs,
         datatypes=datatypes,
-        outputs=header["o"],
+        outputs=outputs,
         entry_id=entry_id,
-        enqueued_ms=header.get("e", 0),
+        enqueued_ms=enqueued_ms,
     )
 
 

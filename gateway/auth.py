@@ -5,8 +5,12 @@ A key is checked in this order, stopping at the first failure:
    a cache or the database);
 2. the in-process cache of key records, filled from PostgreSQL on a miss and
    dropped on every key change notice (revocation applies within milliseconds);
+   an id that matched no key is remembered a minute (gateway/lookups.py), and
+   each client address may cause only TURNOUT_UNKNOWN_KEY_LOOKUPS_PER_MINUTE
+   look-ups of keys that are not cached: past that, 429 without a look-up;
 3. an HMAC of the presented key against the stored digest(s), in constant time;
-4. revocation, expiry, and the rotation grace period of a previous secret.
+4. revocation, expiry, the owner's account, and the rotation grace period of a
+   previous secret.
 Every failure is the same 401, so a caller learns nothing about which keys exist.
 
 When the change notices are not connected, records are re-read from the
@@ -23,6 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import redis.asyncio as aioredis
+from django.conf import settings
 from django.db import DatabaseError, connection
 
 from accounts import keyformat, ratelimit
@@ -30,6 +35,7 @@ from accounts.services import KeyRecord, key_record, pepper
 from dataplane.keys import RedisKeys
 from gateway.coalesce import ScriptBatcher
 from gateway.http import Scope
+from gateway.lookups import LookupBudget, UnknownIds, retry_after
 from gateway.notices import Notices
 from gateway.protocol import ProtocolError
 
@@ -37,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 CACHE_TTL_SECONDS = 300.0
 SEEN_KEYS = 10_000
+# Threads (so at most this many database connections at once) for key look-ups.
+LOOKUP_THREADS = 2
 UNAUTHORIZED = "a valid API key is required: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
 _CHALLENGE = [(b"www-authenticate", b'Bearer realm="turnout", error="invalid_token"')]
 
@@ -55,6 +63,20 @@ def presented_key(scope: Scope) -> str | None:
     return None
 
 
+def too_many_lookups(seconds: float) -> ProtocolError:
+    retry = retry_after(seconds)
+    return ProtocolError(
+        429,
+        f"too many look-ups of unknown API keys from your address; retry in {retry} s",
+        [(b"retry-after", str(retry).encode())],
+    )
+
+
+def client_address(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
 def _load(public_id: str) -> KeyRecord | None:
     # A connection per cache miss, closed at once: misses are rare (once per key
     # per process), and a pool thread must not hold a connection open forever.
@@ -65,22 +87,35 @@ def _load(public_id: str) -> KeyRecord | None:
 
 
 class KeyAuth:
-    def __init__(self, client: aioredis.Redis, notices: Notices, keys: RedisKeys) -> None:
+    def __init__(
+        self, client: aioredis.Redis, notices: Notices, keys: RedisKeys, lookups_per_minute: int | None = None
+    ) -> None:
         self._redis = client
         self._notices = notices
         self._keys = keys
         self._pepper = pepper()
-        self._records: dict[str, tuple[KeyRecord | None, float]] = {}
+        # Only keys that exist: as many as users have created.
+        self._records: dict[str, tuple[KeyRecord, float]] = {}
+        self._unknown = UnknownIds()
+        if lookups_per_minute is None:
+            lookups_per_minute = int(settings.TURNOUT["UNKNOWN_KEY_LOOKUPS_PER_MINUTE"])
+        self._budget = LookupBudget(lookups_per_minute)
+        # Bumped by every change notice: a look-up that a notice overtook is not cached,
+        # since it may have read the row before the change was committed.
+        self._generation = 0
         self._seen: dict[str, tuple[str, str]] = {}  # presented key -> (public id, digest), accepted before
         self._loading: dict[str, asyncio.Future[KeyRecord | None]] = {}
-        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="turnout-keys")
+        self._executor = ThreadPoolExecutor(max_workers=LOOKUP_THREADS, thread_name_prefix="turnout-keys")
         self._limit = ScriptBatcher(client, ratelimit.BODY, prelude=ratelimit.FUNCTION)
 
     def invalidate(self, public_id: str | None = None) -> None:
+        self._generation += 1
         if public_id is None:
             self._records.clear()
+            self._unknown.clear()
         else:
             self._records.pop(public_id, None)
+            self._unknown.discard(public_id)
 
     async def authenticate(self, scope: Scope) -> KeyRecord:
         raw = presented_key(scope)
@@ -96,7 +131,7 @@ class KeyAuth:
             if parsed is None:
                 raise unauthorized()
             seen = (parsed.public_id, keyformat.digest(parsed.full, self._pepper))
-        record = await self._record(seen[0])
+        record = await self._record(seen[0], client_address(scope))
         if record is None or not record.accepts(seen[1], time.time()):
             raise unauthorized()
         if raw not in self._seen:
@@ -105,25 +140,37 @@ class KeyAuth:
             self._seen[raw] = seen
         return record
 
-    async def _record(self, public_id: str) -> KeyRecord | None:
+    async def _record(self, public_id: str, address: str | None) -> KeyRecord | None:
         cached = self._records.get(public_id)
         if cached is not None and self._notices.connected and time.monotonic() < cached[1]:
             return cached[0]
+        # Refusing an id known to match nothing is failing closed: no need to hear notices for it.
+        if public_id in self._unknown:
+            return None
         # One database read per key however many requests arrive with it at once.
         pending = self._loading.get(public_id)
         if pending is None:
-            pending = asyncio.ensure_future(self._load(public_id))
+            wait = self._budget.take(address)
+            if wait:
+                raise too_many_lookups(wait)
+            pending = asyncio.ensure_future(self._load(public_id, address))
             self._loading[public_id] = pending
             pending.add_done_callback(lambda _: self._loading.pop(public_id, None))
         return await asyncio.shield(pending)
 
-    async def _load(self, public_id: str) -> KeyRecord | None:
+    async def _load(self, public_id: str, address: str | None) -> KeyRecord | None:
+        generation = self._generation
         try:
             record = await asyncio.get_running_loop().run_in_executor(self._executor, _load, public_id)
         except DatabaseError:
+            self._budget.give_back(address)
             logger.warning("key %s: database unavailable; refusing", public_id)
             raise unauthorized() from None
-        if self._notices.connected:
+        if record is None:
+            self._unknown.add(public_id)
+            return None
+        self._budget.give_back(address)
+        if self._notices.connected and generation == self._generation:
             self._records[public_id] = (record, time.monotonic() + CACHE_TTL_SECONDS)
         return record
 

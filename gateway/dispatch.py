@@ -3,6 +3,15 @@
 Each web process owns one reply list. A single background task pops replies
 from it in batches (BLMPOP) and resolves the waiting requests' futures, so a
 request costs one Redis round trip to enqueue and none to wait.
+
+The same task notices requests whose queue vanished: a Redis restarted without
+persistence, flushed, or a stream deleted. No worker will ever answer those, so
+rather than let them wait out their deadline (10 s by default, up to 600 s), it
+checks, about once a second and at once after the connection was lost, that the
+stream entries of requests waiting longer than a second still exist, and answers
+those whose entry is gone 503 with Retry-After. A worker pushes a reply before it
+deletes the entry (workers/consumer.py), so a gone entry whose reply is not yet in
+the reply list after the check has no reply coming.
 """
 
 from __future__ import annotations
@@ -28,6 +37,28 @@ from gateway.protocol import ParsedRequest, ProtocolError
 logger = logging.getLogger(__name__)
 
 REPLY_BATCH = 512
+# How often, and after how long a wait, requests are checked for a vanished queue.
+LOST_CHECK_SECONDS = 1.0
+LOST_CHECK_AGE_SECONDS = 1.0
+
+# KEYS: a stream. ARGV: entry ids. Returns the ids that are no longer on the stream.
+MISSING_ENTRIES_SCRIPT = """
+local missing = {}
+for _, id in ipairs(ARGV) do
+    if #redis.call('XRANGE', KEYS[1], id, id) == 0 then
+        missing[#missing + 1] = id
+    end
+end
+return missing
+"""
+
+
+def lost() -> ProtocolError:
+    return ProtocolError(
+        503,
+        "the request was lost from its queue (Redis restarted or was flushed); send it again",
+        [(b"retry-after", b"1")],
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +89,9 @@ class Dispatcher:
         self._enqueue = ScriptBatcher(self.redis, scripts.ENQUEUE_SCRIPT)
         self._admit = ScriptBatcher(self.redis, scripts.ADMIT_BODY, prelude=ratelimit.FUNCTION)
         self._waiting: dict[str, asyncio.Future[WireReply]] = {}
+        # request key -> (stream, entry id, when enqueued): what the lost-queue check looks at.
+        self._queued: dict[str, tuple[str, Any, float]] = {}
+        self._missing = self.redis.register_script(MISSING_ENTRIES_SCRIPT)
         # Reply-matching keys only need to be unique within this gateway's reply list.
         self._keys = itertools.count()
         self._listener: asyncio.Task[None] | None = None
@@ -115,6 +149,7 @@ class Dispatcher:
             raise ProtocolError(
                 503, f"the model's queue is full ({max_queue_size} requests); retry later", [(b"retry-after", b"1")]
             )
+        self._queued[request_key] = (stream, entry, time.monotonic())
         return Enqueued(request_key, stream, entry, decision, deadline, timeout_s)
 
     async def wait(self, ticket: Enqueued) -> WireReply:
@@ -137,36 +172,74 @@ class Dispatcher:
         finally:
             timer.cancel()
             self._waiting.pop(ticket.request_key, None)
+            self._queued.pop(ticket.request_key, None)
 
     def _ensure_listener(self) -> None:
         if self._listener is None or self._listener.done():
             self._listener = asyncio.get_running_loop().create_task(self._listen())
 
     async def _listen(self) -> None:
+        next_check = time.monotonic() + LOST_CHECK_SECONDS
+        suspect = False  # the connection was lost: whatever waited may be gone
         while True:
             try:
-                popped = await self._reply_redis.blmpop(1, 1, self.reply_key, direction="LEFT", count=REPLY_BATCH)
+                popped: Any = await self._reply_redis.blmpop(1, 1, self.reply_key, direction="LEFT", count=REPLY_BATCH)
+                if popped:
+                    self._deliver(popped[1])
+                if suspect or (self._queued and time.monotonic() >= next_check):
+                    await self._fail_lost(everything=suspect)
+                    suspect = False
+                    next_check = time.monotonic() + LOST_CHECK_SECONDS
             except asyncio.CancelledError:
                 raise
             except (aioredis.RedisError, OSError):
                 logger.warning("reply listener lost Redis; retrying in 0.5 s", exc_info=True)
+                suspect = True
                 await asyncio.sleep(0.5)
+
+    def _deliver(self, blobs: list[Any]) -> None:
+        for blob in blobs:
+            try:
+                request_key = decode_reply_id(blob)
+            except (ValueError, KeyError):
+                logger.error("dropping a malformed reply")
                 continue
-            if not popped:
-                continue
-            blob: Any
-            for blob in popped[1]:
+            future = self._waiting.get(request_key)
+            if future is not None and not future.done():
                 try:
-                    request_key = decode_reply_id(blob)
-                except (ValueError, KeyError):
-                    logger.error("dropping a malformed reply")
-                    continue
-                future = self._waiting.get(request_key)
-                if future is not None and not future.done():
-                    try:
-                        future.set_result(decode_reply(blob))
-                    except (ValueError, KeyError) as exc:
-                        future.set_exception(ProtocolError(500, f"malformed reply from the worker: {exc}"))
+                    future.set_result(decode_reply(blob))
+                except (ValueError, KeyError) as exc:
+                    future.set_exception(ProtocolError(500, f"malformed reply from the worker: {exc}"))
+
+    async def _fail_lost(self, everything: bool) -> None:
+        """Answer 503 the waiting requests whose stream entry is gone (see the module docstring)."""
+        oldest = time.monotonic() - LOST_CHECK_AGE_SECONDS
+        by_stream: dict[str, dict[Any, str]] = {}
+        for request_key, (stream, entry, queued_at) in list(self._queued.items()):
+            if everything or queued_at <= oldest:
+                by_stream.setdefault(stream, {})[entry] = request_key
+        if not by_stream:
+            return
+        gone: list[str] = []
+        for stream, entries in by_stream.items():
+            missing = await self._missing(keys=[stream], args=list(entries))
+            gone += [entries[entry_id] for entry_id in missing if entry_id in entries]
+        if not gone:
+            return
+        # Replies pushed before their entries were deleted are in the list by now: deliver them first.
+        while True:
+            popped: Any = await self._reply_redis.lmpop(1, self.reply_key, direction="LEFT", count=REPLY_BATCH)
+            if not popped:
+                break
+            self._deliver(popped[1])
+        failed = 0
+        for request_key in gone:
+            future = self._waiting.get(request_key)
+            if future is not None and not future.done():
+                future.set_exception(lost())
+                failed += 1
+        if failed:
+            logger.warning("%d waiting request(s) lost from their queue (Redis restarted or flushed?): 503", failed)
 
     async def close(self) -> None:
         if self._listener is not None:

@@ -21,12 +21,12 @@ from accounts.services import KeyRecord
 from controlplane.redis_client import redis_keys
 from dataplane.liveness import read_served_by
 from dataplane.wire import WireReply
-from gateway import feedback as feedback_joins
 from gateway import routing
 from gateway.auth import KeyAuth
 from gateway.background import in_background
 from gateway.catalog import Catalog, ModelEntry, RegistryUnavailable, VersionEntry
 from gateway.dispatch import Dispatcher
+from gateway.feedback import Feedback, remember_arm
 from gateway.http import Receive, Scope, Send, header, method_not_allowed, read_body, send_bytes, send_json
 from gateway.protocol import ParsedRequest, ProtocolError, encode_response, parse_request
 from gateway.shadows import ShadowCopies
@@ -79,6 +79,11 @@ class ModelEndpoints:
     shadows: ShadowCopies
     require_key: bool
     worker_ttl_seconds: float = field(default_factory=lambda: float(settings.TURNOUT["WORKER_TTL_SECONDS"]))
+    feedbacks: Feedback = field(init=False)
+
+    def __post_init__(self) -> None:
+        max_abs = float(settings.TURNOUT["FEEDBACK_MAX_ABS_REWARD"])
+        self.feedbacks = Feedback(self.dispatcher.redis, self.dispatcher.keys, max_abs)
 
     async def handle(self, rest: str, method: str, scope: Scope, receive: Receive, send: Send) -> None:
         parts = rest.split("/")
@@ -159,9 +164,7 @@ class ModelEndpoints:
         """`POST /v2/models/{name}/feedback {"id": ..., "reward": ...}`: an outcome joined to the arm that served it."""
         assert call.model is not None
         body = await read_body(call.scope, call.receive, 64 * 1024)
-        result = await feedback_joins.record_feedback(
-            self.dispatcher.redis, self.dispatcher.keys, call.model.name, body
-        )
+        result = await self.feedbacks.record(call.model.name, body, call.key.public_id if call.key else "")
         await send_json(call.send, 200, result, call.headers)
 
     async def metadata(self, call: Call) -> None:
@@ -237,8 +240,16 @@ class ModelEndpoints:
         if model.routing.kind in ("canary", "experiment"):
             ids = [call.request_id] + ([served.request.request_id] if served.request.request_id else [])
             in_background(
-                feedback_joins.remember_arm(
-                    self.dispatcher.redis, self.dispatcher.keys, model.name, ids, model.routing.rollout_id, call.arm
+                remember_arm(
+                    self.dispatcher.redis,
+                    self.dispatcher.keys,
+                    model.name,
+                    ids,
+                    model.routing.rollout_id,
+                    call.arm,
+                    metric=model.routing.metric,
+                    # Only this key may give the request's feedback ("": anonymous, keys not required).
+                    owner=call.key.public_id if call.key else "",
                 )
             )
         elif (shadow := routing.should_mirror(model, call.routed_key)) is not None:

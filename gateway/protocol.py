@@ -17,6 +17,11 @@ import orjson
 from dataplane.wire import NUMPY_DTYPES, decode_bytes_tensor, encode_bytes_tensor, tensor_to_bytes
 
 MAX_RANK = 32
+# The most elements a shape may name, counting only its non-zero dimensions: a zero
+# makes a tensor empty, so its data checks pass whatever the other dimensions say,
+# but the worker cannot build an array whose dimensions multiply past what numpy can
+# address ([1, 0, 2**62]). No tensor that fits in a request comes near this.
+MAX_ELEMENTS = 2**31 - 1
 _INT_LIMITS = {name: np.iinfo(NUMPY_DTYPES[name]) for name in NUMPY_DTYPES if name[:3] in ("INT", "UIN")}
 _FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
 
@@ -65,6 +70,8 @@ def _check_shape(name: str, shape: Any, spec_shape: list[int], batch_dim: bool, 
     for dim in shape:
         if type(dim) is not int or dim < 0:
             raise bad(f"input '{name}': shape {shape} must hold non-negative integers")
+    if math.prod(dim for dim in shape if dim) > MAX_ELEMENTS:
+        raise bad(f"input '{name}': shape {shape} names too many elements (at most {MAX_ELEMENTS}, not counting zeros)")
     if len(shape) != len(spec_shape):
         raise bad(
             f"input '{name}': shape {shape} has rank {len(shape)}, "

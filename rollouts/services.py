@@ -345,6 +345,7 @@ class Routing:
     arms: tuple[RoutingArm, ...]
     shadow: RoutingArm | None = None
     shadow_fraction: float = 0.0
+    metric: str = "numeric"  # what feedback rewards are: "binary" (0 or 1) or "numeric"
 
 
 def routing_for(model: RegisteredModel) -> Routing | None:
@@ -363,4 +364,6 @@ def routing_for(model: RegisteredModel) -> Routing | None:
             shadow,
             float(rollout.config.get("fraction", 1.0)),
         )
-    return Routing(rollout.pk, rollout.kind, rollout.routing_header.lower(), tuple(arms))
+    # A canary's rewards are compared by their means (its min_reward_ratio gate): numeric.
+    metric = str(rollout.config.get("metric", "binary")) if rollout.kind == RolloutKind.EXPERIMENT else "numeric"
+    return Routing(rollout.pk, rollout.kind, rollout.routing_header.lower(), tuple(arms), metric=metric)

@@ -21,7 +21,7 @@ import redis
 
 from dataplane import scripts
 from dataplane.keys import RedisKeys
-from dataplane.wire import WireReply, WireRequest, decode_request, encode_reply
+from dataplane.wire import MalformedRequest, WireReply, WireRequest, decode_request, encode_reply
 from workers.batching import Batch, concatenate, plan_batches, split
 from workers.runtime import LoadedSession
 
@@ -157,17 +157,22 @@ class VersionConsumer(threading.Thread):
     def process(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         now_ms = time.time() * 1000
         runnable: list[WireRequest] = []
-        finished: list[tuple[WireRequest | None, bytes, WireReply | None]] = []
+        finished: list[tuple[str | None, bytes, WireReply | None]] = []  # (reply address, entry id, reply)
         for entry_id, fields in entries:
             try:
                 request = decode_request(entry_id, fields)
-            except (KeyError, ValueError, TypeError):
-                logger.error("%s: dropping malformed entry %r", self.version.label, entry_id)
-                finished.append((None, entry_id, None))
+            except MalformedRequest as exc:
+                # Answered at once when it says where to, so its client does not wait out its deadline;
+                # acknowledged and deleted either way, so no worker takes it over again.
+                logger.error("%s: cannot decode entry %r: %s", self.version.label, entry_id, exc)
+                reply = None
+                if exc.reply_to is not None and exc.request_id is not None:
+                    reply = WireReply(exc.request_id, 400, f"the worker could not decode this request: {exc}"[:600])
+                finished.append((exc.reply_to, entry_id, reply))
                 continue
             if request.deadline_ms <= now_ms:
                 reply = WireReply(request.request_id, 504, "the deadline passed before the request could run")
-                finished.append((request, entry_id, reply))
+                finished.append((request.reply_to, entry_id, reply))
             else:
                 runnable.append(request)
         if finished:
@@ -179,15 +184,20 @@ class VersionConsumer(threading.Thread):
         except Exception as exc:
             logger.exception("%s: cannot load", self.version.label)
             message = f"model '{self.version.model}' version {self.version.number} could not be loaded: {exc}"
-            self._send([(r, r.entry_id, WireReply(r.request_id, 503, message)) for r in runnable])
+            self._send([(r.reply_to, r.entry_id, WireReply(r.request_id, 503, message)) for r in runnable])
             return
         signature = self.version.signature
         for batch in plan_batches(
             runnable, self.version.max_batch_size, bool(signature.get("batch_dim")), self.version.preferred_batch_sizes
         ):
-            self._send(
-                [(r, r.entry_id, reply) for r, reply in zip(batch.requests, self._run(loaded, batch), strict=True)]
-            )
+            try:
+                replies = self._run(loaded, batch)
+            except Exception:
+                # A bug, not the input: still an answer, and the entries acknowledged.
+                logger.exception("%s: a batch failed", self.version.label)
+                error = "the worker failed to run this request; its log has the details"
+                replies = [WireReply(r.request_id, 500, error) for r in batch.requests]
+            self._send([(r.reply_to, r.entry_id, reply) for r, reply in zip(batch.requests, replies, strict=True)])
 
     def _run(self, loaded: LoadedSession, batch: Batch) -> list[WireReply]:
         started_wall = time.time() * 1000
@@ -227,13 +237,15 @@ class VersionConsumer(threading.Thread):
             )
         return replies
 
-    def _send(self, finished: list[tuple[WireRequest | None, bytes, WireReply | None]]) -> None:
-        """Replies and acknowledgements in one round trip; acknowledged only once answered."""
+    def _send(self, finished: list[tuple[str | None, bytes, WireReply | None]]) -> None:
+        """Replies and acknowledgements in one round trip; acknowledged only once answered.
+        (Each reply is pushed before its entry is deleted: a gateway that finds an entry
+        gone can rely on its reply being in its list already, see gateway/dispatch.py.)"""
         pipe = self.redis.pipeline(transaction=False)
-        for request, _, reply in finished:
-            if request is not None and reply is not None:
-                pipe.rpush(request.reply_to, encode_reply(reply))
-                pipe.expire(request.reply_to, REPLY_TTL_SECONDS)
+        for reply_to, _, reply in finished:
+            if reply_to is not None and reply is not None:
+                pipe.rpush(reply_to, encode_reply(reply))
+                pipe.expire(reply_to, REPLY_TTL_SECONDS)
         ids = [entry_id for _, entry_id, _ in finished]
         pipe.xack(self.stream, scripts.GROUP, *ids)
         pipe.xdel(self.stream, *ids)

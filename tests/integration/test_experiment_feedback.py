@@ -122,17 +122,16 @@ def test_feedback_is_counted_on_the_arm_that_answered_once(
     assert "never-sent" in unknown.json()["error"]
 
 
-def test_the_requests_own_id_joins_too_and_numeric_rewards_add_up(
-    experiment: Any, gateway: Gateway, redis_conn: redis.Redis
-) -> None:
+def test_the_requests_own_id_joins_too(experiment: Any, gateway: Gateway, redis_conn: redis.Redis) -> None:
     answer = gateway.infer(MODEL, body(request_id="order-17"), headers=keyed("bob"))
     assert answer.status == 200
     assert answer.json()["id"] == "order-17"
     arm = answer.headers["x-turnout-arm"]
     wait_joinable(gateway, redis_conn, "order-17")
 
-    assert feedback(gateway, {"id": "order-17", "reward": 2.5}).status == 200
-    assert rewards(experiment)[arm] == Moments(1, 2.5, 6.25)
+    # (A binary experiment: numeric rewards are in tests/integration/test_feedback_integrity.py.)
+    assert feedback(gateway, {"id": "order-17", "reward": 1}).status == 200
+    assert rewards(experiment)[arm] == Moments(1, 1.0, 1.0)
 
 
 def test_feedback_outside_a_rollout_is_not_joined(registry: Registry, worker: Workers, gateway: Gateway) -> None:
