@@ -160,6 +160,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     # The management API's RateLimit headers, noted by its key throttle.
     "accounts.middleware.ratelimit_headers",
+    # 400 for a NUL character in a URL, query parameter or form field (PostgreSQL cannot store one).
+    "controlplane.middleware.RefuseNullCharacters",
 ]
 
 ROOT_URLCONF = "controlplane.urls"
@@ -298,7 +300,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # Requests made with an API key spend its rate limit and daily quota, as inference does.
     "DEFAULT_THROTTLE_CLASSES": ["accounts.api.ApiKeyRateThrottle"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # Bodies PostgreSQL cannot store (NUL characters) or nested too deep: 400, not 500.
+    "DEFAULT_PARSER_CLASSES": [
+        "controlplane.rest.JSONParser",
+        "controlplane.rest.FormParser",
+        "controlplane.rest.MultiPartParser",
+    ],
+    # ?limit=&offset=, 50 by default, at most controlplane.rest.MAX_PAGE_SIZE.
+    "DEFAULT_PAGINATION_CLASS": "controlplane.rest.Pagination",
     "PAGE_SIZE": 50,
 }
 SPECTACULAR_SETTINGS = {
