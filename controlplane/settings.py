@@ -372,6 +372,10 @@ TURNOUT: dict[str, Any] = {
     "HEALTH_CHECK_TIMEOUT_SECONDS": env_float("TURNOUT_HEALTH_CHECK_TIMEOUT_SECONDS", 1.5, 0.1),
     # Largest model artifact accepted at upload (bytes); default 2 GiB.
     "MAX_ARTIFACT_BYTES": env_int("TURNOUT_MAX_ARTIFACT_BYTES", 2 * 1024**3, 1),
+    # Largest request body on the Django side other than an upload (API JSON, page forms), and
+    # on any path for a request with neither a session cookie nor an API key (controlplane/body_limits.py).
+    "MAX_BODY_BYTES": env_int("TURNOUT_MAX_BODY_BYTES", 1024**2, 1024),
+    "MAX_ANONYMOUS_BODY_BYTES": env_int("TURNOUT_MAX_ANONYMOUS_BODY_BYTES", 64 * 1024, 1024),
     # Validation child process limits.
     "VALIDATION_TIMEOUT_SECONDS": env_int("TURNOUT_VALIDATION_TIMEOUT_SECONDS", 300, 1),
     "VALIDATION_MEMORY_BYTES": env_int("TURNOUT_VALIDATION_MEMORY_BYTES", 8 * 1024**3, 64 * 1024**2),
