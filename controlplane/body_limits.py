@@ -101,9 +101,10 @@ def limits(scope: Scope) -> list[Limit]:
 
 def _message(limit: Limit, size: int | None) -> str:
     subject = "The upload" if limit.upload else "The request body"
-    amount = f"is {size} bytes" if size is not None else "is"
     # An upload's limit is the file's; the allowance for the form around it is not the user's concern.
-    return f"{subject} {amount}, over the limit of {limit.what}."
+    if size is None:  # chunked: how much more was coming is not known
+        return f"{subject} is over the limit of {limit.what}."
+    return f"{subject} is {size} bytes, over the limit of {limit.what}."
 
 
 async def refuse(scope: Scope, send: Send, message: str) -> None:

@@ -179,7 +179,9 @@ def test_a_script_s_chunked_json_is_refused_past_the_body_limit(web: WebProcess)
     result = exchange(web, "/api/rollouts/", headers, chunked=True)
 
     assert_refused_early(result, MiB)
-    assert "over the limit of 1048576 bytes for a request body" in orjson.loads(result.body)["detail"]
+    assert orjson.loads(result.body) == {
+        "detail": "The request body is over the limit of 1048576 bytes for a request body (TURNOUT_MAX_BODY_BYTES)."
+    }
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["declared", "chunked"])
