@@ -5,6 +5,10 @@ A request that presents no key is left to the other authentication classes
 malformed key is refused before any database look-up, and a key must carry the
 `manage` action, since `infer` and `read` keys are handed to inference clients.
 
+A key acts only on the models its patterns match (`model_scope`): the registry,
+rollouts and audit endpoints answer 404 for the others, leave them out of their
+lists, and refuse to create a model whose name does not match, as /v2 does.
+
 A request made with a key then counts against that key's rate limit and daily
 quota, the same budget its inference calls use (`ApiKeyRateThrottle`); over it,
 429 with `Retry-After`, `RateLimit-Policy` and `RateLimit`. As on the inference
@@ -59,6 +63,20 @@ def presented_key(request: Request) -> str | None:
         return token.strip() if scheme.lower() == "bearer" else None
     api_key = request.META.get("HTTP_X_API_KEY")
     return api_key.strip() if api_key is not None else None
+
+
+def model_scope(request: Request) -> ApiKey | None:
+    """The key of a request made with an API key limited to some models; None for a
+    session, or for a key whose patterns include `*`, which sees every model."""
+    key = request.auth
+    if isinstance(key, ApiKey) and not key.covers_every_model:
+        return key
+    return None
+
+
+def allows_model(request: Request, name: str) -> bool:
+    key = model_scope(request)
+    return key is None or key.allows_model(name)
 
 
 def _note_use(public_id: str) -> None:

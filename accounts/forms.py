@@ -78,7 +78,9 @@ class KeyCreateForm(forms.Form):
         label="Models",
         max_length=1000,
         initial="*",
-        help_text="Comma-separated model names or patterns, e.g. fraud-*, iris. * allows every model.",
+        help_text="Comma-separated model names or patterns, e.g. fraud-*, iris. * allows every model. "
+        "The key reaches only these models, for every action: inference, and with manage the "
+        "management API too (other models answer 404 there; it may create only models whose name matches).",
     )
     actions = forms.MultipleChoiceField(
         choices=KeyAction.choices,

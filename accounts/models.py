@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import fnmatch
+
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -79,6 +81,15 @@ class ApiKey(models.Model):
     @property
     def prefix(self) -> str:
         return f"tk_{self.environment}_{self.public_id}_…"
+
+    @property
+    def covers_every_model(self) -> bool:
+        """A `*` among its patterns: the key is not limited to some models."""
+        return "*" in self.model_patterns
+
+    def allows_model(self, name: str) -> bool:
+        """Whether the name matches one of the key's patterns (case-sensitive globs, as on /v2)."""
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.model_patterns)
 
     @property
     def status(self) -> str:

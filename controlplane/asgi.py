@@ -3,15 +3,16 @@
 Requests under `/v2` go to the gateway, a plain ASGI application: Django's
 request handler costs about 1.2 ms of CPU per request on its own (see
 docs/architecture.md), which the inference path cannot afford. Everything else
-(dashboard, management API, admin) goes to Django.
+(dashboard, management API, admin) goes to Django, behind the body limits of
+`controlplane.body_limits`.
 """
 
 import os
-import re
 from typing import Any
 
-import orjson
 from django.core.asgi import get_asgi_application
+
+from controlplane.body_limits import limit_bodies
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
@@ -19,40 +20,8 @@ django_application = get_asgi_application()
 
 from gateway.app import Gateway  # noqa: E402  (needs Django set up first)
 
-# Model uploads: the API and the dashboard form.
-UPLOAD_PATHS = re.compile(r"^/(api/models/[^/]+/versions|models/[^/]+/upload)/?$")
-# Room for the multipart envelope and the form's other fields.
-MULTIPART_ALLOWANCE = 64 * 1024
-
-
-def _declared_length(scope: dict[str, Any]) -> int:
-    for key, value in scope["headers"]:
-        if key == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return 0
-    return 0
-
-
-async def _refuse_oversized_upload(scope: dict[str, Any], send: Any) -> bool:
-    """Django's ASGI handler reads a whole body to disk before any view runs, so an
-    oversized upload is refused here, from its Content-Length, before one byte is read."""
-    from django.conf import settings
-
-    limit = settings.TURNOUT["MAX_ARTIFACT_BYTES"]
-    declared = _declared_length(scope)
-    if scope["method"] != "POST" or declared <= limit + MULTIPART_ALLOWANCE or not UPLOAD_PATHS.match(scope["path"]):
-        return False
-    message = f"The upload is {declared} bytes, over the limit of {limit} bytes for a model file."
-    if scope["path"].startswith("/api/"):
-        body, content_type = orjson.dumps({"detail": message}), b"application/json"
-    else:
-        body, content_type = f'<p class="error" role="alert">{message}</p>'.encode(), b"text/html; charset=utf-8"
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-    return True
+# Bodies over their limit are refused while they arrive, before Django reads them.
+django_behind_limits = limit_bodies(django_application)
 
 
 def build_application(gateway: Gateway) -> Any:
@@ -62,8 +31,8 @@ def build_application(gateway: Gateway) -> Any:
             path = scope["path"]
             if path == "/v2" or path.startswith("/v2/"):
                 await gateway(scope, receive, send)
-            elif not await _refuse_oversized_upload(scope, send):
-                await django_application(scope, receive, send)
+            else:
+                await django_behind_limits(scope, receive, send)
         elif kind == "lifespan":
             await gateway.lifespan(scope, receive, send)
         else:

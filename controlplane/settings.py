@@ -180,6 +180,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     # The management API's RateLimit headers, noted by its key throttle.
     "accounts.middleware.ratelimit_headers",
+    # 400 for a NUL character in a URL, query parameter or form field (PostgreSQL cannot store one).
+    "controlplane.middleware.RefuseNullCharacters",
 ]
 
 ROOT_URLCONF = "controlplane.urls"
@@ -318,7 +320,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # Requests made with an API key spend its rate limit and daily quota, as inference does.
     "DEFAULT_THROTTLE_CLASSES": ["accounts.api.ApiKeyRateThrottle"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # Bodies PostgreSQL cannot store (NUL characters) or nested too deep: 400, not 500.
+    "DEFAULT_PARSER_CLASSES": [
+        "controlplane.rest.JSONParser",
+        "controlplane.rest.FormParser",
+        "controlplane.rest.MultiPartParser",
+    ],
+    # ?limit=&offset=, 50 by default, at most controlplane.rest.MAX_PAGE_SIZE.
+    "DEFAULT_PAGINATION_CLASS": "controlplane.rest.Pagination",
     "PAGE_SIZE": 50,
 }
 SPECTACULAR_SETTINGS = {
@@ -393,6 +402,10 @@ TURNOUT: dict[str, Any] = {
     "HEALTH_CHECK_TIMEOUT_SECONDS": env_float("TURNOUT_HEALTH_CHECK_TIMEOUT_SECONDS", 1.5, 0.1),
     # Largest model artifact accepted at upload (bytes); default 2 GiB.
     "MAX_ARTIFACT_BYTES": env_int("TURNOUT_MAX_ARTIFACT_BYTES", 2 * 1024**3, 1),
+    # Largest request body on the Django side other than an upload (API JSON, page forms), and
+    # on any path for a request with neither a session cookie nor an API key (controlplane/body_limits.py).
+    "MAX_BODY_BYTES": env_int("TURNOUT_MAX_BODY_BYTES", 1024**2, 1024),
+    "MAX_ANONYMOUS_BODY_BYTES": env_int("TURNOUT_MAX_ANONYMOUS_BODY_BYTES", 64 * 1024, 1024),
     # Validation child process limits.
     "VALIDATION_TIMEOUT_SECONDS": env_int("TURNOUT_VALIDATION_TIMEOUT_SECONDS", 300, 1),
     # Validation children a worker process runs at once (the others wait, still pending).

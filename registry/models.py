@@ -14,6 +14,10 @@ NAME_VALIDATOR = RegexValidator(
 class RegisteredModel(models.Model):
     """A named model that Turnout serves; its versions hold the artifacts."""
 
+    # The path to the registered model's name: the audit API shows an API key limited to
+    # some models only the entries about their objects (audit.api.entries_in_key_scope).
+    AUDIT_MODEL_NAME = "name"
+
     name = models.CharField(max_length=64, unique=True, validators=[NAME_VALIDATOR])
     description = models.TextField(blank=True)
     tags = models.JSONField(default=list, blank=True)
@@ -50,6 +54,8 @@ class ExecutionProvider(models.TextChoices):
 
 class ModelVersion(models.Model):
     """One immutable ONNX artifact of a model, with its signature and serving settings."""
+
+    AUDIT_MODEL_NAME = "model__name"  # see RegisteredModel.AUDIT_MODEL_NAME
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
@@ -136,6 +142,8 @@ class ModelVersion(models.Model):
 
 class Alias(models.Model):
     """A name (`production`, `staging`, ...) pointing at one ready version of a model."""
+
+    AUDIT_MODEL_NAME = "model__name"  # see RegisteredModel.AUDIT_MODEL_NAME
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="aliases")
     name = models.CharField(max_length=64, validators=[NAME_VALIDATOR])

@@ -33,6 +33,8 @@ class Rollout(models.Model):
     its outcome, once ended, in `outcome`.
     """
 
+    AUDIT_MODEL_NAME = "model__name"  # see RegisteredModel.AUDIT_MODEL_NAME
+
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="rollouts")
     kind = models.CharField(max_length=16, choices=RolloutKind.choices)
     status = models.CharField(max_length=16, choices=RolloutStatus.choices, default=RolloutStatus.RUNNING)

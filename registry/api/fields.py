@@ -6,15 +6,17 @@ carry them as they are. The fields here accept both.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
 from rest_framework.utils import html
+
+from controlplane.rest import json_problem
 
 
 def reject_unexpected_fields(serializer: serializers.Serializer, immutable: Mapping[str, str] | None = None) -> None:
@@ -41,9 +43,12 @@ def _parse_json_text(data: Any, example: str) -> Any:
     if not isinstance(data, str):
         return data
     try:
-        return json.loads(data)
+        value = orjson.loads(data)
     except ValueError:
         raise serializers.ValidationError(f"Send this field as JSON, e.g. {example}.") from None
+    if (problem := json_problem(value)) is not None:
+        raise serializers.ValidationError(problem)
+    return value
 
 
 def _form_value(field: serializers.Field, dictionary: Any) -> Any:

@@ -26,8 +26,14 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.api import model_scope
 from registry import services
-from registry.api.permissions import CanCreateOrMaintainModel, CanMaintainParentModel
+from registry.api.permissions import (
+    CanCreateOrMaintainModel,
+    CanMaintainParentModel,
+    models_in_scope,
+    out_of_scope,
+)
 from registry.api.serializers import (
     AliasSerializer,
     AliasWriteSerializer,
@@ -123,7 +129,8 @@ class RegisteredModelViewSet(
 
     def get_queryset(self) -> QuerySet[RegisteredModel]:
         queryset = (
-            RegisteredModel.objects.select_related("owner")
+            models_in_scope(self.request)
+            .select_related("owner")
             .prefetch_related("maintainers", Prefetch("aliases", queryset=Alias.objects.select_related("version")))
             .annotate(latest_version_number=Max("versions__number"))
             # Explicit: Django ignores Meta.ordering on a query with GROUP BY.
@@ -138,6 +145,10 @@ class RegisteredModelViewSet(
         return queryset
 
     def perform_create(self, serializer: serializers.BaseSerializer) -> None:
+        key = model_scope(self.request)
+        name = serializer.validated_data["name"]
+        if key is not None and not key.allows_model(name):  # the permission checked the raw input
+            raise exceptions.PermissionDenied(out_of_scope(key, name))
         try:
             serializer.instance = services.create_model(actor=self.request.user, **serializer.validated_data)
         except IntegrityError:
@@ -160,11 +171,14 @@ class ModelScopedMixin:
     """For views under `/models/{model_name}/`: the model, looked up once per request."""
 
     kwargs: dict[str, Any]
+    request: Any  # a DRF Request, once the view runs
     _registered_model: RegisteredModel | None = None
 
     def get_registered_model(self) -> RegisteredModel:
         if self._registered_model is None:
-            self._registered_model = get_object_or_404(RegisteredModel, name=self.kwargs["model_name"])
+            # A model out of the key's scope is as unknown as one that does not exist.
+            scope = models_in_scope(self.request)
+            self._registered_model = get_object_or_404(scope, name=self.kwargs["model_name"])
         return self._registered_model
 
 

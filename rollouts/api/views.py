@@ -1,7 +1,10 @@
 """The rollouts API: start canaries, experiments and shadows, watch them, steer them.
 
 Every signed-in user reads; starting and steering a model's rollouts needs
-`can_maintain` on the model. Views stay thin: they check, validate and call
+`can_maintain` on the model. A request made with an API key limited to some models
+sees only their rollouts (`registry.api.permissions.models_in_scope`): the others
+answer 404, and a start names an out-of-scope model as it would an unknown one.
+Views stay thin: they check, validate and call
 `rollouts.services`; a refused transition (`services.RolloutError`) is a 400
 with the service's message.
 """
@@ -28,6 +31,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from registry.api.permissions import models_in_scope
 from registry.models import RegisteredModel
 from registry.permissions import can_maintain
 from rollouts import services
@@ -136,7 +140,11 @@ class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     permission_classes = [IsAuthenticated, CanMaintainRolloutModel]
 
     def get_queryset(self) -> QuerySet[Rollout]:
-        queryset = Rollout.objects.select_related("model", "created_by").prefetch_related("arms__version")
+        queryset = (
+            Rollout.objects.filter(model__in=models_in_scope(self.request))
+            .select_related("model", "created_by")
+            .prefetch_related("arms__version")
+        )
         if self.action == "list":
             params = self.request.query_params
             if name := params.get("model", "").strip():
@@ -182,10 +190,13 @@ class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         if start is None:
             raise exceptions.ValidationError({"kind": [f"Choose one of {', '.join(RolloutKind.values)}."]})
         # Refuse a non-maintainer before telling them anything about their input.
-        named = RegisteredModel.objects.filter(name=str(data.get("model", ""))).first()
+        scope = models_in_scope(request)
+        named = scope.filter(name=str(data.get("model", ""))).first()
         if named is not None and not can_maintain(request.user, named):
             raise exceptions.PermissionDenied(not_a_maintainer(named))
         body = start(data=data)
+        # A model out of the key's scope: "does not exist", as for an unknown name.
+        body.fields["model"].queryset = scope  # type: ignore[attr-defined]
         body.is_valid(raise_exception=True)
         try:
             rollout = body.save(actor=request.user)
