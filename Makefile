@@ -54,9 +54,9 @@ check: lint typecheck
 
 ## Regenerate the lock files from pyproject.toml.
 lock: | $(BIN)/uv
-	$(BIN)/uv pip compile --quiet --python-version 3.11 pyproject.toml --extra cpu --extra demo --extra dev -o requirements/dev.lock
-	$(BIN)/uv pip compile --quiet --python-version 3.11 pyproject.toml --extra cpu --extra s3 -o requirements/cpu.lock
-	$(BIN)/uv pip compile --quiet --python-version 3.11 pyproject.toml --extra gpu --extra s3 -o requirements/gpu.lock
+	$(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 pyproject.toml --extra cpu --extra demo --extra dev -o requirements/dev.lock
+	$(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 pyproject.toml --extra cpu --extra s3 -o requirements/cpu.lock
+	$(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 pyproject.toml --extra gpu --extra s3 -o requirements/gpu.lock
 
 ## Benchmark: raw onnxruntime against Turnout end to end, two MLPs (docs/benchmarks.md). Options: BENCH_ARGS="--seconds 5".
 bench: setup
