@@ -15,8 +15,6 @@ from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
-from kombu import Queue
-from kombu.common import Broadcast
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -331,9 +329,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-# Control tasks (load, unload, warm up) go to every worker through a fanout queue.
-CELERY_TASK_QUEUES = (Queue("celery"), Broadcast("turnout_control"))
-CELERY_TASK_ROUTES = {"workers.*": {"queue": "turnout_control"}}
+# Worker control (load, unload) is not a Celery task: kombu's Redis fanout never
+# delivered it (dataplane/control.py says why and what replaced it).
 CELERY_BEAT_SCHEDULE = {
     "flush-key-last-used": {"task": "accounts.flush_last_used", "schedule": 60.0},
     "analyze-canaries": {"task": "rollouts.analyze", "schedule": 10.0},

@@ -7,12 +7,14 @@ import logging
 from dataclasses import dataclass
 from typing import IO, Any
 
+import redis
 from django.conf import settings
 from django.db import transaction
 
 from audit.services import record
-from controlplane.celery import app as celery_app
+from controlplane.redis_client import get_redis, redis_keys
 from dataplane import control
+from dataplane.liveness import NOT_LOADED, served_by_now
 from registry import storage
 from registry.events import catalog_changed
 from registry.models import (
@@ -49,6 +51,10 @@ class RegistryError(Exception):
 
 class ArtifactTooLarge(RegistryError):
     pass
+
+
+class WorkersUnreachable(RegistryError):
+    """Redis, through which commands reach the workers, cannot be reached."""
 
 
 @dataclass
@@ -216,19 +222,10 @@ def set_alias(model: RegisteredModel, name: str, version: ModelVersion, *, actor
         record(
             actor, "alias.moved" if before else "alias.created", alias, before=before, after={"version": locked.number}
         )
+        # Workers re-read the registry on this notice and load the production
+        # version at once (workers/serving.py), so no command is needed here.
         catalog_changed(model.name)
-        if name == PRODUCTION:
-            # Every worker loads (and warms up) the new production version now,
-            # not on its first request.
-            transaction.on_commit(lambda: _preload(locked.pk))
     return alias
-
-
-def _preload(version_id: int) -> None:
-    try:
-        celery_app.signature(control.LOAD_VERSION, args=[version_id]).delay()
-    except Exception:  # the broker being down must not fail a committed alias move
-        logger.warning("could not ask the workers to preload version %s", version_id, exc_info=True)
 
 
 def delete_alias(alias: Alias, *, actor: Any) -> None:
@@ -242,3 +239,59 @@ def serving_version(model: RegisteredModel) -> ModelVersion | None:
     """The version a request without a version number gets: the `production` alias."""
     alias = Alias.objects.select_related("version").filter(model=model, name=PRODUCTION).first()
     return alias.version if alias else None
+
+
+# --- Sessions on the workers --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerState:
+    """One live worker serving a version: whether its session is loaded, and where."""
+
+    worker: str
+    loaded: bool
+    provider: str | None
+
+
+def worker_states(version: ModelVersion) -> list[WorkerState]:
+    """The live workers serving `version` now; raises WorkersUnreachable when Redis is down."""
+    try:
+        served = served_by_now(get_redis(), redis_keys(), version.pk, float(settings.TURNOUT["WORKER_TTL_SECONDS"]))
+    except redis.RedisError as exc:
+        raise WorkersUnreachable(f"the workers cannot be reached: {exc}") from None
+    return [
+        WorkerState(worker=name, loaded=state != NOT_LOADED, provider=None if state == NOT_LOADED else state)
+        for name, state in sorted(served.items())
+    ]
+
+
+def load_version(version: ModelVersion, *, actor: Any) -> list[WorkerState]:
+    """Ask every live worker serving `version` to load (and warm up) its session now.
+
+    Returns the workers serving it when asked; each reports its session in the
+    version's served_by hash once it has acted.
+    """
+    return _command_workers(version, control.LOAD, actor)
+
+
+def unload_version(version: ModelVersion, *, actor: Any) -> list[WorkerState]:
+    """Ask every live worker to free `version`'s session; its next request loads it again."""
+    return _command_workers(version, control.UNLOAD, actor)
+
+
+def _command_workers(version: ModelVersion, action: str, actor: Any) -> list[WorkerState]:
+    with transaction.atomic():
+        # Locked, so an archive in flight either finishes first (and this refuses)
+        # or waits until the command is sent.
+        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if locked.status != VersionStatus.READY:
+            raise RegistryError(f"version {locked.number} is {locked.status}; only a ready version can be {action}ed")
+        workers = worker_states(locked)
+        try:
+            # Sent before the audit entry commits: a command that cannot be sent
+            # leaves no entry claiming it was.
+            control.send(get_redis(), redis_keys(), action, locked.pk)
+        except redis.RedisError as exc:
+            raise WorkersUnreachable(f"the workers cannot be reached: {exc}") from None
+        record(actor, f"version.{action}_requested", locked, after={"workers": [w.worker for w in workers]})
+    return workers

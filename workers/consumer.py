@@ -47,6 +47,13 @@ class ServedVersion:
     execution_provider: str
     warmup: bool
     intra_op_threads: int = 0
+    # The target of the `production` alias: loaded at once, whatever `warmup` says,
+    # so that moving the alias (or a worker restart) never leaves it cold.
+    production: bool = False
+
+    @property
+    def preload(self) -> bool:
+        return self.warmup or self.production
 
     @property
     def session_options(self) -> tuple[str, int]:
@@ -84,7 +91,7 @@ class VersionConsumer(threading.Thread):
 
     def run(self) -> None:
         self._ensure_group()
-        if self.version.warmup:
+        if self.version.preload:
             try:
                 self.get_session(self.version)
             except Exception:

@@ -15,12 +15,16 @@ router.register("audit", AuditEntryViewSet, basename="audit-entry")
 # Versions and aliases live under their model; DRF's router does not nest.
 version_list = ModelVersionViewSet.as_view({"get": "list", "post": "create"})
 version_detail = ModelVersionViewSet.as_view({"get": "retrieve", "patch": "partial_update"})
+version_load = ModelVersionViewSet.as_view({"post": "load"})
+version_unload = ModelVersionViewSet.as_view({"post": "unload"})
 alias_list = AliasViewSet.as_view({"get": "list"})
 alias_detail = AliasViewSet.as_view({"get": "retrieve", "put": "update", "delete": "destroy"})
 
 urlpatterns = [
     path("models/<str:model_name>/versions/", version_list, name="model-version-list"),
     path("models/<str:model_name>/versions/<int:number>/", version_detail, name="model-version-detail"),
+    path("models/<str:model_name>/versions/<int:number>/load/", version_load, name="model-version-load"),
+    path("models/<str:model_name>/versions/<int:number>/unload/", version_unload, name="model-version-unload"),
     path("models/<str:model_name>/aliases/", alias_list, name="model-alias-list"),
     path("models/<str:model_name>/aliases/<str:alias>/", alias_detail, name="model-alias-detail"),
     *router.urls,

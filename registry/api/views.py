@@ -6,6 +6,7 @@ answered in DRF's shape (`{"detail": "..."}` or `{"field": ["..."]}`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -33,9 +34,11 @@ from registry.api.serializers import (
     AliasWriteSerializer,
     RegisteredModelSerializer,
     RegisteredModelUpdateSerializer,
+    VersionDetailSerializer,
     VersionSerializer,
     VersionUpdateSerializer,
     VersionUploadSerializer,
+    WorkerCommandSerializer,
 )
 from registry.models import Alias, ModelVersion, RegisteredModel, ValidationJob
 
@@ -49,6 +52,12 @@ class Refused(exceptions.APIException):
     status_code = status.HTTP_400_BAD_REQUEST
     default_detail = "The registry refused this request."
     default_code = "refused"
+
+
+class WorkersUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The workers cannot be reached."
+    default_code = "workers_unavailable"
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -171,7 +180,9 @@ class ModelScopedMixin:
 @extend_schema(parameters=[MODEL_NAME])
 @extend_schema_view(
     list=extend_schema(summary="List a model's versions", responses={200: VersionSerializer(many=True), **ERRORS}),
-    retrieve=extend_schema(summary="Show a version", responses={200: VersionSerializer, **ERRORS}),
+    retrieve=extend_schema(
+        summary="Show a version, with the live workers serving it", responses={200: VersionDetailSerializer, **ERRORS}
+    ),
 )
 class ModelVersionViewSet(ModelScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Versions of one model. Anyone signed in reads; maintainers upload and configure."""
@@ -191,6 +202,54 @@ class ModelVersionViewSet(ModelScopedMixin, mixins.ListModelMixin, mixins.Retrie
                 Prefetch("validation_jobs", queryset=ValidationJob.objects.order_by("-created_at", "-id")),
             )
         )
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        version = self.get_object()
+        try:
+            workers: list[services.WorkerState] | None = services.worker_states(version)
+        except services.WorkersUnreachable:
+            workers = None  # the registry's answer does not depend on Redis
+        return Response(VersionDetailSerializer(version, context={"workers": workers}).data)
+
+    @extend_schema(
+        summary="Load a version on every worker",
+        description=(
+            "Maintainers only; the version must be ready. Every live worker serving the version loads and warms "
+            "up its session now rather than on the first request. Answers 202 at once: each worker reports its "
+            "session under `workers` in `GET` of the version when it has acted."
+        ),
+        request=None,
+        responses={202: WorkerCommandSerializer, **ERRORS, 503: OpenApiResponse(ErrorSerializer)},
+    )
+    def load(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self._command_workers(services.load_version, "load")
+
+    @extend_schema(
+        summary="Unload a version from every worker",
+        description=(
+            "Maintainers only; the version must be ready. Every live worker frees its session of the version; "
+            "the next request for it loads it again. Answers 202 at once."
+        ),
+        request=None,
+        responses={202: WorkerCommandSerializer, **ERRORS, 503: OpenApiResponse(ErrorSerializer)},
+    )
+    def unload(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self._command_workers(services.unload_version, "unload")
+
+    def _command_workers(self, command: Callable[..., list[services.WorkerState]], verb: str) -> Response:
+        version = self.get_object()
+        try:
+            workers = command(version, actor=self.request.user)
+        except services.WorkersUnreachable as exc:
+            raise WorkersUnavailable(str(exc)) from exc
+        except services.RegistryError as exc:
+            raise Refused(str(exc)) from exc
+        if workers:
+            detail = f"asked {len(workers)} live worker(s) to {verb} version {version.number}"
+        else:
+            detail = f"no live worker serves version {version.number} now: there is nothing to {verb}"
+        body = WorkerCommandSerializer({"detail": detail, "workers": workers}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # Before authentication: its CSRF check parses the form, which would
