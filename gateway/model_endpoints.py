@@ -304,7 +304,10 @@ def _version(model: ModelEntry, version: str | None) -> VersionEntry:
         return model.versions[model.serving]
     if not version.isdigit() or int(version) not in model.versions:
         raise ProtocolError(404, f"model '{model.name}' has no version '{version}'")
-    return model.versions[int(version)]
+    entry = model.versions[int(version)]
+    if entry.archived:
+        raise ProtocolError(404, f"model '{model.name}' version {entry.number} is archived: it is no longer served")
+    return entry
 
 
 def _require_ready(model: ModelEntry, entry: VersionEntry) -> dict[str, Any]:

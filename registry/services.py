@@ -228,6 +228,62 @@ def set_alias(model: RegisteredModel, name: str, version: ModelVersion, *, actor
     return alias
 
 
+# Rollout statuses that hold traffic (rollouts.models.ACTIVE; the registry cannot
+# import the rollouts app, which builds on it).
+ACTIVE_ROLLOUT_STATUSES = ("running", "paused")
+
+
+def archive_version(version: ModelVersion, *, actor: Any) -> ModelVersion:
+    """Retire a ready or failed version: no longer served, offered, aliased or routed to.
+
+    Its artifact, signature and audit trail stay; `restore_version` brings it back.
+    Refused while an alias points at it or an active rollout uses it, so nothing
+    that serves traffic loses its version.
+    """
+    with transaction.atomic():
+        # set_alias and a rollout's start lock the same row, so each of them
+        # either sees the archive or is seen by it.
+        locked = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+        if locked.status == VersionStatus.ARCHIVED:
+            raise RegistryError(f"version {locked.number} is already archived")
+        if locked.status not in (VersionStatus.READY, VersionStatus.FAILED):
+            raise RegistryError(
+                f"version {locked.number} is {locked.status}; wait until its validation has finished, then archive it"
+            )
+        aliases = sorted(locked.aliases.values_list("name", flat=True))
+        if aliases:
+            names = ", ".join(f"'{name}'" for name in aliases)
+            which, point, them = ("alias", "points", "it") if len(aliases) == 1 else ("aliases", "point", "them")
+            raise RegistryError(f"the {which} {names} {point} at version {locked.number}: move or delete {them} first")
+        rollout_id = (
+            locked.arms.filter(rollout__status__in=ACTIVE_ROLLOUT_STATUSES).values_list("rollout_id", flat=True).first()
+        )
+        if rollout_id is not None:
+            raise RegistryError(f"version {locked.number} takes part in active rollout #{rollout_id}: end it first")
+        before = locked.status
+        locked.status = VersionStatus.ARCHIVED
+        locked.save(update_fields=["status", "updated_at"])
+        record(actor, "version.archived", locked, before={"status": before}, after={"status": locked.status})
+        catalog_changed(locked.model.name)
+    return locked
+
+
+def restore_version(version: ModelVersion, *, actor: Any) -> ModelVersion:
+    """Undo an archive: a version that had passed validation is ready again, one that failed stays failed."""
+    with transaction.atomic():
+        locked = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+        if locked.status != VersionStatus.ARCHIVED:
+            raise RegistryError(
+                f"version {locked.number} is {locked.status}, not archived; there is nothing to restore"
+            )
+        # Only validation sets a signature, and only on success.
+        locked.status = VersionStatus.READY if locked.signature is not None else VersionStatus.FAILED
+        locked.save(update_fields=["status", "updated_at"])
+        record(actor, "version.restored", locked, before={"status": "archived"}, after={"status": locked.status})
+        catalog_changed(locked.model.name)
+    return locked
+
+
 def delete_alias(alias: Alias, *, actor: Any) -> None:
     with transaction.atomic():
         record(actor, "alias.deleted", alias, before={"version": alias.version.number})

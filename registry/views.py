@@ -205,7 +205,12 @@ def _receive_upload(request: HtmxHttpRequest, model: RegisteredModel) -> HttpRes
     if result.created:
         messages.success(request, f"Uploaded version {number}. Validation is running; this page follows it.")
     else:
-        messages.info(request, f"Nothing new stored: these bytes are already version {number}.")
+        archived = (
+            " It is archived: restore it on its page to serve it again."
+            if result.version.status == VersionStatus.ARCHIVED
+            else ""
+        )
+        messages.info(request, f"Nothing new stored: these bytes are already version {number}.{archived}")
     return _redirect(request, reverse("registry:version", args=[model.name, number]))
 
 
@@ -282,6 +287,8 @@ def version_detail(request: HtmxHttpRequest, name: str, number: int) -> HttpResp
 VERSION_VERBS = {
     "load": "Asked {n} live worker(s) to load version {number}; the table below follows them.",
     "unload": "Asked {n} live worker(s) to unload version {number}; its next request loads it again.",
+    "archive": "Version {number} is archived: it is no longer served, and can take no alias or traffic.",
+    "restore": "Version {number} is restored: it is {status} again.",
 }
 
 
@@ -296,6 +303,11 @@ def version_action(request: HtmxHttpRequest, name: str, number: int, verb: str) 
     if not can_maintain(request.user, version.model):
         return not_a_maintainer(request, version.model, f"{verb} this version")
     try:
+        if verb in ("archive", "restore"):
+            change = services.archive_version if verb == "archive" else services.restore_version
+            changed = change(version, actor=request.user)
+            messages.success(request, VERSION_VERBS[verb].format(number=number, status=changed.status))
+            return _redirect(request, reverse("registry:version", args=[name, number]))
         if verb == "load":
             workers = services.load_version(version, actor=request.user)
         else:

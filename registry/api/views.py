@@ -40,7 +40,7 @@ from registry.api.serializers import (
     VersionUploadSerializer,
     WorkerCommandSerializer,
 )
-from registry.models import Alias, ModelVersion, RegisteredModel, ValidationJob
+from registry.models import Alias, ModelVersion, RegisteredModel, ValidationJob, VersionStatus
 
 # Room for the multipart boundaries and the small form fields around the file.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
@@ -236,6 +236,39 @@ class ModelVersionViewSet(ModelScopedMixin, mixins.ListModelMixin, mixins.Retrie
     def unload(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return self._command_workers(services.unload_version, "unload")
 
+    @extend_schema(
+        summary="Archive a version",
+        description=(
+            "Maintainers only. A ready or failed version is retired: workers stop serving it, the gateway answers "
+            "404 for it, and it cannot take an alias or rollout traffic. Its artifact, signature and audit trail "
+            "stay. Refused (400) while an alias points at it or an active rollout uses it. Audited as "
+            "`version.archived`."
+        ),
+        request=None,
+        responses={200: VersionSerializer, **ERRORS},
+    )
+    def archive(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self._change_status(services.archive_version)
+
+    @extend_schema(
+        summary="Restore an archived version",
+        description=(
+            "Maintainers only. The version is ready again if it had passed validation, failed otherwise. "
+            "Audited as `version.restored`."
+        ),
+        request=None,
+        responses={200: VersionSerializer, **ERRORS},
+    )
+    def restore(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self._change_status(services.restore_version)
+
+    def _change_status(self, change: Callable[..., ModelVersion]) -> Response:
+        try:
+            changed = change(self.get_object(), actor=self.request.user)
+        except services.RegistryError as exc:
+            raise Refused(str(exc)) from exc
+        return Response(VersionSerializer(self.get_queryset().get(pk=changed.pk)).data)
+
     def _command_workers(self, command: Callable[..., list[services.WorkerState]], verb: str) -> Response:
         version = self.get_object()
         try:
@@ -306,6 +339,8 @@ class ModelVersionViewSet(ModelScopedMixin, mixins.ListModelMixin, mixins.Retrie
             return Response(data, status=status.HTTP_201_CREATED)
         data["duplicate"] = True
         data["detail"] = f"these bytes are already version {result.version.number} of {model.name}"
+        if result.version.status == VersionStatus.ARCHIVED:
+            data["detail"] += ", which is archived: restore it to serve it again"
         return Response(data, status=status.HTTP_200_OK)
 
     @extend_schema(

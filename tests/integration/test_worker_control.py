@@ -115,3 +115,15 @@ def test_a_worker_started_later_preloads_the_production_version_only(
         wait_states(old, NOT_LOADED, ["ctl-late"], late)
     finally:
         late.stop()
+
+
+def test_an_archived_version_is_dropped_by_every_worker(workers: Workers, owner: Any) -> None:
+    registry = Registry(owner)
+    registry.add("inf-arch", build_mlp(4, [8], 2, seed=5))
+    retired = registry.add("inf-arch", build_mlp(4, [8], 2, seed=6), production=False)
+    wait_states(retired, "loaded", WORKER_NAMES, workers)  # warm-up at start is on
+
+    archived = signed_in(owner, APIClient).post("/api/models/inf-arch/versions/2/archive/")
+
+    assert archived.status_code == 200, archived.content
+    assert wait_for(lambda: not set(WORKER_NAMES) & set(states(retired)), 30, 0.2), states(retired)
