@@ -371,6 +371,10 @@ TURNOUT: dict[str, Any] = {
     # worker's unanswered requests.
     "WORKER_MODELS": env_list("TURNOUT_WORKER_MODELS", "*"),
     "WORKER_MEMORY_BUDGET_BYTES": env_int("TURNOUT_WORKER_MEMORY_BUDGET_BYTES", 8 * 1024**3, 1),
+    # CPU memory that a worker's inference runs may hold at once (activations and outputs,
+    # not weights); a request that needs more is refused. Validation's smoke test runs
+    # under the same limit.
+    "WORKER_RUN_MEMORY_BYTES": env_int("TURNOUT_WORKER_RUN_MEMORY_BYTES", 2 * 1024**3, 64 * 1024**2),
     "WORKER_INTRA_OP_THREADS": env_int("TURNOUT_WORKER_INTRA_OP_THREADS", 0),
     "WORKER_RECLAIM_IDLE_MS": env_int("TURNOUT_WORKER_RECLAIM_IDLE_MS", 1000, 10),
     # A port on which each worker serves its own Prometheus metrics (0: off; use it

@@ -278,7 +278,9 @@ class ModelEndpoints:
         reply = await self.dispatcher.wait(ticket)
         obs.queue_ms, obs.compute_ms, obs.batch_size = reply.queue_ms, reply.compute_ms, reply.batch_size
         if reply.status != 200:
-            raise ProtocolError(reply.status, reply.error)
+            # A worker's 503 (short of memory, or cannot load the version) passes with time.
+            retry = [(b"retry-after", b"1")] if reply.status == 503 else []
+            raise ProtocolError(reply.status, reply.error, retry)
         parameters = {"arm": obs.arm}
         body_out, json_length = encode_response(model.name, str(entry.number), request, reply.outputs, parameters)
         return Served(request, reply, body_out, json_length, timeout_s)

@@ -24,6 +24,7 @@ from controlplane.redis_client import redis_keys
 from dataplane import control
 from dataplane.liveness import NOT_LOADED
 from observability import metrics
+from registry import inference_memory
 from registry.models import Alias, ModelVersion, VersionStatus
 from registry.services import PRODUCTION
 from registry.storage import local_copy
@@ -67,6 +68,8 @@ class Serving:
         self.patterns = list(conf["WORKER_MODELS"])
         self.reclaim_idle_ms = int(conf["WORKER_RECLAIM_IDLE_MS"])
         self.redis = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=30)
+        # Before any session exists: sessions take the capped arena when they are created.
+        inference_memory.cap(int(conf["WORKER_RUN_MEMORY_BYTES"]))
         self.pool = SessionPool(int(conf["WORKER_MEMORY_BUDGET_BYTES"]), int(conf["WORKER_INTRA_OP_THREADS"]))
         self.pool.on_change = self._on_pool_change
         self.consumers: dict[int, VersionConsumer] = {}
