@@ -51,8 +51,8 @@ _ARENA_FULL = re.compile(r"Available memory of (\d+) is smaller than requested b
 _MALLOC_FAILED = re.compile(r"Failed to allocate memory for requested buffer of size (\d+)")
 
 
-def cap(limit: int) -> None:
-    """Give this process one CPU arena of at most `limit` bytes for inference. Once per
+def cap(max_bytes: int) -> None:
+    """Give this process one CPU arena of at most `max_bytes` for inference. Once per
     process: onnxruntime refuses to register a second one, so a later call with
     another limit keeps the first."""
     global _limit
@@ -61,14 +61,14 @@ def cap(limit: int) -> None:
             return
         config = ort.OrtArenaCfg(
             {
-                "max_mem": limit,
+                "max_mem": max_bytes,
                 "arena_extend_strategy": NEXT_POWER_OF_TWO,
-                "initial_chunk_size_bytes": min(KEEP_BYTES, limit),
+                "initial_chunk_size_bytes": min(KEEP_BYTES, max_bytes),
             }
         )
         info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
         ort.create_and_register_allocator(info, config)
-        _limit = limit
+        _limit = max_bytes
     # The arena's first region is the size of its first allocation, and is never
     # shrunk: a tiny run now makes it KEEP_BYTES, before any request could make
     # it as large as that request.

@@ -11,6 +11,7 @@ notice), one listens for those notices, and one follows the control stream
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import logging
 import threading
@@ -193,6 +194,14 @@ class Serving:
         wanted = {v.id: v for v in ready_versions(self.patterns) if v.signature}
         for version_id, consumer in list(self.consumers.items()):
             update = wanted.get(version_id)
+            if update is not None and update == dataclasses.replace(consumer.version, production=update.production):
+                if update != consumer.version:
+                    # Only the production alias moved: the loop goes on, and the new
+                    # production version loads now, beside it, instead of on a request.
+                    consumer.version = update
+                    if update.production:
+                        self._preload(update)
+                continue
             if update != consumer.version:
                 consumer.stop()
                 consumer.join(timeout=5)
@@ -220,6 +229,15 @@ class Serving:
             )
             consumer.start()
             logger.info("serving %s", version.label)
+
+    def _preload(self, version: ServedVersion) -> None:
+        def load() -> None:
+            try:
+                self.get_session(version)
+            except Exception:
+                logger.exception("%s: preloading the production version failed; it loads on first use", version.label)
+
+        threading.Thread(target=load, name=f"turnout-preload-{version.id}", daemon=True).start()
 
     def _forget(self, version_id: int) -> None:
         with contextlib.suppress(redis.RedisError):
