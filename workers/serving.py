@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connection
 
 from controlplane.redis_client import redis_keys
 from dataplane import control
@@ -256,6 +256,10 @@ class Serving:
             except redis.RedisError:
                 logger.warning("cannot read the control stream; retrying in 1 s", exc_info=True)
                 self._stop.wait(1.0)
+            except Exception:
+                # The thread must outlive one bad command; the entry is behind it already.
+                logger.exception("unexpected error while obeying the control stream")
+                self._stop.wait(1.0)
 
     def _obey(self, command: control.Command) -> None:
         version_id = command.version_id
@@ -273,6 +277,8 @@ class Serving:
                 self._reconcile()
             except (DatabaseError, redis.RedisError):
                 logger.warning("cannot refresh the served versions before a load", exc_info=True)
+            finally:
+                connection.close()  # this thread reconciles rarely: no idle connection in between
         try:
             loaded = self.load(version_id)
         except Exception:
