@@ -15,8 +15,6 @@ from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
-from kombu import Queue
-from kombu.common import Broadcast
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -363,11 +361,10 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # Beat writes a heartbeat every turn of its loop; the loop turns at least this often.
 CELERY_BEAT_SCHEDULER = "controlplane.beat:HeartbeatScheduler"
 CELERY_BEAT_MAX_LOOP_INTERVAL = 2
-# Control tasks (load, unload, warm up) go to every worker through a fanout queue.
-# Turnouts sharing one Redis give each its own queue (tests and the benchmark do).
+# Turnouts sharing one Redis give each its own queue (tests, the benchmark and the drill do).
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
-CELERY_TASK_QUEUES = (Queue(CELERY_TASK_DEFAULT_QUEUE), Broadcast("turnout_control"))
-CELERY_TASK_ROUTES = {"workers.*": {"queue": "turnout_control"}}
+# Worker control (load, unload) is not a Celery task: kombu's Redis fanout never
+# delivered it (dataplane/control.py says why and what replaced it).
 CELERY_BEAT_SCHEDULE = {
     "flush-key-last-used": {"task": "accounts.flush_last_used", "schedule": 60.0},
     "analyze-canaries": {"task": "rollouts.analyze", "schedule": 10.0},
@@ -426,6 +423,10 @@ TURNOUT: dict[str, Any] = {
     # worker's unanswered requests.
     "WORKER_MODELS": env_list("TURNOUT_WORKER_MODELS", "*"),
     "WORKER_MEMORY_BUDGET_BYTES": env_int("TURNOUT_WORKER_MEMORY_BUDGET_BYTES", 8 * 1024**3, 1),
+    # CPU memory that a worker's inference runs may hold at once (activations and outputs,
+    # not weights); a request that needs more is refused. Validation's smoke test runs
+    # under the same limit.
+    "WORKER_RUN_MEMORY_BYTES": env_int("TURNOUT_WORKER_RUN_MEMORY_BYTES", 2 * 1024**3, 64 * 1024**2),
     "WORKER_INTRA_OP_THREADS": env_int("TURNOUT_WORKER_INTRA_OP_THREADS", 0),
     "WORKER_RECLAIM_IDLE_MS": env_int("TURNOUT_WORKER_RECLAIM_IDLE_MS", 1000, 10),
     # A port on which each worker serves its own Prometheus metrics (0: off; use it

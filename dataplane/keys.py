@@ -46,6 +46,10 @@ class RedisKeys:
         """A registry change: the model's name; gateways and workers re-read it."""
         return f"{self.prefix}:catalog"
 
+    def control_stream(self) -> str:
+        """Stream: load and unload commands; every worker reads every entry (control.py)."""
+        return f"{self.prefix}:control"
+
     def keys_channel(self) -> str:
         """An API key change: its public id; gateways drop their cached record."""
         return f"{self.prefix}:keys"

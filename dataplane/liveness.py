@@ -18,6 +18,10 @@ from typing import Any
 
 from dataplane.keys import RedisKeys
 
+# A worker's entry in a version's served_by hash before the session is loaded;
+# once loaded, the entry is its execution provider.
+NOT_LOADED = "not loaded (loads on first use)"
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -74,5 +78,18 @@ async def read_served_by(client: Any, keys: RedisKeys, version_id: int, ttl_seco
     pipe.hgetall(keys.served_by(version_id))
     pipe.zrangebyscore(keys.workers(), alive_since(ttl_seconds), "+inf")
     served, alive = await pipe.execute()
+    return _live(served, alive)
+
+
+def served_by_now(client: Any, keys: RedisKeys, version_id: int, ttl_seconds: float) -> dict[str, str]:
+    """As `read_served_by`, with a synchronous client (the dashboard and the management API)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(keys.served_by(version_id))
+    pipe.zrangebyscore(keys.workers(), alive_since(ttl_seconds), "+inf")
+    served, alive = pipe.execute()
+    return _live(served, alive)
+
+
+def _live(served: dict[Any, Any], alive: list[Any]) -> dict[str, str]:
     alive_names = {_text(a) for a in alive}
     return {_text(worker): _text(provider) for worker, provider in served.items() if _text(worker) in alive_names}

@@ -39,6 +39,11 @@ class VersionEntry:
     def ready(self) -> bool:
         return self.status == "ready"
 
+    @property
+    def archived(self) -> bool:
+        """Retired by a maintainer: never served, so requests naming it get 404."""
+        return self.status == "archived"
+
 
 @dataclass
 class ModelEntry:

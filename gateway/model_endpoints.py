@@ -289,7 +289,9 @@ class ModelEndpoints:
         reply = await self.dispatcher.wait(ticket)
         obs.queue_ms, obs.compute_ms, obs.batch_size = reply.queue_ms, reply.compute_ms, reply.batch_size
         if reply.status != 200:
-            raise ProtocolError(reply.status, reply.error)
+            # A worker's 503 (short of memory, or cannot load the version) passes with time.
+            retry = [(b"retry-after", b"1")] if reply.status == 503 else []
+            raise ProtocolError(reply.status, reply.error, retry)
         parameters = {"arm": obs.arm}
         body_out, json_length = encode_response(model.name, str(entry.number), request, reply.outputs, parameters)
         return Served(request, reply, body_out, json_length, timeout_s)
@@ -315,7 +317,10 @@ def _version(model: ModelEntry, version: str | None) -> VersionEntry:
         return model.versions[model.serving]
     if not version.isdigit() or int(version) not in model.versions:
         raise ProtocolError(404, f"model '{model.name}' has no version '{version}'")
-    return model.versions[int(version)]
+    entry = model.versions[int(version)]
+    if entry.archived:
+        raise ProtocolError(404, f"model '{model.name}' version {entry.number} is archived: it is no longer served")
+    return entry
 
 
 def _require_ready(model: ModelEntry, entry: VersionEntry) -> dict[str, Any]:

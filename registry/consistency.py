@@ -1,4 +1,4 @@
-"""Registry consistency: every ready version's file against its sha256, and
+"""Registry consistency: every ready or archived version's file against its sha256, and
 files in storage that no version refers to."""
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ class ConsistencyReport:
 def check_registry(verify_hashes: bool = True) -> ConsistencyReport:
     report = ConsistencyReport()
     store = storage.artifact_storage()
-    for version in ModelVersion.objects.filter(status=VersionStatus.READY).select_related("model").iterator():
+    # Archived versions keep their files to be restorable, so those are checked too.
+    kept = ModelVersion.objects.filter(status__in=[VersionStatus.READY, VersionStatus.ARCHIVED]).exclude(artifact="")
+    for version in kept.select_related("model").iterator():
         report.checked += 1
         label = f"{version} ({version.artifact})"
         if not store.exists(version.artifact):

@@ -44,6 +44,9 @@ class VersionStatus(models.TextChoices):
     VALIDATING = "validating", "Validating"
     READY = "ready", "Ready"
     FAILED = "failed", "Failed"
+    # Retired by a maintainer: not served, offered, aliased or routed to, but kept
+    # with its artifact and audit trail, and restorable.
+    ARCHIVED = "archived", "Archived"
 
 
 class ExecutionProvider(models.TextChoices):
@@ -122,9 +125,10 @@ class ModelVersion(models.Model):
                 violation_error_message="This model already has a version with these exact bytes.",
             ),
             models.CheckConstraint(
-                condition=Q(status="failed") | ~Q(artifact=""),
+                # An archived version that had failed lacks it too.
+                condition=Q(status__in=["failed", "archived"]) | ~Q(artifact=""),
                 name="registry_version_artifact_unless_failed",
-                violation_error_message="Only a failed version may lack its artifact.",
+                violation_error_message="Only a failed (or archived failed) version may lack its artifact.",
             ),
         ]
         indexes = [

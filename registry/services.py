@@ -7,12 +7,14 @@ import logging
 from dataclasses import dataclass
 from typing import IO, Any
 
+import redis
 from django.conf import settings
 from django.db import transaction
 
 from audit.services import record
-from controlplane.celery import app as celery_app
+from controlplane.redis_client import get_redis, redis_keys
 from dataplane import control
+from dataplane.liveness import NOT_LOADED, served_by_now
 from registry import storage
 from registry.events import catalog_changed
 from registry.models import (
@@ -49,6 +51,10 @@ class RegistryError(Exception):
 
 class ArtifactTooLarge(RegistryError):
     pass
+
+
+class WorkersUnreachable(RegistryError):
+    """Redis, through which commands reach the workers, cannot be reached."""
 
 
 @dataclass
@@ -216,19 +222,66 @@ def set_alias(model: RegisteredModel, name: str, version: ModelVersion, *, actor
         record(
             actor, "alias.moved" if before else "alias.created", alias, before=before, after={"version": locked.number}
         )
+        # Workers re-read the registry on this notice and load the production
+        # version at once (workers/serving.py), so no command is needed here.
         catalog_changed(model.name)
-        if name == PRODUCTION:
-            # Every worker loads (and warms up) the new production version now,
-            # not on its first request.
-            transaction.on_commit(lambda: _preload(locked.pk))
     return alias
 
 
-def _preload(version_id: int) -> None:
-    try:
-        celery_app.signature(control.LOAD_VERSION, args=[version_id]).delay()
-    except Exception:  # the broker being down must not fail a committed alias move
-        logger.warning("could not ask the workers to preload version %s", version_id, exc_info=True)
+# Rollout statuses that hold traffic (rollouts.models.ACTIVE; the registry cannot
+# import the rollouts app, which builds on it).
+ACTIVE_ROLLOUT_STATUSES = ("running", "paused")
+
+
+def archive_version(version: ModelVersion, *, actor: Any) -> ModelVersion:
+    """Retire a ready or failed version: no longer served, offered, aliased or routed to.
+
+    Its artifact, signature and audit trail stay; `restore_version` brings it back.
+    Refused while an alias points at it or an active rollout uses it, so nothing
+    that serves traffic loses its version.
+    """
+    with transaction.atomic():
+        # set_alias and a rollout's start lock the same row, so each of them
+        # either sees the archive or is seen by it.
+        locked = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+        if locked.status == VersionStatus.ARCHIVED:
+            raise RegistryError(f"version {locked.number} is already archived")
+        if locked.status not in (VersionStatus.READY, VersionStatus.FAILED):
+            raise RegistryError(
+                f"version {locked.number} is {locked.status}; wait until its validation has finished, then archive it"
+            )
+        aliases = sorted(locked.aliases.values_list("name", flat=True))
+        if aliases:
+            names = ", ".join(f"'{name}'" for name in aliases)
+            which, point, them = ("alias", "points", "it") if len(aliases) == 1 else ("aliases", "point", "them")
+            raise RegistryError(f"the {which} {names} {point} at version {locked.number}: move or delete {them} first")
+        rollout_id = (
+            locked.arms.filter(rollout__status__in=ACTIVE_ROLLOUT_STATUSES).values_list("rollout_id", flat=True).first()
+        )
+        if rollout_id is not None:
+            raise RegistryError(f"version {locked.number} takes part in active rollout #{rollout_id}: end it first")
+        before = locked.status
+        locked.status = VersionStatus.ARCHIVED
+        locked.save(update_fields=["status", "updated_at"])
+        record(actor, "version.archived", locked, before={"status": before}, after={"status": locked.status})
+        catalog_changed(locked.model.name)
+    return locked
+
+
+def restore_version(version: ModelVersion, *, actor: Any) -> ModelVersion:
+    """Undo an archive: a version that had passed validation is ready again, one that failed stays failed."""
+    with transaction.atomic():
+        locked = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+        if locked.status != VersionStatus.ARCHIVED:
+            raise RegistryError(
+                f"version {locked.number} is {locked.status}, not archived; there is nothing to restore"
+            )
+        # Only validation sets a signature, and only on success.
+        locked.status = VersionStatus.READY if locked.signature is not None else VersionStatus.FAILED
+        locked.save(update_fields=["status", "updated_at"])
+        record(actor, "version.restored", locked, before={"status": "archived"}, after={"status": locked.status})
+        catalog_changed(locked.model.name)
+    return locked
 
 
 def delete_alias(alias: Alias, *, actor: Any) -> None:
@@ -242,3 +295,59 @@ def serving_version(model: RegisteredModel) -> ModelVersion | None:
     """The version a request without a version number gets: the `production` alias."""
     alias = Alias.objects.select_related("version").filter(model=model, name=PRODUCTION).first()
     return alias.version if alias else None
+
+
+# --- Sessions on the workers --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerState:
+    """One live worker serving a version: whether its session is loaded, and where."""
+
+    worker: str
+    loaded: bool
+    provider: str | None
+
+
+def worker_states(version: ModelVersion) -> list[WorkerState]:
+    """The live workers serving `version` now; raises WorkersUnreachable when Redis is down."""
+    try:
+        served = served_by_now(get_redis(), redis_keys(), version.pk, float(settings.TURNOUT["WORKER_TTL_SECONDS"]))
+    except redis.RedisError as exc:
+        raise WorkersUnreachable(f"the workers cannot be reached: {exc}") from None
+    return [
+        WorkerState(worker=name, loaded=state != NOT_LOADED, provider=None if state == NOT_LOADED else state)
+        for name, state in sorted(served.items())
+    ]
+
+
+def load_version(version: ModelVersion, *, actor: Any) -> list[WorkerState]:
+    """Ask every live worker serving `version` to load (and warm up) its session now.
+
+    Returns the workers serving it when asked; each reports its session in the
+    version's served_by hash once it has acted.
+    """
+    return _command_workers(version, control.LOAD, actor)
+
+
+def unload_version(version: ModelVersion, *, actor: Any) -> list[WorkerState]:
+    """Ask every live worker to free `version`'s session; its next request loads it again."""
+    return _command_workers(version, control.UNLOAD, actor)
+
+
+def _command_workers(version: ModelVersion, action: str, actor: Any) -> list[WorkerState]:
+    with transaction.atomic():
+        # Locked, so an archive in flight either finishes first (and this refuses)
+        # or waits until the command is sent.
+        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if locked.status != VersionStatus.READY:
+            raise RegistryError(f"version {locked.number} is {locked.status}; only a ready version can be {action}ed")
+        workers = worker_states(locked)
+        try:
+            # Sent before the audit entry commits: a command that cannot be sent
+            # leaves no entry claiming it was.
+            control.send(get_redis(), redis_keys(), action, locked.pk)
+        except redis.RedisError as exc:
+            raise WorkersUnreachable(f"the workers cannot be reached: {exc}") from None
+        record(actor, f"version.{action}_requested", locked, after={"workers": [w.worker for w in workers]})
+    return workers

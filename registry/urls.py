@@ -10,4 +10,5 @@ urlpatterns = [
     path("<str:name>/", views.model_detail, name="detail"),
     path("<str:name>/upload/", views.upload, name="upload"),
     path("<str:name>/versions/<int:number>/", views.version_detail, name="version"),
+    path("<str:name>/versions/<int:number>/<str:verb>/", views.version_action, name="version-action"),
 ]

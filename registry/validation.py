@@ -25,6 +25,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from registry import inference_memory
 from registry.signature import Signature, TensorSpec, extract_signature, ort_type_to_datatype
 
 __all__ = ["ValidationOutcome", "ort_type_to_datatype", "run_in_child", "validate_file"]
@@ -49,11 +50,13 @@ class Refused(Exception):
     """A validation step failed; the message is the outcome's reason."""
 
 
-def validate_file(path: str, max_bytes: int) -> ValidationOutcome:
-    """Run every check on the file at `path` in this process; never raises for a bad model."""
+def validate_file(path: str, max_bytes: int, max_batch_size: int | None = None) -> ValidationOutcome:
+    """Run every check on the file at `path` in this process; never raises for a bad model.
+
+    `max_batch_size`: the version's; the smoke inference also runs at it."""
     outcome = ValidationOutcome(ok=False)
     try:
-        _validate(path, max_bytes, outcome)
+        _validate(path, max_bytes, outcome, max_batch_size)
     except Refused as refusal:
         # The log ends at the last step that passed; the caller shows the reason after it.
         outcome.reason = str(refusal)
@@ -62,7 +65,7 @@ def validate_file(path: str, max_bytes: int) -> ValidationOutcome:
     return outcome
 
 
-def _validate(path: str, max_bytes: int, outcome: ValidationOutcome) -> None:
+def _validate(path: str, max_bytes: int, outcome: ValidationOutcome, max_batch_size: int | None) -> None:
     log = outcome.log
     try:
         size = os.stat(path).st_size
@@ -96,6 +99,7 @@ def _validate(path: str, max_bytes: int, outcome: ValidationOutcome) -> None:
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: warnings would drown the child's output
+    inference_memory.configure(options)  # the workers' limit for inference, when the child was given it
     try:
         session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own unrelated exception classes
@@ -118,6 +122,9 @@ def _validate(path: str, max_bytes: int, outcome: ValidationOutcome) -> None:
     log.append(f"signature: {_describe(outcome.signature)}")
 
     log.append(_smoke_inference(session, outcome.signature))
+    if outcome.signature["batch_dim"] and max_batch_size is not None and max_batch_size > 2:
+        # A model can work at batch 2 and not at the batch size the workers will run.
+        log.append(_smoke_inference(session, outcome.signature, max_batch_size))
 
 
 def _parse(path: str) -> onnx.ModelProto:
@@ -171,23 +178,31 @@ def _all_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
             graphs.extend(attribute.graphs)
 
 
-def _smoke_inference(session: ort.InferenceSession, signature: Signature) -> str:
-    batch = 2 if signature["batch_dim"] else None
+def _smoke_inference(session: ort.InferenceSession, signature: Signature, max_batch_size: int | None = None) -> str:
+    """One run on sample inputs: at batch 2 (when the model batches), or at `max_batch_size`."""
+    batch = (max_batch_size or 2) if signature["batch_dim"] else None
+    at = f" at batch {batch} (the version's max_batch_size)" if max_batch_size else ""
     rng = np.random.default_rng(0)
     feeds = {spec["name"]: _sample(spec, batch, rng) for spec in signature["inputs"]}
-    quiet = ort.RunOptions()
+    quiet = inference_memory.run_options() or ort.RunOptions()
     quiet.log_severity_level = 4  # the failure is reported in the outcome, not also on stderr
     try:
         results = session.run(None, feeds, quiet)
     except Exception as error:  # onnxruntime raises its own unrelated exception classes
-        message = _ort_message(error)
-        requested = re.search(r"Failed to allocate memory for requested buffer of size (\d+)", message)
-        if requested:
+        failure = inference_memory.memory_failure(error)
+        if failure is not None:
+            limit = inference_memory.limit()
+            whose = (
+                f"the workers' limit for inference of {limit} bytes (TURNOUT_WORKER_RUN_MEMORY_BYTES)"
+                if limit is not None and failure[1] is not None
+                else "the validator's memory limit"
+            )
+            advice = ": lower max_batch_size, or raise the limit" if max_batch_size else ""
             raise Refused(
-                f"smoke inference ran out of memory: the model asked for a buffer of {int(requested[1])} bytes, "
-                "more than the validator's memory limit allows"
+                f"smoke inference{at} ran out of memory: the model asked for a buffer of {failure[0]} bytes, "
+                f"more than {whose} allows{advice}"
             ) from None
-        raise Refused(f"smoke inference failed: {message}") from None
+        raise Refused(f"smoke inference{at} failed: {_ort_message(error)}") from None
     described = []
     for spec, result in zip(signature["outputs"], results, strict=True):
         actual = list(np.shape(result))
@@ -195,12 +210,12 @@ def _smoke_inference(session: ort.InferenceSession, signature: Signature) -> str
         wrong = len(actual) != len(declared) or any(d not in (-1, a) for d, a in zip(declared, actual, strict=True))
         if batch is not None and not wrong and actual[0] != batch:
             raise Refused(
-                f"smoke inference: output '{spec['name']}' has first dimension {actual[0]} for a batch of {batch} "
-                "inputs, so the model does not batch along its first dimension"
+                f"smoke inference{at}: output '{spec['name']}' has first dimension {actual[0]} for a batch of "
+                f"{batch} inputs, so the model does not batch along its first dimension"
             )
         if wrong:
             raise Refused(
-                f"smoke inference: output '{spec['name']}' came back with shape {actual}, "
+                f"smoke inference{at}: output '{spec['name']}' came back with shape {actual}, "
                 f"which does not match its declared shape {declared}"
             )
         described.append(f"{spec['name']}{actual}".replace(" ", ""))
@@ -267,13 +282,33 @@ def _ort_message(error: BaseException) -> str:
     return message[:MAX_MESSAGE_CHARS] or type(error).__name__
 
 
-def run_in_child(path: str, max_bytes: int, timeout_s: float, memory_bytes: int) -> ValidationOutcome:
-    """Validate in a child process under an address-space and CPU limit; never raises for a bad model."""
+def run_in_child(
+    path: str,
+    max_bytes: int,
+    timeout_s: float,
+    memory_bytes: int,
+    max_batch_size: int | None = None,
+    run_memory_bytes: int | None = None,
+) -> ValidationOutcome:
+    """Validate in a child process under an address-space and CPU limit; never raises for a bad model.
+
+    `max_batch_size`: the version's, for a second smoke inference; `run_memory_bytes`: the
+    workers' limit for inference (TURNOUT_WORKER_RUN_MEMORY_BYTES), which the smoke runs obey."""
     cpu_s = math.ceil(timeout_s) + 1
     # One thread each: the limit is per process, and thread pools multiply stacks and arenas.
     threads = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
     process = subprocess.Popen(  # noqa: S603 -- fixed argv: our interpreter, our module, a path we stored
-        [sys.executable, "-m", "registry.validation", path, str(max_bytes), str(memory_bytes), str(cpu_s)],
+        [
+            sys.executable,
+            "-m",
+            "registry.validation",
+            path,
+            str(max_bytes),
+            str(memory_bytes),
+            str(cpu_s),
+            str(max_batch_size or 0),
+            str(run_memory_bytes or 0),
+        ],
         cwd=PROJECT_ROOT,
         env={**os.environ, **threads},
         stdin=subprocess.DEVNULL,
@@ -316,8 +351,11 @@ def _main(argv: list[str]) -> int:
         memory_bytes, cpu_s = int(argv[2]), int(argv[3])
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s))
+    max_batch_size = int(argv[4]) if len(argv) >= 5 and int(argv[4]) > 0 else None
+    if len(argv) >= 6 and int(argv[5]) > 0:
+        inference_memory.cap(int(argv[5]))
     try:
-        outcome = validate_file(path, max_bytes)
+        outcome = validate_file(path, max_bytes, max_batch_size)
     except MemoryError:
         limit = resource.getrlimit(resource.RLIMIT_AS)[0]
         outcome = ValidationOutcome(ok=False, reason=f"validation ran out of memory (limit {limit} bytes)")

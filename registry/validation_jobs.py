@@ -72,6 +72,8 @@ def _run(job_id: int) -> ValidationJob | None:
                 max_bytes=conf["MAX_ARTIFACT_BYTES"],
                 timeout_s=conf["VALIDATION_TIMEOUT_SECONDS"],
                 memory_bytes=conf["VALIDATION_MEMORY_BYTES"],
+                max_batch_size=version.max_batch_size,
+                run_memory_bytes=conf["WORKER_RUN_MEMORY_BYTES"],
             )
     except OSError as exc:
         # The artifact could not be read: a storage fault, not a bad model.

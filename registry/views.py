@@ -11,12 +11,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError
 from django.db.models import OuterRef, Q, QuerySet, Subquery
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from controlplane.htmx import HtmxHttpRequest
 from controlplane.htmx import redirect as _redirect
@@ -205,7 +205,12 @@ def _receive_upload(request: HtmxHttpRequest, model: RegisteredModel) -> HttpRes
     if result.created:
         messages.success(request, f"Uploaded version {number}. Validation is running; this page follows it.")
     else:
-        messages.info(request, f"Nothing new stored: these bytes are already version {number}.")
+        archived = (
+            " It is archived: restore it on its page to serve it again."
+            if result.version.status == VersionStatus.ARCHIVED
+            else ""
+        )
+        messages.info(request, f"Nothing new stored: these bytes are already version {number}.{archived}")
     return _redirect(request, reverse("registry:version", args=[model.name, number]))
 
 
@@ -268,5 +273,50 @@ def version_detail(request: HtmxHttpRequest, name: str, number: int) -> HttpResp
         "job": version.validation_jobs.first(),
         "aliases": version.aliases.order_by("name"),
     }
+    if version.status == VersionStatus.READY:
+        try:
+            context["workers"] = services.worker_states(version)
+        except services.WorkersUnreachable as exc:
+            context["workers_error"] = _sentence(str(exc))
+    context["can_maintain"] = can_maintain(request.user, version.model)
     template = "registry/_version_body.html" if _wants_partial(request) else "registry/version_detail.html"
     return render(request, template, context)
+
+
+# What a maintainer may do to a version from its page, and what each says when done.
+VERSION_VERBS = {
+    "load": "Asked {n} live worker(s) to load version {number}; the table below follows them.",
+    "unload": "Asked {n} live worker(s) to unload version {number}; its next request loads it again.",
+    "archive": "Version {number} is archived: it is no longer served, and can take no alias or traffic.",
+    "restore": "Version {number} is restored: it is {status} again.",
+}
+
+
+@login_required
+@require_POST
+def version_action(request: HtmxHttpRequest, name: str, number: int, verb: str) -> HttpResponse:
+    version = get_object_or_404(
+        ModelVersion.objects.select_related("model", "model__owner"), model__name=name, number=number
+    )
+    if verb not in VERSION_VERBS:
+        raise Http404(f"no action {verb!r}")
+    if not can_maintain(request.user, version.model):
+        return not_a_maintainer(request, version.model, f"{verb} this version")
+    try:
+        if verb in ("archive", "restore"):
+            change = services.archive_version if verb == "archive" else services.restore_version
+            changed = change(version, actor=request.user)
+            messages.success(request, VERSION_VERBS[verb].format(number=number, status=changed.status))
+            return _redirect(request, reverse("registry:version", args=[name, number]))
+        if verb == "load":
+            workers = services.load_version(version, actor=request.user)
+        else:
+            workers = services.unload_version(version, actor=request.user)
+    except services.RegistryError as exc:
+        messages.error(request, f"Not done: {_sentence(str(exc))}.")
+    else:
+        if workers:
+            messages.success(request, VERSION_VERBS[verb].format(n=len(workers), number=version.number))
+        else:
+            messages.info(request, f"No live worker serves version {version.number} now: there is nothing to {verb}.")
+    return _redirect(request, reverse("registry:version", args=[name, number]))

@@ -127,6 +127,12 @@ def _create(
 ) -> Rollout:
     try:
         with transaction.atomic():
+            # Lock the arms' versions (in id order) and check them again: an archive
+            # that committed after the caller's checks wins, and a later one sees
+            # these arms (registry.services.archive_version locks the same rows).
+            versions = ModelVersion.objects.select_for_update().filter(pk__in={arm.version_id for arm in arms})
+            for current in versions.order_by("pk"):
+                _ready(model, current)
             rollout = Rollout.objects.create(
                 model=model, kind=kind, config=config, created_by=_user(actor), step_started_at=timezone.now(), **fields
             )

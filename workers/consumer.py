@@ -22,12 +22,16 @@ import redis
 from dataplane import scripts
 from dataplane.keys import RedisKeys
 from dataplane.wire import MalformedRequest, WireReply, WireRequest, decode_request, encode_reply
+from registry import inference_memory
 from workers.batching import Batch, concatenate, plan_batches, split
-from workers.runtime import LoadedSession
+from workers.runtime import LoadedSession, RunMemoryExceeded
 
 logger = logging.getLogger(__name__)
 
 REPLY_TTL_SECONDS = 60
+# Outputs at least this large may hold arena regions past their run's own
+# shrink: give them back once the replies are sent (registry/inference_memory.py).
+RELEASE_AFTER_OUTPUT_BYTES = 8 * 1024 * 1024
 READ_BLOCK_MS = 200
 RECLAIM_EVERY_SECONDS = 0.25
 
@@ -47,6 +51,13 @@ class ServedVersion:
     execution_provider: str
     warmup: bool
     intra_op_threads: int = 0
+    # The target of the `production` alias: loaded at once, whatever `warmup` says,
+    # so that moving the alias (or a worker restart) never leaves it cold.
+    production: bool = False
+
+    @property
+    def preload(self) -> bool:
+        return self.warmup or self.production
 
     @property
     def session_options(self) -> tuple[str, int]:
@@ -78,13 +89,14 @@ class VersionConsumer(threading.Thread):
         self.reclaim_idle_ms = reclaim_idle_ms
         self.on_batch = on_batch
         self._stop_event = threading.Event()
+        self._output_bytes = 0  # of the batches since memory was last released
 
     def stop(self) -> None:
         self._stop_event.set()
 
     def run(self) -> None:
         self._ensure_group()
-        if self.version.warmup:
+        if self.version.preload:
             try:
                 self.get_session(self.version)
             except Exception:
@@ -198,21 +210,26 @@ class VersionConsumer(threading.Thread):
                 error = "the worker failed to run this request; its log has the details"
                 replies = [WireReply(r.request_id, 500, error) for r in batch.requests]
             self._send([(r.reply_to, r.entry_id, reply) for r, reply in zip(batch.requests, replies, strict=True)])
+        # The replies and the outputs behind them are gone by now.
+        if self._output_bytes >= RELEASE_AFTER_OUTPUT_BYTES:
+            self._output_bytes = 0
+            inference_memory.release()
 
     def _run(self, loaded: LoadedSession, batch: Batch) -> list[WireReply]:
         started_wall = time.time() * 1000
         started = time.perf_counter()
         try:
-            outputs = loaded.session.run(loaded.output_names, concatenate(batch, loaded.input_names))
+            outputs = loaded.run(concatenate(batch, loaded.input_names))
         except Exception as exc:
             if len(batch.requests) > 1:
-                # One request's values can break a run (an index out of range, say):
-                # run each alone so the others still get their answers.
+                # One request's values can break a run (an index out of range, or a
+                # size that does not fit in memory, say): run each alone so the
+                # others still get their answers.
                 return [
                     self._run(loaded, Batch([r], [rows]))[0] for r, rows in zip(batch.requests, batch.rows, strict=True)
                 ]
-            message = " ".join(str(exc).split())[:500]
-            return [WireReply(batch.requests[0].request_id, 400, f"the model could not run on this input: {message}")]
+            return [self._failure(batch.requests[0], exc)]
+        self._output_bytes += sum(getattr(output, "nbytes", 0) for output in outputs)
         compute_ms = (time.perf_counter() - started) * 1000
         if self.on_batch is not None:
             self.on_batch(self.version, batch.size)
@@ -236,6 +253,27 @@ class VersionConsumer(threading.Thread):
                 )
             )
         return replies
+
+    def _failure(self, request: WireRequest, exc: Exception) -> WireReply:
+        """The answer to a request that could not run alone."""
+        if isinstance(exc, RunMemoryExceeded):
+            if exc.transient:
+                logger.warning("%s: out of inference memory while other runs were in flight", self.version.label)
+                message = (
+                    f"the worker's memory for inference is in use by other requests "
+                    f"(a buffer of {exc.requested} bytes did not fit); retry"
+                )
+                return WireReply(request.request_id, 503, message)
+            limit = f"the limit of {exc.limit} bytes" if exc.limit else "what the worker has"
+            logger.warning("%s: refused an input that needs more than %s", self.version.label, limit)
+            message = (
+                f"the model could not run on this input: it needs more memory than a worker allows for "
+                f"inference (it asked for a buffer of {exc.requested} bytes; {limit} applies to all runs "
+                "in flight together); send a smaller input"
+            )
+            return WireReply(request.request_id, 400, message)
+        message = " ".join(str(exc).split())[:500]
+        return WireReply(request.request_id, 400, f"the model could not run on this input: {message}")
 
     def _send(self, finished: list[tuple[str | None, bytes, WireReply | None]]) -> None:
         """Replies and acknowledgements in one round trip; acknowledged only once answered.

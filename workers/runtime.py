@@ -16,6 +16,7 @@ import numpy as np
 import onnxruntime as ort
 
 from dataplane.wire import NUMPY_DTYPES
+from registry import inference_memory
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,49 @@ CPU = "CPUExecutionProvider"
 
 class ProviderUnavailable(RuntimeError):
     pass
+
+
+class RunMemoryExceeded(RuntimeError):
+    """A run needed more CPU memory than the worker's inference limit had free."""
+
+    def __init__(self, requested: int, available: int | None, limit: int | None, overlapped: bool) -> None:
+        self.requested = requested
+        self.available = available
+        self.limit = limit
+        # Other runs were in flight: the memory they held may be what was missing.
+        self.overlapped = overlapped
+        super().__init__(f"a buffer of {requested} bytes did not fit")
+
+    @property
+    def transient(self) -> bool:
+        """Could fit once the other runs finish: it alone is within the limit."""
+        return self.overlapped and (self.limit is None or self.requested <= self.limit)
+
+
+class _RunsInFlight:
+    """Which runs of this process overlapped another, to tell a run that needs more than
+    the limit from one that found the limit taken by others."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._overlapped: dict[int, bool] = {}
+        self._next = 0
+
+    def start(self) -> int:
+        with self._lock:
+            token = self._next
+            self._next += 1
+            for other in self._overlapped:
+                self._overlapped[other] = True
+            self._overlapped[token] = bool(self._overlapped)
+            return token
+
+    def finish(self, token: int) -> bool:
+        with self._lock:
+            return self._overlapped.pop(token)
+
+
+_runs = _RunsInFlight()
 
 
 def choose_providers(preference: str, available: list[str] | None = None) -> list[str]:
@@ -57,6 +101,21 @@ class LoadedSession:
     load_seconds: float
     last_used: float = field(default_factory=time.monotonic)
 
+    def run(self, feeds: dict[str, Any]) -> list[Any]:
+        """One inference within the worker's memory limit; RunMemoryExceeded when it did not fit."""
+        token = _runs.start()
+        try:
+            outputs = self.session.run(self.output_names, feeds, inference_memory.run_options())
+        except Exception as exc:
+            overlapped = _runs.finish(token)
+            failure = inference_memory.memory_failure(exc)
+            if failure is None:
+                raise
+            requested, available = failure
+            raise RunMemoryExceeded(requested, available, inference_memory.limit(), overlapped) from exc
+        _runs.finish(token)
+        return list(outputs)
+
 
 def sample_inputs(signature: dict[str, Any], batch: int = 1) -> dict[str, np.ndarray]:
     """Inputs of the signature's shapes for warm-up (dynamic dims 1, batch `batch`)."""
@@ -84,6 +143,7 @@ def load_session(
     # other versions need between batches (measured in docs/benchmarks.md).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    inference_memory.configure(options)
     before = _rss_bytes()
     started = time.perf_counter()
     session = ort.InferenceSession(path, sess_options=options, providers=providers)
@@ -114,7 +174,7 @@ def load_session(
 def warm_up(loaded: LoadedSession, signature: dict[str, Any]) -> None:
     """A few runs so the first client request does not pay for lazy initialisation."""
     for batch in (1, 2):
-        loaded.session.run(loaded.output_names, sample_inputs(signature, batch))
+        loaded.run(sample_inputs(signature, batch))
 
 
 class SessionPool:

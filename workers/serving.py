@@ -2,13 +2,16 @@
 batching loops, and the pool of loaded sessions.
 
 Runs inside `celery -A controlplane worker` as a bootstep (workers/bootsteps.py),
-in the worker's main process, next to Celery's thread pool, so that control
-tasks (load, unload, warm up) act on the same sessions the loops use.
+in the worker's main process. Three threads besides the loops: one reconciles
+the served versions with the registry (every 2 s, and at once on a change
+notice), one listens for those notices, and one follows the control stream
+(dataplane/control.py) to load or unload a version when a maintainer asks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import logging
 import threading
@@ -16,11 +19,15 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connection
 
 from controlplane.redis_client import redis_keys
+from dataplane import control
+from dataplane.liveness import NOT_LOADED
 from observability import metrics
-from registry.models import ModelVersion, VersionStatus
+from registry import inference_memory
+from registry.models import Alias, ModelVersion, VersionStatus
+from registry.services import PRODUCTION
 from registry.storage import local_copy
 from workers.consumer import ServedVersion, VersionConsumer
 from workers.runtime import LoadedSession, SessionPool, warm_up
@@ -28,11 +35,12 @@ from workers.runtime import LoadedSession, SessionPool, warm_up
 logger = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 2.0
-NOT_LOADED = "not loaded (loads on first use)"
+CONTROL_BLOCK_MS = 1000
 
 
 def ready_versions(patterns: list[str]) -> list[ServedVersion]:
     versions = ModelVersion.objects.filter(status=VersionStatus.READY).select_related("model")
+    production = set(Alias.objects.filter(name=PRODUCTION).values_list("version_id", flat=True))
     return [
         ServedVersion(
             id=v.id,
@@ -46,6 +54,7 @@ def ready_versions(patterns: list[str]) -> list[ServedVersion]:
             execution_provider=v.execution_provider,
             warmup=v.warmup,
             intra_op_threads=v.intra_op_threads,
+            production=v.id in production,
         )
         for v in versions
         if any(fnmatch.fnmatchcase(v.model.name, pattern) for pattern in patterns)
@@ -60,6 +69,8 @@ class Serving:
         self.patterns = list(conf["WORKER_MODELS"])
         self.reclaim_idle_ms = int(conf["WORKER_RECLAIM_IDLE_MS"])
         self.redis = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=30)
+        # Before any session exists: sessions take the capped arena when they are created.
+        inference_memory.cap(int(conf["WORKER_RUN_MEMORY_BYTES"]))
         self.pool = SessionPool(int(conf["WORKER_MEMORY_BUDGET_BYTES"]), int(conf["WORKER_INTRA_OP_THREADS"]))
         self.pool.on_change = self._on_pool_change
         self.consumers: dict[int, VersionConsumer] = {}
@@ -68,6 +79,9 @@ class Serving:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        # The manage thread reconciles on its schedule, the control thread when a
+        # command names a version it does not serve yet: one at a time.
+        self._reconciling = threading.Lock()
 
     # --- lifecycle -------------------------------------------------------
     def start(self) -> None:
@@ -78,7 +92,12 @@ class Serving:
             # before the first session so the CUDA provider finds them.
             ort.preload_dlls()
         self._stop.clear()
-        for target, name in ((self._manage, "turnout-serving"), (self._listen, "turnout-catalog")):
+        threads = (
+            (self._manage, "turnout-serving"),
+            (self._listen, "turnout-catalog"),
+            (self._follow_commands, "turnout-control"),
+        )
+        for target, name in threads:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -167,10 +186,22 @@ class Serving:
             self._wake.clear()
 
     def _reconcile(self) -> None:
+        with self._reconciling:
+            self._reconcile_locked()
+
+    def _reconcile_locked(self) -> None:
         close_old_connections()
         wanted = {v.id: v for v in ready_versions(self.patterns) if v.signature}
         for version_id, consumer in list(self.consumers.items()):
             update = wanted.get(version_id)
+            if update is not None and update == dataclasses.replace(consumer.version, production=update.production):
+                if update != consumer.version:
+                    # Only the production alias moved: the loop goes on, and the new
+                    # production version loads now, beside it, instead of on a request.
+                    consumer.version = update
+                    if update.production:
+                        self._preload(update)
+                continue
             if update != consumer.version:
                 consumer.stop()
                 consumer.join(timeout=5)
@@ -199,9 +230,64 @@ class Serving:
             consumer.start()
             logger.info("serving %s", version.label)
 
+    def _preload(self, version: ServedVersion) -> None:
+        def load() -> None:
+            try:
+                self.get_session(version)
+            except Exception:
+                logger.exception("%s: preloading the production version failed; it loads on first use", version.label)
+
+        threading.Thread(target=load, name=f"turnout-preload-{version.id}", daemon=True).start()
+
     def _forget(self, version_id: int) -> None:
         with contextlib.suppress(redis.RedisError):
             self.redis.hdel(self.keys.served_by(version_id), self.worker_name)
+
+    def _follow_commands(self) -> None:
+        """Obey the control stream, from its end when this worker started."""
+        after: str | None = None
+        while not self._stop.is_set():
+            try:
+                if after is None:
+                    after = control.last_id(self.redis, self.keys)
+                for command in control.read(self.redis, self.keys, after, CONTROL_BLOCK_MS):
+                    after = command.entry_id
+                    self._obey(command)
+            except redis.RedisError:
+                logger.warning("cannot read the control stream; retrying in 1 s", exc_info=True)
+                self._stop.wait(1.0)
+            except Exception:
+                # The thread must outlive one bad command; the entry is behind it already.
+                logger.exception("unexpected error while obeying the control stream")
+                self._stop.wait(1.0)
+
+    def _obey(self, command: control.Command) -> None:
+        version_id = command.version_id
+        if command.action == control.UNLOAD:
+            freed = self.unload(version_id)
+            logger.info("version %s %s on request", version_id, "unloaded" if freed else "was not loaded")
+            return
+        if command.action != control.LOAD:
+            logger.warning("ignoring a malformed control entry %s", command.entry_id)
+            return
+        if version_id not in self.consumers:
+            # Loaded right after validation or a change: this worker may not have
+            # picked the version up yet.
+            try:
+                self._reconcile()
+            except (DatabaseError, redis.RedisError):
+                logger.warning("cannot refresh the served versions before a load", exc_info=True)
+            finally:
+                connection.close()  # this thread reconciles rarely: no idle connection in between
+        try:
+            loaded = self.load(version_id)
+        except Exception:
+            logger.exception("version %s could not be loaded on request", version_id)
+            return
+        if loaded is None:
+            logger.info("version %s: load ignored, this worker does not serve it", version_id)
+        else:
+            logger.info("version %s loaded on request (%s)", version_id, loaded.provider)
 
     def _listen(self) -> None:
         while not self._stop.is_set():

@@ -197,6 +197,38 @@ class VersionSerializer(serializers.ModelSerializer):
         return ValidationJobSerializer(job).data if job is not None else None
 
 
+class WorkerStateSerializer(serializers.Serializer):
+    worker = serializers.CharField(help_text="The worker's name (its Celery hostname).")
+    loaded = serializers.BooleanField(help_text="Whether its session of this version is in memory.")
+    provider = serializers.CharField(allow_null=True, help_text="The execution provider it runs on; null until loaded.")
+
+
+class VersionDetailSerializer(VersionSerializer):
+    """One version, with the live workers serving it (`workers` in the context)."""
+
+    workers = serializers.SerializerMethodField(
+        help_text="Live workers serving this version and whether each has it loaded; null if Redis is unreachable."
+    )
+
+    class Meta(VersionSerializer.Meta):
+        fields = [*VersionSerializer.Meta.fields, "workers"]
+        read_only_fields = fields
+
+    @extend_schema_field(WorkerStateSerializer(many=True, allow_null=True))
+    def get_workers(self, obj: ModelVersion) -> list[dict[str, Any]] | None:
+        workers = self.context.get("workers")
+        if workers is None:
+            return None
+        return cast(list[dict[str, Any]], WorkerStateSerializer(workers, many=True).data)
+
+
+class WorkerCommandSerializer(serializers.Serializer):
+    """The answer to a load or unload: sent, not yet done."""
+
+    detail = serializers.CharField()
+    workers = WorkerStateSerializer(many=True, help_text="The live workers serving the version when it was sent.")
+
+
 class ServingFieldsSerializer(serializers.Serializer):
     """Triton-style dynamic batching settings, shared by upload and update."""
 

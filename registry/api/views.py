@@ -6,6 +6,7 @@ answered in DRF's shape (`{"detail": "..."}` or `{"field": ["..."]}`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -39,11 +40,13 @@ from registry.api.serializers import (
     AliasWriteSerializer,
     RegisteredModelSerializer,
     RegisteredModelUpdateSerializer,
+    VersionDetailSerializer,
     VersionSerializer,
     VersionUpdateSerializer,
     VersionUploadSerializer,
+    WorkerCommandSerializer,
 )
-from registry.models import Alias, ModelVersion, RegisteredModel, ValidationJob
+from registry.models import Alias, ModelVersion, RegisteredModel, ValidationJob, VersionStatus
 
 # Room for the multipart boundaries and the small form fields around the file.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
@@ -55,6 +58,12 @@ class Refused(exceptions.APIException):
     status_code = status.HTTP_400_BAD_REQUEST
     default_detail = "The registry refused this request."
     default_code = "refused"
+
+
+class WorkersUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The workers cannot be reached."
+    default_code = "workers_unavailable"
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -185,7 +194,9 @@ class ModelScopedMixin:
 @extend_schema(parameters=[MODEL_NAME])
 @extend_schema_view(
     list=extend_schema(summary="List a model's versions", responses={200: VersionSerializer(many=True), **ERRORS}),
-    retrieve=extend_schema(summary="Show a version", responses={200: VersionSerializer, **ERRORS}),
+    retrieve=extend_schema(
+        summary="Show a version, with the live workers serving it", responses={200: VersionDetailSerializer, **ERRORS}
+    ),
 )
 class ModelVersionViewSet(ModelScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Versions of one model. Anyone signed in reads; maintainers upload and configure."""
@@ -205,6 +216,87 @@ class ModelVersionViewSet(ModelScopedMixin, mixins.ListModelMixin, mixins.Retrie
                 Prefetch("validation_jobs", queryset=ValidationJob.objects.order_by("-created_at", "-id")),
             )
         )
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        version = self.get_object()
+        try:
+            workers: list[services.WorkerState] | None = services.worker_states(version)
+        except services.WorkersUnreachable:
+            workers = None  # the registry's answer does not depend on Redis
+        return Response(VersionDetailSerializer(version, context={"workers": workers}).data)
+
+    @extend_schema(
+        summary="Load a version on every worker",
+        description=(
+            "Maintainers only; the version must be ready. Every live worker serving the version loads and warms "
+            "up its session now rather than on the first request. Answers 202 at once: each worker reports its "
+            "session under `workers` in `GET` of the version when it has acted."
+        ),
+        request=None,
+        responses={202: WorkerCommandSerializer, **ERRORS, 503: OpenApiResponse(ErrorSerializer)},
+    )
+    def load(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self._command_workers(services.load_version, "load")
+
+    @extend_schema(
+        summary="Unload a version from every worker",
+        description=(
+            "Maintainers only; the version must be ready. Every live worker frees its session of the version; "
+            "the next request for it loads it again. Answers 202 at once."
+        ),
+        request=None,
+        responses={202: WorkerCommandSerializer, **ERRORS, 503: OpenApiResponse(ErrorSerializer)},
+    )
+    def unload(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self._command_workers(services.unload_version, "unload")
+
+    @extend_schema(
+        summary="Archive a version",
+        description=(
+            "Maintainers only. A ready or failed version is retired: workers stop serving it, the gateway answers "
+            "404 for it, and it cannot take an alias or rollout traffic. Its artifact, signature and audit trail "
+            "stay. Refused (400) while an alias points at it or an active rollout uses it. Audited as "
+            "`version.archived`."
+        ),
+        request=None,
+        responses={200: VersionSerializer, **ERRORS},
+    )
+    def archive(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self._change_status(services.archive_version)
+
+    @extend_schema(
+        summary="Restore an archived version",
+        description=(
+            "Maintainers only. The version is ready again if it had passed validation, failed otherwise. "
+            "Audited as `version.restored`."
+        ),
+        request=None,
+        responses={200: VersionSerializer, **ERRORS},
+    )
+    def restore(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self._change_status(services.restore_version)
+
+    def _change_status(self, change: Callable[..., ModelVersion]) -> Response:
+        try:
+            changed = change(self.get_object(), actor=self.request.user)
+        except services.RegistryError as exc:
+            raise Refused(str(exc)) from exc
+        return Response(VersionSerializer(self.get_queryset().get(pk=changed.pk)).data)
+
+    def _command_workers(self, command: Callable[..., list[services.WorkerState]], verb: str) -> Response:
+        version = self.get_object()
+        try:
+            workers = command(version, actor=self.request.user)
+        except services.WorkersUnreachable as exc:
+            raise WorkersUnavailable(str(exc)) from exc
+        except services.RegistryError as exc:
+            raise Refused(str(exc)) from exc
+        if workers:
+            detail = f"asked {len(workers)} live worker(s) to {verb} version {version.number}"
+        else:
+            detail = f"no live worker serves version {version.number} now: there is nothing to {verb}"
+        body = WorkerCommandSerializer({"detail": detail, "workers": workers}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # Before authentication: its CSRF check parses the form, which would
@@ -261,6 +353,8 @@ class ModelVersionViewSet(ModelScopedMixin, mixins.ListModelMixin, mixins.Retrie
             return Response(data, status=status.HTTP_201_CREATED)
         data["duplicate"] = True
         data["detail"] = f"these bytes are already version {result.version.number} of {model.name}"
+        if result.version.status == VersionStatus.ARCHIVED:
+            data["detail"] += ", which is archived: restore it to serve it again"
         return Response(data, status=status.HTTP_200_OK)
 
     @extend_schema(
