@@ -18,9 +18,9 @@ import pytest
 from onnx import TensorProto, helper
 
 from registry.permissions import maintainers_group
-from tests.inference.serving import Registry, Workers, start_workers
-from tests.inference.v2 import Gateway
 from tests.support.asgi import AsgiClient
+from tests.support.serving import Registry, Workers, start_workers
+from tests.support.v2 import Gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

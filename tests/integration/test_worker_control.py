@@ -22,9 +22,9 @@ from dataplane.liveness import NOT_LOADED
 from registry.demo_models import build_mlp
 from registry.models import ModelVersion
 from registry.permissions import maintainers_group
-from tests.inference.serving import Registry, Workers, start_workers
 from tests.support.clients import signed_in
 from tests.support.processes import wait_for
+from tests.support.serving import Registry, Workers, start_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
