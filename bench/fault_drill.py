@@ -232,8 +232,9 @@ class Load:
             try:
                 connection.request("POST", f"/v2/models/{MODEL}/infer", self.body(), headers)
                 response = connection.getresponse()
-                response.read()
-                outcome = Outcome(sent - self.started, time.monotonic() - sent, response.status)
+                answer = response.read()
+                error = "" if response.status == 200 else answer[:200].decode(errors="replace")
+                outcome = Outcome(sent - self.started, time.monotonic() - sent, response.status, error)
                 if response.getheader("connection", "").lower() == "close":
                     connection.close()
                     connection = None
@@ -338,6 +339,12 @@ def report(load: Load, events: dict[str, float], deadline_ms: int) -> int:
         f"none waited past its deadline + 1 s ({limit:.1f} s)": late == 0,
         "service back within 5 s of Redis returning": recovered is not None and recovered <= 5.0,
     }
+    errors = Counter(f"{o.status} {o.error}" for o in outcomes if o.status != 200)
+    if errors:
+        lines.append("")
+        lines.append("| answers other than 200 | count |")
+        lines.append("| --- | ---: |")
+        lines += [f"| {text} | {count} |" for text, count in errors.most_common(8)]
     lines.append("")
     lines.append(
         f"Redis back at {back:.1f} s; first success {recovered:.2f} s later."
