@@ -18,11 +18,13 @@ path, the limiter fails open when Redis is unreachable.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import replace
 from typing import Any
 
 import redis
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication
@@ -30,7 +32,9 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from accounts import keyformat, middleware, ratelimit, services
+from accounts.lookups import LookupBudget, UnknownIds, retry_after
 from accounts.models import ApiKey, KeyAction
+from accounts.throttle import client_address
 from controlplane.redis_client import get_redis, redis_keys
 
 logger = logging.getLogger(__name__)
@@ -98,7 +102,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         parsed = keyformat.parse(raw)
         if parsed is None:
             raise KeyRefused("malformed API key")
-        record = services.key_record(parsed.public_id)
+        record = UNKNOWN_KEYS.look_up(parsed.public_id, client_address(request._request))
         digest, now = keyformat.digest(parsed.full, services.pepper()), time.time()
         if record is not None and not record.owner_active and replace(record, owner_active=True).accepts(digest, now):
             raise KeyRefused("the user of this key is deactivated")  # said only to the key's holder
@@ -116,6 +120,53 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return CHALLENGE
+
+
+class UnknownKeyGuard:
+    """The gateway's two bounds on forged keys (accounts/lookups.py), for the management
+    API: an id that matched no key is refused without a query for a minute, and each
+    client address may cause only TURNOUT_UNKNOWN_KEY_LOOKUPS_PER_MINUTE look-ups that
+    find nothing. Shared by the threads of one web process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._unknown = UnknownIds()
+        self._budget: LookupBudget | None = None
+        self._per_minute = 0
+
+    def _bucket(self) -> LookupBudget:
+        per_minute = int(settings.TURNOUT["UNKNOWN_KEY_LOOKUPS_PER_MINUTE"])
+        if self._budget is None or per_minute != self._per_minute:
+            self._budget, self._per_minute = LookupBudget(per_minute), per_minute
+        return self._budget
+
+    def look_up(self, public_id: str, address: str | None) -> services.KeyRecord | None:
+        with self._lock:
+            if public_id in self._unknown:
+                return None
+            wait = self._bucket().take(address)
+        if wait:
+            raise UnknownKeysThrottled(retry_after(wait))
+        record = services.key_record(public_id)
+        with self._lock:
+            if record is None:
+                self._unknown.add(public_id)
+            else:
+                self._bucket().give_back(address)
+        return record
+
+
+class UnknownKeysThrottled(exceptions.Throttled):
+    """429 with Retry-After: this address presented too many keys that match nothing."""
+
+    def __init__(self, wait: int) -> None:
+        exceptions.APIException.__init__(
+            self, f"too many unknown API keys from this address; retry in {wait} s without a made-up key"
+        )
+        self.wait = wait
+
+
+UNKNOWN_KEYS = UnknownKeyGuard()
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):

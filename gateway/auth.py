@@ -5,7 +5,7 @@ A key is checked in this order, stopping at the first failure:
    a cache or the database);
 2. the in-process cache of key records, filled from PostgreSQL on a miss and
    dropped on every key change notice (revocation applies within milliseconds);
-   an id that matched no key is remembered a minute (gateway/lookups.py), and
+   an id that matched no key is remembered a minute (accounts/lookups.py), and
    each client address may cause only TURNOUT_UNKNOWN_KEY_LOOKUPS_PER_MINUTE
    look-ups of keys that are not cached: past that, 429 without a look-up;
 3. an HMAC of the presented key against the stored digest(s), in constant time;
@@ -31,11 +31,11 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 
 from accounts import keyformat, ratelimit
+from accounts.lookups import LookupBudget, UnknownIds, retry_after
 from accounts.services import KeyRecord, key_record, pepper
 from dataplane.keys import RedisKeys
 from gateway.coalesce import ScriptBatcher
 from gateway.http import Scope
-from gateway.lookups import LookupBudget, UnknownIds, retry_after
 from gateway.notices import Notices
 from gateway.protocol import ProtocolError
 

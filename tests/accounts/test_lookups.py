@@ -1,8 +1,8 @@
-"""The bounds on what unknown API keys cost (gateway/lookups.py), with a clock the test turns."""
+"""The bounds on what unknown API keys cost (accounts/lookups.py), with a clock the test turns."""
 
 from __future__ import annotations
 
-from gateway.lookups import LookupBudget, UnknownIds, client_group, retry_after
+from accounts.lookups import LookupBudget, UnknownIds, client_group, retry_after
 
 
 class Clock:
