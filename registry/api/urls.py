@@ -4,7 +4,8 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from audit.api import AuditEntryViewSet
-from registry.api.views import AliasViewSet, ModelVersionViewSet, RegisteredModelViewSet
+from registry.api.aliases import AliasViewSet
+from registry.api.views import ModelVersionViewSet, RegisteredModelViewSet
 
 app_name = "api"
 

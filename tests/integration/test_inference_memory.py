@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from onnx import TensorProto, helper
 
-from registry.permissions import maintainers_group
 from tests.support.asgi import AsgiClient
 from tests.support.serving import Registry, Workers, start_workers
 from tests.support.v2 import Gateway
@@ -54,26 +53,12 @@ def sized_by_input() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("artifacts")
-
-
-@pytest.fixture(scope="module")
 def worker(django_db_setup: Any, artifact_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
     started = start_workers(
         ["mem"], tmp_path_factory.mktemp("logs"), artifact_dir, TURNOUT_WORKER_RUN_MEMORY_BYTES=str(LIMIT)
     )
     yield started
     started.stop()
-
-
-@pytest.fixture
-def owner(django_user_model: Any, settings: Any, artifact_dir: Path) -> Any:
-    backend = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(artifact_dir)}}
-    settings.STORAGES = {**settings.STORAGES, "artifacts": backend}
-    user = django_user_model.objects.create_user("olga", "olga@example.com", "correct horse battery")
-    user.groups.add(maintainers_group())
-    return user
 
 
 def rss(worker: Workers) -> int:
@@ -104,10 +89,10 @@ def settled_rss(worker: Workers, ceiling: int) -> int:
 
 
 def test_a_request_that_would_allocate_gigabytes_is_refused_and_memory_comes_back(
-    worker: Workers, owner: Any, gateway_client: AsgiClient
+    worker: Workers, registry: Registry, gateway_client: AsgiClient
 ) -> None:
     gateway = Gateway(gateway_client, gateway_client.gateway)  # type: ignore[attr-defined]
-    version = Registry(owner).add("inf-memory", sized_by_input())
+    version = registry.add("inf-memory", sized_by_input())
     gateway.wait_loaded("inf-memory", version.number, worker)
     normal = ask(gateway, 10)
     assert normal.status == 200, normal.body

@@ -21,7 +21,6 @@ from controlplane.redis_client import get_redis, redis_keys
 from dataplane.liveness import NOT_LOADED
 from registry.demo_models import build_mlp
 from registry.models import ModelVersion
-from registry.permissions import maintainers_group
 from tests.support.clients import signed_in
 from tests.support.processes import wait_for
 from tests.support.serving import Registry, Workers, start_workers
@@ -32,25 +31,10 @@ WORKER_NAMES = ["ctl-a", "ctl-b"]
 
 
 @pytest.fixture(scope="module")
-def artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("artifacts")
-
-
-@pytest.fixture(scope="module")
 def workers(django_db_setup: Any, artifact_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
     started = start_workers(WORKER_NAMES, tmp_path_factory.mktemp("logs"), artifact_dir)
     yield started
     started.stop()
-
-
-@pytest.fixture
-def owner(django_user_model: Any, settings: Any, artifact_dir: Path) -> Any:
-    """A maintainer who owns the model; artifacts go where the workers read them."""
-    backend = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(artifact_dir)}}
-    settings.STORAGES = {**settings.STORAGES, "artifacts": backend}
-    user = django_user_model.objects.create_user("olga", "olga@example.com", "correct horse battery")
-    user.groups.add(maintainers_group())
-    return user
 
 
 def states(version: ModelVersion) -> dict[str, str]:
@@ -73,8 +57,7 @@ def wait_states(version: ModelVersion, wanted: str, names: list[str], workers: W
     )
 
 
-def test_production_move_load_and_unload_reach_every_worker(workers: Workers, owner: Any) -> None:
-    registry = Registry(owner)
+def test_production_move_load_and_unload_reach_every_worker(workers: Workers, registry: Registry, owner: Any) -> None:
     api = signed_in(owner, APIClient)
     first = registry.add("inf-ctl", build_mlp(4, [8], 2, seed=1), warmup=False)
     second = registry.add("inf-ctl", build_mlp(4, [8], 2, seed=2), warmup=False, production=False)
@@ -102,9 +85,8 @@ def test_production_move_load_and_unload_reach_every_worker(workers: Workers, ow
 
 
 def test_a_worker_started_later_preloads_the_production_version_only(
-    workers: Workers, owner: Any, tmp_path: Path, artifact_dir: Path
+    workers: Workers, registry: Registry, owner: Any, tmp_path: Path, artifact_dir: Path
 ) -> None:
-    registry = Registry(owner)
     old = registry.add("inf-late", build_mlp(4, [8], 2, seed=3), warmup=False)
     current = registry.add("inf-late", build_mlp(4, [8], 2, seed=4), warmup=False)  # production moves to v2
     wait_states(current, "loaded", WORKER_NAMES, workers)
@@ -117,8 +99,7 @@ def test_a_worker_started_later_preloads_the_production_version_only(
         late.stop()
 
 
-def test_an_archived_version_is_dropped_by_every_worker(workers: Workers, owner: Any) -> None:
-    registry = Registry(owner)
+def test_an_archived_version_is_dropped_by_every_worker(workers: Workers, registry: Registry, owner: Any) -> None:
     registry.add("inf-arch", build_mlp(4, [8], 2, seed=5))
     retired = registry.add("inf-arch", build_mlp(4, [8], 2, seed=6), production=False)
     wait_states(retired, "loaded", WORKER_NAMES, workers)  # warm-up at start is on
