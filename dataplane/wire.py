@@ -198,26 +198,28 @@ class WireReply:
     compute_ms: float = 0.0
     provider: str = ""
     worker: str = ""
+    stages: list[tuple[str, float]] = field(default_factory=list)  # a pipeline's stages: (name, ms)
 
 
 def encode_reply(reply: WireReply) -> bytes:
     raws = [tensor_to_bytes(datatype, array) for _, datatype, array in reply.outputs]
-    header = orjson.dumps(
-        {
-            "i": reply.request_id,
-            "s": reply.status,
-            "e": reply.error,
-            "b": reply.batch_size,
-            "q": round(reply.queue_ms, 3),
-            "c": round(reply.compute_ms, 3),
-            "p": reply.provider,
-            "w": reply.worker,
-            "o": [
-                [name, datatype, list(array.shape), len(raw)]
-                for (name, datatype, array), raw in zip(reply.outputs, raws, strict=True)
-            ],
-        }
-    )
+    fields: dict[str, Any] = {
+        "i": reply.request_id,
+        "s": reply.status,
+        "e": reply.error,
+        "b": reply.batch_size,
+        "q": round(reply.queue_ms, 3),
+        "c": round(reply.compute_ms, 3),
+        "p": reply.provider,
+        "w": reply.worker,
+        "o": [
+            [name, datatype, list(array.shape), len(raw)]
+            for (name, datatype, array), raw in zip(reply.outputs, raws, strict=True)
+        ],
+    }
+    if reply.stages:
+        fields["g"] = [[name, round(ms, 3)] for name, ms in reply.stages]
+    header = orjson.dumps(fields)
     return b"".join([_LENGTH.pack(len(header)), header, *raws])
 
 
@@ -246,4 +248,5 @@ def decode_reply(blob: bytes) -> WireReply:
         compute_ms=header["c"],
         provider=header["p"],
         worker=header["w"],
+        stages=[(str(name), float(ms)) for name, ms in header.get("g", ())],
     )

@@ -288,6 +288,8 @@ class ModelEndpoints:
             call.headers += self.keys.verdict(call.key, ticket.rate_decision)  # 429 when it refused
         reply = await self.dispatcher.wait(ticket)
         obs.queue_ms, obs.compute_ms, obs.batch_size = reply.queue_ms, reply.compute_ms, reply.batch_size
+        if reply.stages:
+            obs.stages = reply.stages
         if reply.status != 200:
             # A worker's 503 (short of memory, or cannot load the version) passes with time.
             retry = [(b"retry-after", b"1")] if reply.status == 503 else []
@@ -333,9 +335,12 @@ def _require_ready(model: ModelEntry, entry: VersionEntry) -> dict[str, Any]:
 
 
 def _timing(obs: Observation) -> str:
+    # A pipeline's stages (registry/pipelines.py keeps their names tokens) come between
+    # compute, which is their sum, and total.
+    stages = "".join(f', {name};dur={ms:.3f};desc="stage"' for name, ms in obs.stages or ())
     return (
         f"validate;dur={obs.validation_ms:.3f}, queue;dur={obs.queue_ms:.3f}, "
-        f"compute;dur={obs.compute_ms:.3f}, total;dur={obs.total_ms:.3f}"
+        f"compute;dur={obs.compute_ms:.3f}{stages}, total;dur={obs.total_ms:.3f}"
     )
 
 
@@ -363,4 +368,6 @@ def access_log(scope: Scope, request_id: str, obs: Observation) -> None:
         "compute_ms": round(obs.compute_ms, 3),
         "total_ms": round(obs.total_ms, 3),
     }
+    if obs.stages:
+        line["stages_ms"] = {name: round(ms, 3) for name, ms in obs.stages}
     access_logger.info(orjson.dumps(line).decode())

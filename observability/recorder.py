@@ -72,6 +72,7 @@ class Observation:
     queue_ms: float = 0.0
     compute_ms: float = 0.0
     batch_size: int = 0
+    stages: list[tuple[str, float]] | None = None  # a pipeline's stages: (name, ms); compute is their sum
 
 
 class Recorder:
@@ -82,6 +83,7 @@ class Recorder:
         self._pending: dict[tuple[int, str, str, str], defaultdict[str, int]] = {}
         self._children: dict[tuple[str, str, str], tuple[Any, ...]] = {}
         self._counts: dict[tuple[str, str, str, int], int] = {}  # requests not yet added to the counter
+        self._stage_children: dict[tuple[str, str, str, str], BulkHistogram] = {}
         self._task: asyncio.Task[None] | None = None
 
     def _labelled(self, model: str, version: str, arm: str) -> tuple[Any, ...]:
@@ -112,6 +114,8 @@ class Recorder:
             queue.observe(obs.queue_ms / 1000)
             compute.observe(obs.compute_ms / 1000)
             batch.observe(obs.batch_size)
+            if obs.stages:
+                self._record_stages(obs)
         minute = int(time.time() // 60) * 60
         fields = self._pending.get((minute, obs.model, obs.version, obs.arm))
         if fields is None:
@@ -124,6 +128,15 @@ class Recorder:
             fields["qus"] += int(obs.queue_ms * 1000)
             fields["cus"] += int(obs.compute_ms * 1000)
         self._ensure_flusher()
+
+    def _record_stages(self, obs: Observation) -> None:
+        for stage, ms in obs.stages or ():
+            key = (obs.model, obs.version, obs.arm, stage)
+            child = self._stage_children.get(key)
+            if child is None:
+                child = BulkHistogram(metrics.STAGE_SECONDS.labels(*key))
+                self._stage_children[key] = child
+            child.observe(ms / 1000)
 
     def record_agreement(self, model: str, version: str, agree: int, rows: int, max_diff: float | None) -> None:
         """A shadow's agreement with the champion: argmax matches per row, and the largest difference."""
@@ -161,6 +174,8 @@ class Recorder:
         for children in self._children.values():
             for child in children:
                 child.apply()
+        for stage_child in self._stage_children.values():
+            stage_child.apply()
 
     async def flush(self) -> None:
         self.apply_metrics()

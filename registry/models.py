@@ -11,14 +11,22 @@ NAME_VALIDATOR = RegexValidator(
 )
 
 
+class ModelKind(models.TextChoices):
+    MODEL = "model", "Model"
+    # Versions made of stages, each a ready version of another model (registry/pipelines.py).
+    PIPELINE = "pipeline", "Pipeline"
+
+
 class RegisteredModel(models.Model):
-    """A named model that Turnout serves; its versions hold the artifacts."""
+    """A named model that Turnout serves; its versions hold the artifacts, or, for a
+    pipeline, the stages."""
 
     # The path to the registered model's name: the audit API shows an API key limited to
     # some models only the entries about their objects (audit.api.entries_in_key_scope).
     AUDIT_MODEL_NAME = "name"
 
     name = models.CharField(max_length=64, unique=True, validators=[NAME_VALIDATOR])
+    kind = models.CharField(max_length=16, choices=ModelKind.choices, default=ModelKind.MODEL)
     description = models.TextField(blank=True)
     tags = models.JSONField(default=list, blank=True)
     owner = models.ForeignKey(
@@ -37,6 +45,13 @@ class RegisteredModel(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_pipeline(self) -> bool:
+        return self.kind == ModelKind.PIPELINE
+
+
+PIPELINE_FRAMEWORK = "pipeline"
 
 
 class VersionStatus(models.TextChoices):
@@ -78,6 +93,8 @@ class ModelVersion(models.Model):
     signature = models.JSONField(
         null=True, blank=True, help_text="Inputs and outputs in Open Inference Protocol terms."
     )
+    # A pipeline version's outputs: output name -> "<stage>.<stage output>"; null for a model.
+    pipeline_outputs = models.JSONField(null=True, blank=True)
 
     # Metadata and lineage.
     description = models.TextField(blank=True)
@@ -125,10 +142,10 @@ class ModelVersion(models.Model):
                 violation_error_message="This model already has a version with these exact bytes.",
             ),
             models.CheckConstraint(
-                # An archived version that had failed lacks it too.
-                condition=Q(status__in=["failed", "archived"]) | ~Q(artifact=""),
+                # An archived version that had failed lacks it too; a pipeline's stages hold its artifacts.
+                condition=Q(status__in=["failed", "archived"]) | ~Q(artifact="") | Q(framework=PIPELINE_FRAMEWORK),
                 name="registry_version_artifact_unless_failed",
-                violation_error_message="Only a failed (or archived failed) version may lack its artifact.",
+                violation_error_message="Only a failed or archived version, or a pipeline, may lack an artifact.",
             ),
         ]
         indexes = [
@@ -142,6 +159,49 @@ class ModelVersion(models.Model):
     @property
     def is_ready(self) -> bool:
         return self.status == VersionStatus.READY
+
+    @property
+    def is_pipeline(self) -> bool:
+        return self.framework == PIPELINE_FRAMEWORK
+
+
+class PipelineStage(models.Model):
+    """One stage of a pipeline version: a ready version of another model, run on what the
+    wiring feeds it, under its own deadline. Immutable like the version it belongs to."""
+
+    AUDIT_MODEL_NAME = "pipeline_version__model__name"  # see RegisteredModel.AUDIT_MODEL_NAME
+
+    pipeline_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="stages")
+    position = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=32)
+    # PROTECT: a version that a pipeline runs cannot disappear from under it.
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="pipeline_stages")
+    # Stage input name -> "input.<pipeline input>" or "<earlier stage>.<its output>".
+    inputs = models.JSONField(default=dict)
+    timeout_ms = models.PositiveIntegerField(
+        default=0, help_text="The stage's own deadline; 0: only the request's deadline bounds it."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["pipeline_version", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pipeline_version", "position"],
+                name="registry_stage_unique_position",
+                violation_error_message="This pipeline version already has a stage at this position.",
+            ),
+            models.UniqueConstraint(
+                fields=["pipeline_version", "name"],
+                name="registry_stage_unique_name",
+                violation_error_message="This pipeline version already has a stage with this name.",
+            ),
+        ]
+        # The index on `version` (a foreign key) serves "which pipelines run this version".
+
+    def __str__(self) -> str:
+        return f"{self.pipeline_version} stage {self.name}"
 
 
 class Alias(models.Model):

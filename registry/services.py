@@ -19,6 +19,7 @@ from registry import storage
 from registry.events import catalog_changed
 from registry.models import (
     Alias,
+    ModelKind,
     ModelVersion,
     RegisteredModel,
     ValidationJob,
@@ -66,6 +67,7 @@ class UploadResult:
 def model_snapshot(model: RegisteredModel) -> dict[str, Any]:
     return {
         "name": model.name,
+        "kind": model.kind,
         "description": model.description,
         "tags": model.tags,
         "owner": model.owner.get_username() if model.owner else None,
@@ -87,13 +89,22 @@ RESERVED_NAMES = frozenset({"new"})  # /models/new/ is the creation page
 
 
 def create_model(
-    *, name: str, actor: Any, description: str = "", tags: list[str] | None = None, owner: Any = None
+    *,
+    name: str,
+    actor: Any,
+    description: str = "",
+    tags: list[str] | None = None,
+    owner: Any = None,
+    kind: str = ModelKind.MODEL,
 ) -> RegisteredModel:
+    """A new model, or with `kind="pipeline"` a new pipeline (registry/pipeline_services.py gives it versions)."""
     if name in RESERVED_NAMES:
         raise RegistryError(f"'{name}' is reserved; choose another model name")
+    if kind not in ModelKind.values:
+        raise RegistryError(f"kind must be one of {', '.join(ModelKind.values)}")
     with transaction.atomic():
         model = RegisteredModel.objects.create(
-            name=name, description=description, tags=tags or [], owner=owner or actor
+            name=name, description=description, tags=tags or [], owner=owner or actor, kind=kind
         )
         record(actor, "model.created", model, after=model_snapshot(model))
     return model
@@ -121,6 +132,10 @@ def upload_version(
 
     The same bytes uploaded again to the same model return the existing version.
     """
+    if model.is_pipeline:
+        raise RegistryError(
+            f"'{model.name}' is a pipeline: its versions are made of stages, not uploaded (POST .../pipeline-versions)"
+        )
     sha256, size = storage.hash_stream(stream)
     limit = settings.TURNOUT["MAX_ARTIFACT_BYTES"]
     if size > limit:
@@ -255,6 +270,16 @@ def archive_version(version: ModelVersion, *, actor: Any) -> ModelVersion:
             names = ", ".join(f"'{name}'" for name in aliases)
             which, point, them = ("alias", "points", "it") if len(aliases) == 1 else ("aliases", "point", "them")
             raise RegistryError(f"the {which} {names} {point} at version {locked.number}: move or delete {them} first")
+        used = (
+            locked.pipeline_stages.exclude(pipeline_version__status__in=[VersionStatus.ARCHIVED, VersionStatus.FAILED])
+            .select_related("pipeline_version__model")
+            .first()
+        )
+        if used is not None:
+            raise RegistryError(
+                f"version {locked.number} is stage '{used.name}' of pipeline {used.pipeline_version}: "
+                "archive that pipeline version first"
+            )
         rollout_id = (
             locked.arms.filter(rollout__status__in=ACTIVE_ROLLOUT_STATUSES).values_list("rollout_id", flat=True).first()
         )

@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from registry import inference_memory
+from registry import custom_ops, inference_memory
 from registry.signature import Signature, TensorSpec, extract_signature, ort_type_to_datatype
 
 __all__ = ["ValidationOutcome", "ort_type_to_datatype", "run_in_child", "validate_file"]
@@ -87,11 +87,11 @@ def _validate(path: str, max_bytes: int, outcome: ValidationOutcome, max_batch_s
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
-        raise Refused(f"onnx.checker rejected the model: {_first_line(error)}") from None
+        raise Refused(f"onnx.checker rejected the model: {first_line(error)}") from None
     except MemoryError:
         raise
     except Exception as error:  # e.g. protobuf's EncodeError when the copy for the checker hits the memory limit
-        detail = f"{type(error).__name__}: {_first_line(error)}"
+        detail = f"{type(error).__name__}: {first_line(error)}"
         raise Refused(f"onnx.checker could not check the model ({detail})") from None
     log.append("onnx.checker (full check): passed")
 
@@ -100,10 +100,11 @@ def _validate(path: str, max_bytes: int, outcome: ValidationOutcome, max_batch_s
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: warnings would drown the child's output
     inference_memory.configure(options)  # the workers' limit for inference, when the child was given it
+    custom_ops.enable(options)
     try:
         session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own unrelated exception classes
-        message = _ort_message(error)
+        message = ort_message(error)
         ir = re.search(r"Unsupported model IR version: (\d+), max supported IR version: (\d+)", message)
         if ir:
             raise Refused(
@@ -133,7 +134,7 @@ def _parse(path: str) -> onnx.ModelProto:
     except MemoryError:
         raise  # not the file's fault as such: the child reports the memory limit
     except Exception as error:  # protobuf's DecodeError and friends
-        raise Refused(f"the file is not a valid ONNX model: {_first_line(error) or type(error).__name__}") from None
+        raise Refused(f"the file is not a valid ONNX model: {first_line(error) or type(error).__name__}") from None
     # Protobuf happily decodes many non-ONNX byte strings into an empty message.
     if model.ir_version <= 0 or not model.HasField("graph"):
         raise Refused("the file is not a valid ONNX model: it has no ir_version or no graph")
@@ -183,7 +184,7 @@ def _smoke_inference(session: ort.InferenceSession, signature: Signature, max_ba
     batch = (max_batch_size or 2) if signature["batch_dim"] else None
     at = f" at batch {batch} (the version's max_batch_size)" if max_batch_size else ""
     rng = np.random.default_rng(0)
-    feeds = {spec["name"]: _sample(spec, batch, rng) for spec in signature["inputs"]}
+    feeds = {spec["name"]: sample_tensor(spec, batch, rng) for spec in signature["inputs"]}
     quiet = inference_memory.run_options() or ort.RunOptions()
     quiet.log_severity_level = 4  # the failure is reported in the outcome, not also on stderr
     try:
@@ -202,7 +203,7 @@ def _smoke_inference(session: ort.InferenceSession, signature: Signature, max_ba
                 f"smoke inference{at} ran out of memory: the model asked for a buffer of {failure[0]} bytes, "
                 f"more than {whose} allows{advice}"
             ) from None
-        raise Refused(f"smoke inference{at} failed: {_ort_message(error)}") from None
+        raise Refused(f"smoke inference{at} failed: {ort_message(error)}") from None
     described = []
     for spec, result in zip(signature["outputs"], results, strict=True):
         actual = list(np.shape(result))
@@ -223,7 +224,7 @@ def _smoke_inference(session: ort.InferenceSession, signature: Signature, max_ba
     return f"smoke inference: ok, {batch_note}outputs {', '.join(described)}"
 
 
-def _sample(spec: TensorSpec, batch: int | None, rng: np.random.Generator) -> np.ndarray[Any, Any]:
+def sample_tensor(spec: TensorSpec, batch: int | None, rng: np.random.Generator) -> np.ndarray[Any, Any]:
     shape = [1 if dim < 0 else dim for dim in spec["shape"]]
     if batch is not None:
         shape[0] = batch
@@ -262,11 +263,11 @@ def _describe(signature: Signature) -> str:
     return f"inputs {tensors(signature['inputs'])}; outputs {tensors(signature['outputs'])}; {batching}"
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0][:MAX_MESSAGE_CHARS] if str(error).strip() else ""
 
 
-def _ort_message(error: BaseException) -> str:
+def ort_message(error: BaseException) -> str:
     # The error code, the source file and the C++ signature in onnxruntime's messages say nothing to the uploader.
     message = " ".join(str(error).split())
     if message.startswith("[ONNXRuntimeError]"):
@@ -294,21 +295,25 @@ def run_in_child(
 
     `max_batch_size`: the version's, for a second smoke inference; `run_memory_bytes`: the
     workers' limit for inference (TURNOUT_WORKER_RUN_MEMORY_BYTES), which the smoke runs obey."""
+    return run_module_in_child(
+        "registry.validation",
+        [path, str(max_bytes)],
+        timeout_s,
+        memory_bytes,
+        [str(max_batch_size or 0), str(run_memory_bytes or 0)],
+    )
+
+
+def run_module_in_child(
+    module: str, head: list[str], timeout_s: float, memory_bytes: int, tail: list[str]
+) -> ValidationOutcome:
+    """`python -m module *head memory_bytes cpu_s *tail` in a child that limits itself (see `_main`),
+    whose last stdout line is the outcome as JSON; never raises for a bad model."""
     cpu_s = math.ceil(timeout_s) + 1
     # One thread each: the limit is per process, and thread pools multiply stacks and arenas.
     threads = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-    process = subprocess.Popen(  # noqa: S603 -- fixed argv: our interpreter, our module, a path we stored
-        [
-            sys.executable,
-            "-m",
-            "registry.validation",
-            path,
-            str(max_bytes),
-            str(memory_bytes),
-            str(cpu_s),
-            str(max_batch_size or 0),
-            str(run_memory_bytes or 0),
-        ],
+    process = subprocess.Popen(  # noqa: S603 -- fixed argv: our interpreter, our module, paths we stored
+        [sys.executable, "-m", module, *head, str(memory_bytes), str(cpu_s), *tail],
         cwd=PROJECT_ROOT,
         env={**os.environ, **threads},
         stdin=subprocess.DEVNULL,
@@ -360,7 +365,7 @@ def _main(argv: list[str]) -> int:
         limit = resource.getrlimit(resource.RLIMIT_AS)[0]
         outcome = ValidationOutcome(ok=False, reason=f"validation ran out of memory (limit {limit} bytes)")
     except Exception as error:
-        outcome = ValidationOutcome(ok=False, reason=f"validation failed unexpectedly: {_first_line(error)}")
+        outcome = ValidationOutcome(ok=False, reason=f"validation failed unexpectedly: {first_line(error)}")
     print(json.dumps(asdict(outcome)), flush=True)  # stdout is the channel to run_in_child
     return 0
 

@@ -4,8 +4,12 @@ Celery task (registry/tasks.py) and, for the quick start, in-process (services.v
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import tempfile
 import threading
+from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -65,6 +69,8 @@ def _run(job_id: int) -> ValidationJob | None:
     ValidationJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, started_at=timezone.now())
 
     conf = settings.TURNOUT
+    if version.is_pipeline:
+        return _run_pipeline(job, version)
     try:
         with storage.local_copy(version.artifact) as path:
             outcome = run_in_child(
@@ -81,6 +87,56 @@ def _run(job_id: int) -> ValidationJob | None:
         _fail_version(version, job, f"the stored artifact could not be read: {exc}", [])
         return job
 
+    _conclude(job, version, outcome)
+    return job
+
+
+def _run_pipeline(job: ValidationJob, version: ModelVersion) -> ValidationJob:
+    """The chain as a whole, in a child: each stage is a ready version already."""
+    # Here, not at the top: it imports onnxruntime (see `_run`).
+    from registry.pipeline_validation import run_pipeline_in_child
+
+    conf = settings.TURNOUT
+    stages = list(version.stages.select_related("version__model").order_by("position"))
+    unready = [s for s in stages if s.version.status != VersionStatus.READY]
+    if unready:
+        stage = unready[0]
+        reason = f"stage '{stage.name}' runs {stage.version}, which is {stage.version.status}, not ready"
+        _fail_version(version, job, reason, [])
+        return job
+    try:
+        with contextlib.ExitStack() as files, tempfile.TemporaryDirectory(prefix="turnout-pipeline-") as scratch:
+            spec: dict[str, Any] = {
+                "stages": [
+                    {
+                        "name": stage.name,
+                        "label": str(stage.version),
+                        "path": files.enter_context(storage.local_copy(stage.version.artifact)),
+                        "signature": stage.version.signature,
+                        "inputs": stage.inputs,
+                        "timeout_ms": stage.timeout_ms,
+                    }
+                    for stage in stages
+                ],
+                "outputs": version.pipeline_outputs,
+                "max_batch_size": version.max_batch_size,
+            }
+            outcome = run_pipeline_in_child(
+                spec,
+                str(Path(scratch) / "pipeline.json"),
+                timeout_s=conf["VALIDATION_TIMEOUT_SECONDS"],
+                memory_bytes=conf["VALIDATION_MEMORY_BYTES"],
+                run_memory_bytes=conf["WORKER_RUN_MEMORY_BYTES"],
+            )
+    except OSError as exc:
+        logger.exception("validation of %s: cannot read a stage's artifact", version)
+        _fail_version(version, job, f"a stage's stored artifact could not be read: {exc}", [])
+        return job
+    _conclude(job, version, outcome)
+    return job
+
+
+def _conclude(job: ValidationJob, version: ModelVersion, outcome: Any) -> None:
     if outcome.ok:
         with transaction.atomic():
             done = ModelVersion.objects.filter(pk=version.pk, status=VersionStatus.VALIDATING).update(
@@ -101,7 +157,6 @@ def _run(job_id: int) -> ValidationJob | None:
         logger.info("validation of %s: ready", version)
     else:
         _fail_version(version, job, outcome.reason, outcome.log)
-    return job
 
 
 def _fail_version(version: ModelVersion, job: ValidationJob, reason: str, log: list[str]) -> None:

@@ -23,7 +23,9 @@ from dataplane import scripts
 from dataplane.keys import RedisKeys
 from dataplane.wire import MalformedRequest, WireReply, WireRequest, decode_request, encode_reply
 from registry import inference_memory
+from registry.pipelines import StageDeadlineExceeded, StageFailed
 from workers.batching import Batch, concatenate, plan_batches, split
+from workers.pipeline import LoadedPipeline, ServedStage
 from workers.runtime import LoadedSession, RunMemoryExceeded
 
 logger = logging.getLogger(__name__)
@@ -54,14 +56,23 @@ class ServedVersion:
     # The target of the `production` alias: loaded at once, whatever `warmup` says,
     # so that moving the alias (or a worker restart) never leaves it cold.
     production: bool = False
+    # A pipeline version's stages and outputs (registry/pipelines.py); empty for a model.
+    stages: tuple[ServedStage, ...] = ()
+    pipeline_outputs: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def is_pipeline(self) -> bool:
+        return bool(self.stages)
 
     @property
     def preload(self) -> bool:
         return self.warmup or self.production
 
     @property
-    def session_options(self) -> tuple[str, int]:
+    def session_options(self) -> tuple[Any, ...]:
         """The settings a loaded session was built with: a change means loading it again."""
+        if self.stages:
+            return tuple((s.version_id, s.execution_provider, s.intra_op_threads) for s in self.stages)
         return self.execution_provider, self.intra_op_threads
 
     @property
@@ -76,7 +87,7 @@ class VersionConsumer(threading.Thread):
         client: redis.Redis,
         keys: RedisKeys,
         worker_name: str,
-        get_session: Callable[[ServedVersion], LoadedSession],
+        get_session: Callable[[ServedVersion], LoadedSession | LoadedPipeline],
         reclaim_idle_ms: int,
         on_batch: Callable[[ServedVersion, int], None] | None = None,
     ) -> None:
@@ -215,11 +226,22 @@ class VersionConsumer(threading.Thread):
             self._output_bytes = 0
             inference_memory.release()
 
-    def _run(self, loaded: LoadedSession, batch: Batch) -> list[WireReply]:
+    def _run(self, loaded: LoadedSession | LoadedPipeline, batch: Batch) -> list[WireReply]:
         started_wall = time.time() * 1000
         started = time.perf_counter()
+        stages: list[tuple[str, float]] = []
         try:
-            outputs = loaded.run(concatenate(batch, loaded.input_names))
+            feeds = concatenate(batch, loaded.input_names)
+            if isinstance(loaded, LoadedPipeline):
+                # Stages stop at their own deadline, and all of them when the last request gives up.
+                latest = max(r.deadline_ms for r in batch.requests)
+                outputs, timings = loaded.run_stages(feeds, time.monotonic() + (latest - started_wall) / 1000)
+                stages = [(t.stage, t.ms) for t in timings]
+            else:
+                outputs = loaded.run(feeds)
+        except StageDeadlineExceeded as late:
+            logger.warning("%s: %s", self.version.label, late)
+            return [WireReply(r.request_id, 504, str(late)) for r in batch.requests]
         except Exception as exc:
             if len(batch.requests) > 1:
                 # One request's values can break a run (an index out of range, or a
@@ -234,7 +256,11 @@ class VersionConsumer(threading.Thread):
         if self.on_batch is not None:
             self.on_batch(self.version, batch.size)
         replies = []
+        finished_wall = started_wall + compute_ms
         for request, parts in zip(batch.requests, split(batch, outputs), strict=True):
+            if stages and request.deadline_ms < finished_wall:
+                replies.append(WireReply(request.request_id, 504, _late_in(request, started_wall, stages)))
+                continue
             wanted = request.outputs
             selected = [
                 (name, datatype, np.asarray(part))
@@ -250,12 +276,23 @@ class VersionConsumer(threading.Thread):
                     compute_ms=compute_ms,
                     provider=loaded.provider,
                     worker=self.worker_name,
+                    stages=stages,
                 )
             )
         return replies
 
     def _failure(self, request: WireRequest, exc: Exception) -> WireReply:
         """The answer to a request that could not run alone."""
+        where = ""
+        if isinstance(exc, StageFailed):
+            where = f"stage '{exc.stage}': "
+            exc = exc.error if isinstance(exc.error, Exception) else exc
+        reply = self._failure_of(request, exc)
+        if where:
+            reply.error = where + reply.error
+        return reply
+
+    def _failure_of(self, request: WireRequest, exc: Exception) -> WireReply:
         if isinstance(exc, RunMemoryExceeded):
             if exc.transient:
                 logger.warning("%s: out of inference memory while other runs were in flight", self.version.label)
@@ -288,3 +325,13 @@ class VersionConsumer(threading.Thread):
         pipe.xack(self.stream, scripts.GROUP, *ids)
         pipe.xdel(self.stream, *ids)
         pipe.execute()
+
+
+def _late_in(request: WireRequest, started_wall: float, stages: list[tuple[str, float]]) -> str:
+    """Which stage was running when the request's deadline passed."""
+    at = started_wall
+    for stage, ms in stages:
+        at += ms
+        if request.deadline_ms < at:
+            return f"the request's deadline passed during stage '{stage}'"
+    return "the request's deadline passed while the pipeline ran"

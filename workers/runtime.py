@@ -3,6 +3,7 @@ LRU pool bounded by a memory budget. No Django imports."""
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import threading
@@ -16,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from dataplane.wire import NUMPY_DTYPES
-from registry import inference_memory
+from registry import custom_ops, inference_memory
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,63 @@ class RunMemoryExceeded(RuntimeError):
     def transient(self) -> bool:
         """Could fit once the other runs finish: it alone is within the limit."""
         return self.overlapped and (self.limit is None or self.requested <= self.limit)
+
+
+class DeadlinePassed(RuntimeError):
+    """The watchdog stopped a run at its deadline."""
+
+
+class Watchdog:
+    """Stops runs at their deadline: one thread for the process sets `terminate` on the
+    run options of any run still going when its deadline comes (onnxruntime checks the
+    flag between nodes and inside loops, so the run ends within a node's time)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[list[Any]] = []  # [deadline, sequence, options, state]
+        self._sequence = 0
+        self._thread: threading.Thread | None = None
+
+    def arm(self, deadline: float, options: Any) -> list[Any]:
+        """Watch a run that must end by `deadline` (time.monotonic())."""
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="turnout-watchdog", daemon=True)
+                self._thread.start()
+            self._sequence += 1
+            entry = [deadline, self._sequence, options, _ARMED]
+            heapq.heappush(self._heap, entry)
+            if self._heap[0] is entry:
+                self._cond.notify()
+            return entry
+
+    def disarm(self, entry: list[Any]) -> bool:
+        """Stop watching; True if the run was stopped."""
+        with self._cond:
+            fired = entry[3] == _FIRED
+            entry[3] = _DONE
+            return fired
+
+    def _watch(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][3] == _DONE:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                entry = self._heap[0]
+                wait = entry[0] - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+                entry[2].terminate = True
+                entry[3] = _FIRED
+
+
+_ARMED, _FIRED, _DONE = 0, 1, 2
+watchdog = Watchdog()
 
 
 class _RunsInFlight:
@@ -101,19 +159,30 @@ class LoadedSession:
     load_seconds: float
     last_used: float = field(default_factory=time.monotonic)
 
-    def run(self, feeds: dict[str, Any]) -> list[Any]:
-        """One inference within the worker's memory limit; RunMemoryExceeded when it did not fit."""
+    def run(self, feeds: dict[str, Any], deadline: float | None = None) -> list[Any]:
+        """One inference within the worker's memory limit; RunMemoryExceeded when it did not fit,
+        DeadlinePassed when it was stopped at `deadline` (time.monotonic())."""
+        options = inference_memory.run_options()
+        watched = None
+        if deadline is not None:
+            options = options or ort.RunOptions()
+            options.log_severity_level = 4  # a stopped run is answered 504; onnxruntime would log it as an error
+            watched = watchdog.arm(deadline, options)
         token = _runs.start()
         try:
-            outputs = self.session.run(self.output_names, feeds, inference_memory.run_options())
+            outputs = self.session.run(self.output_names, feeds, options)
         except Exception as exc:
             overlapped = _runs.finish(token)
+            if watched is not None and watchdog.disarm(watched):
+                raise DeadlinePassed("stopped at its deadline") from exc
             failure = inference_memory.memory_failure(exc)
             if failure is None:
                 raise
             requested, available = failure
             raise RunMemoryExceeded(requested, available, inference_memory.limit(), overlapped) from exc
         _runs.finish(token)
+        if watched is not None:
+            watchdog.disarm(watched)
         return list(outputs)
 
 
@@ -144,6 +213,7 @@ def load_session(
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     inference_memory.configure(options)
+    custom_ops.enable(options)
     before = _rss_bytes()
     started = time.perf_counter()
     session = ort.InferenceSession(path, sess_options=options, providers=providers)

@@ -15,7 +15,7 @@ import dataclasses
 import fnmatch
 import logging
 import threading
-from typing import Any
+from typing import Any, cast
 
 import redis
 from django.conf import settings
@@ -28,9 +28,11 @@ from observability import metrics
 from registry import inference_memory
 from registry.models import Alias, ModelVersion, VersionStatus
 from registry.services import PRODUCTION
+from registry.signature import Signature
 from registry.storage import local_copy
 from workers.consumer import ServedVersion, VersionConsumer
-from workers.runtime import LoadedSession, SessionPool, warm_up
+from workers.pipeline import LoadedPipeline, ServedStage, wiring_of
+from workers.runtime import LoadedSession, SessionPool, sample_inputs, warm_up
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +40,29 @@ REFRESH_SECONDS = 2.0
 CONTROL_BLOCK_MS = 1000
 
 
+def _stages(version: ModelVersion) -> tuple[ServedStage, ...]:
+    return tuple(
+        ServedStage(
+            name=stage.name,
+            version_id=stage.version.id,
+            label=str(stage.version),
+            artifact=stage.version.artifact,
+            signature=stage.version.signature or {},
+            inputs=tuple(sorted(stage.inputs.items())),
+            timeout_ms=stage.timeout_ms,
+            execution_provider=stage.version.execution_provider,
+            intra_op_threads=stage.version.intra_op_threads,
+        )
+        for stage in sorted(version.stages.all(), key=lambda s: s.position)
+    )
+
+
 def ready_versions(patterns: list[str]) -> list[ServedVersion]:
-    versions = ModelVersion.objects.filter(status=VersionStatus.READY).select_related("model")
+    versions = (
+        ModelVersion.objects.filter(status=VersionStatus.READY)
+        .select_related("model")
+        .prefetch_related("stages__version__model")
+    )
     production = set(Alias.objects.filter(name=PRODUCTION).values_list("version_id", flat=True))
     return [
         ServedVersion(
@@ -55,6 +78,8 @@ def ready_versions(patterns: list[str]) -> list[ServedVersion]:
             warmup=v.warmup,
             intra_op_threads=v.intra_op_threads,
             production=v.id in production,
+            stages=_stages(v) if v.is_pipeline else (),
+            pipeline_outputs=tuple((v.pipeline_outputs or {}).items()),
         )
         for v in versions
         if any(fnmatch.fnmatchcase(v.model.name, pattern) for pattern in patterns)
@@ -75,6 +100,9 @@ class Serving:
         self.pool.on_change = self._on_pool_change
         self.consumers: dict[int, VersionConsumer] = {}
         self._providers: dict[int, str] = {}
+        # Pipelines whose stages are all loaded; dropped when a stage leaves the pool.
+        self._pipelines: dict[int, LoadedPipeline] = {}
+        self._pipelines_lock = threading.Lock()
         self.batches = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -118,7 +146,46 @@ class Serving:
         self._wake.set()
 
     # --- sessions --------------------------------------------------------
-    def get_session(self, version: ServedVersion) -> LoadedSession:
+    def get_session(self, version: ServedVersion) -> LoadedSession | LoadedPipeline:
+        if version.is_pipeline:
+            return self._get_pipeline(version)
+        return self._get_model(version)
+
+    def _get_pipeline(self, version: ServedVersion) -> LoadedPipeline:
+        pipeline = self._pipelines.get(version.id)
+        if pipeline is not None:
+            for stage_id in pipeline.stage_version_ids:
+                self.pool.get(stage_id)  # keeps the stages recently used in the pool's eyes
+            return pipeline
+        sessions = {}
+        for stage in version.stages:
+            loaded = self.pool.get(stage.version_id)
+            if loaded is None:
+                loaded = self.pool.load(
+                    stage.version_id,
+                    # Bound now: the lambda runs inside load, while `stage` is this one.
+                    lambda artifact=stage.artifact: local_copy(artifact),  # type: ignore[misc]
+                    stage.signature,
+                    stage.execution_provider,
+                    stage.intra_op_threads,
+                )
+                metrics.LOAD_SECONDS.labels(version.model, str(version.number), loaded.provider).observe(
+                    loaded.load_seconds
+                )
+            sessions[stage.name] = loaded
+        pipeline = LoadedPipeline(
+            version.id,
+            wiring_of(version.stages, version.pipeline_outputs, cast(Signature, version.signature)),
+            sessions,
+        )
+        for batch in (1, 2) if version.signature.get("batch_dim") else (1,):
+            pipeline.run(sample_inputs(version.signature, batch))
+        with self._pipelines_lock:
+            self._pipelines[version.id] = pipeline
+        self._on_pool_change(version.id, pipeline)
+        return pipeline
+
+    def _get_model(self, version: ServedVersion) -> LoadedSession:
         loaded = self.pool.get(version.id)
         if loaded is not None:
             return loaded
@@ -133,15 +200,25 @@ class Serving:
         metrics.LOAD_SECONDS.labels(version.model, str(version.number), loaded.provider).observe(loaded.load_seconds)
         return loaded
 
-    def load(self, version_id: int) -> LoadedSession | None:
+    def load(self, version_id: int) -> LoadedSession | LoadedPipeline | None:
         consumer = self.consumers.get(version_id)
         return self.get_session(consumer.version) if consumer else None
 
     def unload(self, version_id: int) -> bool:
-        return self.pool.unload(version_id)
+        with self._pipelines_lock:
+            pipeline = self._pipelines.pop(version_id, None)
+        if pipeline is None:
+            return self.pool.unload(version_id)
+        # Its stages go too, unless this worker serves them on their own or in another pipeline.
+        with self._pipelines_lock:
+            kept = {vid for other in self._pipelines.values() for vid in other.stage_version_ids}
+        for stage_id in pipeline.stage_version_ids - kept - set(self.consumers):
+            self.pool.unload(stage_id)
+        self._on_pool_change(version_id, None)
+        return True
 
     def describe(self) -> dict[str, Any]:
-        loaded = self.pool.loaded()
+        loaded: dict[int, LoadedSession | LoadedPipeline] = {**self.pool.loaded(), **self._pipelines}
         return {
             "serving": {
                 str(vid): {
@@ -156,7 +233,15 @@ class Serving:
         }
 
     # --- internals -------------------------------------------------------
-    def _on_pool_change(self, version_id: int, loaded: LoadedSession | None) -> None:
+    def _on_pool_change(self, version_id: int, loaded: LoadedSession | LoadedPipeline | None) -> None:
+        if loaded is None:
+            # A stage that leaves the pool takes the pipelines that run it along.
+            with self._pipelines_lock:
+                gone = [pid for pid, p in self._pipelines.items() if version_id in p.stage_version_ids]
+                for pid in gone:
+                    del self._pipelines[pid]
+            for pid in gone:
+                self._on_pool_change(pid, None)
         consumer = self.consumers.get(version_id)
         if consumer is not None:
             labels = (consumer.version.model, str(consumer.version.number))
@@ -207,7 +292,7 @@ class Serving:
                 consumer.join(timeout=5)
                 del self.consumers[version_id]
                 if update is None or update.session_options != consumer.version.session_options:
-                    self.pool.unload(version_id)
+                    self.unload(version_id)
                 if update is None:
                     self._forget(version_id)
         for version_id, version in wanted.items():
@@ -223,7 +308,7 @@ class Serving:
                 on_batch=self._count_batch,
             )
             self.consumers[version_id] = consumer
-            loaded = self.pool.get(version_id)
+            loaded = self._pipelines.get(version_id) or self.pool.get(version_id)
             self.redis.hset(
                 self.keys.served_by(version_id), self.worker_name, loaded.provider if loaded else NOT_LOADED
             )
