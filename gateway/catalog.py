@@ -34,6 +34,7 @@ class VersionEntry:
     max_queue_size: int
     default_timeout_ms: int
     status_reason: str = ""
+    stages: tuple[str, ...] = ()  # a pipeline version's stage names, in order; empty for a model
 
     @property
     def ready(self) -> bool:
@@ -75,8 +76,9 @@ def _load_model(name: str) -> ModelEntry | None:
                 max_queue_size=v.max_queue_size,
                 default_timeout_ms=v.default_timeout_ms,
                 status_reason=v.status_reason,
+                stages=tuple(s.name for s in sorted(v.stages.all(), key=lambda s: s.position)),
             )
-            for v in ModelVersion.objects.filter(model=model)
+            for v in ModelVersion.objects.filter(model=model).prefetch_related("stages")
         }
         routing = routing_for(model)
         edges = bounds([arm.weight for arm in routing.arms]) if routing and routing.arms else []

@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("turnout.access")
 
 PLATFORM = "onnx_onnxv1"
+PIPELINE_PLATFORM = "turnout_pipeline"  # stages run back to back in one worker, as Triton's "ensemble"
 JSON_TYPES = (b"application/json", b"application/octet-stream")
 MODEL_NAME = re.compile(NAME_VALIDATOR.regex)
 REJECT_REASONS = {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "rate_limited", 503: "unavailable"}
@@ -171,17 +172,20 @@ class ModelEndpoints:
         model, entry = _routed(call)
         signature = _require_ready(model, entry)
         providers = await self._providers(entry)
+        parameters: dict[str, Any] = {
+            "version": str(entry.number),
+            "max_batch_size": entry.max_batch_size if signature["batch_dim"] else 0,
+            "execution_providers": providers,
+        }
+        if entry.stages:
+            parameters["stages"] = list(entry.stages)
         body = {
             "name": model.name,
             "versions": [str(n) for n, v in sorted(model.versions.items()) if v.ready],
-            "platform": PLATFORM,
+            "platform": PIPELINE_PLATFORM if entry.stages else PLATFORM,
             "inputs": signature["inputs"],
             "outputs": signature["outputs"],
-            "parameters": {
-                "version": str(entry.number),
-                "max_batch_size": entry.max_batch_size if signature["batch_dim"] else 0,
-                "execution_providers": providers,
-            },
+            "parameters": parameters,
         }
         await send_json(call.send, 200, body, call.headers)
 

@@ -93,7 +93,8 @@ class ModelVersion(models.Model):
     signature = models.JSONField(
         null=True, blank=True, help_text="Inputs and outputs in Open Inference Protocol terms."
     )
-    # A pipeline version's outputs: output name -> "<stage>.<stage output>"; null for a model.
+    # A pipeline version's outputs, in order: [[output name, "<stage>.<stage output>"], ...]; null for a
+    # model. A list, not an object: PostgreSQL's jsonb would reorder the keys.
     pipeline_outputs = models.JSONField(null=True, blank=True)
 
     # Metadata and lineage.

@@ -87,7 +87,7 @@ def definition_of(stages: list[StageSpec], wiring: Any) -> bytes:
                 }
                 for stage, plan in zip(stages, wiring.stages, strict=True)
             ],
-            "outputs": wiring.outputs,
+            "outputs": [[name, source] for name, source in wiring.outputs.items()],  # in order
         },
         option=orjson.OPT_SORT_KEYS,
     )
@@ -133,7 +133,7 @@ def create_pipeline_version(
             size_bytes=len(definition),
             artifact="",
             framework=PIPELINE_FRAMEWORK,
-            pipeline_outputs=wiring.outputs,
+            pipeline_outputs=[[name, source] for name, source in wiring.outputs.items()],
             created_by=actor if getattr(actor, "is_authenticated", False) else None,
             parent=ModelVersion.objects.filter(model=locked).order_by("-number").first(),
             **fields,

@@ -256,18 +256,21 @@ def execute(
     runners: Mapping[str, StageRunner],
     feeds: Mapping[str, Any],
     deadline: float | None = None,
+    stage_deadlines: bool = True,
 ) -> tuple[list[Any], list[Timed]]:
     """Run the stages back to back on `feeds` (the client's tensors by name); the pipeline's
     outputs in signature order, and each stage's time.
 
     Each stage gets until its own timeout or `deadline` (time.monotonic()), the earlier;
-    a runner that passes it raises, and so does one with no time left to start."""
+    a runner that passes it raises, and so does one with no time left to start. Without
+    `stage_deadlines` (a warm-up, whose first runs pay for lazy initialisation) only
+    `deadline` applies."""
     values: dict[str, Any] = {f"{CLIENT}.{name}": array for name, array in feeds.items()}
     timings: list[Timed] = []
     for stage in wiring.stages:
         started = time.monotonic()
         stage_deadline = deadline
-        if stage.timeout_ms:
+        if stage.timeout_ms and stage_deadlines:
             own = started + stage.timeout_ms / 1000
             stage_deadline = own if deadline is None else min(own, deadline)
         if stage_deadline is not None and stage_deadline <= started:

@@ -118,7 +118,7 @@ def _run_pipeline(job: ValidationJob, version: ModelVersion) -> ValidationJob:
                     }
                     for stage in stages
                 ],
-                "outputs": version.pipeline_outputs,
+                "outputs": dict(version.pipeline_outputs or []),
                 "max_batch_size": version.max_batch_size,
             }
             outcome = run_pipeline_in_child(

@@ -70,3 +70,7 @@ class LoadedPipeline:
 
     def run(self, feeds: dict[str, Any], deadline: float | None = None) -> list[Any]:
         return self.run_stages(feeds, deadline)[0]
+
+    def warm_up(self, feeds: dict[str, Any]) -> None:
+        """A run without the stages' own deadlines: the first run of a session pays for lazy initialisation."""
+        execute(self.wiring, self._runners, feeds, None, stage_deadlines=False)

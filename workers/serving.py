@@ -79,7 +79,7 @@ def ready_versions(patterns: list[str]) -> list[ServedVersion]:
             intra_op_threads=v.intra_op_threads,
             production=v.id in production,
             stages=_stages(v) if v.is_pipeline else (),
-            pipeline_outputs=tuple((v.pipeline_outputs or {}).items()),
+            pipeline_outputs=tuple((name, source) for name, source in v.pipeline_outputs or []),
         )
         for v in versions
         if any(fnmatch.fnmatchcase(v.model.name, pattern) for pattern in patterns)
@@ -179,7 +179,7 @@ class Serving:
             sessions,
         )
         for batch in (1, 2) if version.signature.get("batch_dim") else (1,):
-            pipeline.run(sample_inputs(version.signature, batch))
+            pipeline.warm_up(sample_inputs(version.signature, batch))
         with self._pipelines_lock:
             self._pipelines[version.id] = pipeline
         self._on_pool_change(version.id, pipeline)

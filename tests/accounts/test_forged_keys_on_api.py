@@ -6,6 +6,7 @@ with Retry-After and no query."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -43,12 +44,15 @@ def get(key: str, address: str = "203.0.113.7") -> Any:
 def test_a_burst_of_1000_forged_keys_costs_a_bounded_number_of_queries(owner: Any) -> None:
     _, good = services.create_key(owner, name="ci", model_patterns=["*"], actions=["manage"])
 
+    started = time.monotonic()
     with CaptureQueriesContext(connection) as queries:
         answers = Counter(get(forged()).status_code for _ in range(1_000))
+    # The budget refills at LIMIT per minute while the burst runs (seconds on a quiet machine, more on a busy one).
+    allowed = LIMIT + 1 + int((time.monotonic() - started) * LIMIT / 60)
 
-    assert answers[401] <= LIMIT + 1  # looked up, matched nothing (one may refill meanwhile)
+    assert answers[401] <= allowed  # looked up, matched nothing
     assert answers[429] == 1_000 - answers[401]
-    assert len(queries) <= 2 * (LIMIT + 1)  # a look-up is one query; the rest cost none
+    assert len(queries) <= 2 * allowed  # a look-up is one query; the rest cost none
     limited = get(forged())
     assert limited.status_code == 429
     assert int(limited["Retry-After"]) >= 1

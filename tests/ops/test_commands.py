@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from accounts.models import ApiKey
-from registry.models import ModelVersion, RegisteredModel
+from registry.models import Alias, ModelVersion, RegisteredModel
 
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +41,13 @@ def test_bootstrap_demo_is_idempotent(django_user_model: Any, tmp_path: Path, mo
     assert django_user_model.objects.filter(username="admin").count() == 1
     assert ApiKey.objects.count() == 1  # the demo key, created once
     assert RegisteredModel.objects.filter(name__in=["mlp-small", "iris"]).count() == 2
-    assert ModelVersion.objects.filter(status="ready").count() == 2
+    # the sentiment pipeline (one version, in production) and its three stage models
+    assert RegisteredModel.objects.get(name="sentiment").kind == "pipeline"
+    assert ModelVersion.objects.filter(status="ready").count() == 2 + 1 + 3
+    assert Alias.objects.get(model__name="sentiment", name="production").version.number == 1
+    assert "demo pipeline sentiment: v1 registered" in first.getvalue()
+    assert "demo pipeline sentiment: v1 already registered" in second.getvalue()
+    assert "/v2/models/sentiment/infer" in second.getvalue()
     saved = json.loads((tmp_path / "creds.json").read_text())
     assert saved["password"] in first.getvalue()
     assert saved["api_key"] in second.getvalue()

@@ -16,7 +16,9 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import override_settings
 
-from registry.models import RegisteredModel
+from registry import services
+from registry.models import ModelKind, RegisteredModel
+from registry.pipeline_services import StageSpec, create_pipeline_version
 from tests.conftest import test_queue
 from tests.factories import ModelVersionFactory, RegisteredModelFactory, UserFactory
 from tests.support.processes import WorkerProcess, wait_for
@@ -117,3 +119,25 @@ class Registry:
         return ModelVersionFactory(
             model=model, actor=self.owner, onnx_bytes=onnx_bytes, validate=validate, production=production, **fields
         )
+
+    def add_pipeline(
+        self,
+        name: str,
+        stages: list[StageSpec],
+        *,
+        outputs: dict[str, str] | None = None,
+        production: bool = True,
+        **fields: Any,
+    ) -> Any:
+        """A pipeline version of ready stage versions, validated as a whole; `production` points the alias at it."""
+        require_test_database()
+        pipeline = RegisteredModel.objects.filter(name=name).first() or services.create_model(
+            name=name, actor=self.owner, kind=ModelKind.PIPELINE
+        )
+        version = create_pipeline_version(pipeline, stages, actor=self.owner, outputs=outputs, **fields).version
+        services.run_validation(version.validation_jobs.get().pk)
+        version.refresh_from_db()
+        assert version.status == "ready", version.status_reason
+        if production:
+            services.set_alias(pipeline, services.PRODUCTION, version, actor=self.owner)
+        return version

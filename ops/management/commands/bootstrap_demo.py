@@ -18,6 +18,7 @@ from django.db import transaction
 from accounts import keyformat
 from accounts import services as key_services
 from accounts.models import ApiKey
+from ops.demo_pipeline import DemoFailed, register_sentiment
 from registry import demo_models, services
 from registry.models import RegisteredModel, VersionStatus
 
@@ -54,12 +55,24 @@ class Command(BaseCommand):
                 self._save(credentials)
         for name, (description, build) in DEMO_MODELS.items():
             self._register(name, description, build(), user)
+        try:
+            pipeline, created = register_sentiment(user)
+        except DemoFailed as failure:
+            self.stderr.write(f"demo pipeline sentiment: {failure}")
+        else:
+            state = "registered" if created else "already registered"
+            self.stdout.write(f"demo pipeline {pipeline.model.name}: v{pipeline.number} {state}")
         credentials = self._demo_key(user, credentials)
         base = str(settings.TURNOUT["PUBLIC_URL"]).rstrip("/")
         body = '{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}'
         curl = (
             f"curl -s -H 'Authorization: Bearer {credentials['api_key']}' -H 'Content-Type: application/json' "
             f"-d '{body}' {base}/v2/models/iris/infer"
+        )
+        text = '{"inputs":[{"name":"text","shape":[2],"datatype":"BYTES","data":["I loved it","boring and awful"]}]}'
+        sentiment = (
+            f"curl -s -H 'Authorization: Bearer {credentials['api_key']}' -H 'Content-Type: application/json' "
+            f"-d '{text}' {base}/v2/models/sentiment/infer"
         )
         self.stdout.write(
             "\n".join(
@@ -71,6 +84,7 @@ class Command(BaseCommand):
                     f"  Demo API key: {credentials['api_key']}",
                     f"  Readiness:   curl -s {base}/v2/health/ready",
                     f"  Inference:   {curl}",
+                    f"  Pipeline:    {sentiment}",
                     "  Stop everything with Ctrl-C.",
                     "",
                 ]
