@@ -18,6 +18,8 @@ removed are dropped. Modules with other processes start them in a fixture of the
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -77,3 +79,27 @@ def serve(registry: Registry, worker: Workers, gateway: Gateway) -> Callable[...
         return version
 
     return add
+
+
+AccessLog = Callable[[], list[logging.LogRecord]]
+
+
+@pytest.fixture
+def access_log(caplog: pytest.LogCaptureFixture) -> Iterator[AccessLog]:
+    """The records of `turnout.access` so far; that logger does not propagate to the root logger caplog watches."""
+    logger = logging.getLogger("turnout.access")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="turnout.access"):
+            yield lambda: [record for record in caplog.records if record.name == "turnout.access"]
+    finally:
+        logger.removeHandler(caplog.handler)
+
+
+def as_json_line(record: logging.LogRecord) -> dict[str, Any]:
+    """The record as the configured access handler writes it: one JSON object on one line."""
+    [handler] = logging.getLogger("turnout.access").handlers[:1]
+    assert handler.formatter is not None
+    line = handler.formatter.format(record)
+    assert "\n" not in line
+    return dict(json.loads(line))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ import pytest
 
 from registry.demo_models import build_mlp
 from tests.conftest import test_queue as run_queue
+from tests.integration.conftest import AccessLog, as_json_line
 from tests.support.asgi import AsgiClient
 from tests.support.processes import WebProcess, WorkerProcess, wait_for
 from tests.support.prometheus import families, parse, value
@@ -31,7 +31,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), 
 
 MLP = build_mlp(4, [8], 2, seed=5)
 JSON = {"content-type": "application/json"}
-AccessLog = Callable[[], list[logging.LogRecord]]
 
 # The processes are started once for the module (each costs seconds) and serve only
 # models whose name starts with `met-`.
@@ -237,27 +236,6 @@ def test_refused_requests_count_under_their_status_code(serve: Callable[..., Any
     after = latest[0]
     # A refused request ran in no batch.
     assert value(after, "turnout_worker_batch_size_count", model="met-refused") == 0
-
-
-@pytest.fixture
-def access_log(caplog: pytest.LogCaptureFixture) -> Iterator[AccessLog]:
-    """The records of `turnout.access` so far; that logger does not propagate to the root logger caplog watches."""
-    logger = logging.getLogger("turnout.access")
-    logger.addHandler(caplog.handler)
-    try:
-        with caplog.at_level(logging.INFO, logger="turnout.access"):
-            yield lambda: [record for record in caplog.records if record.name == "turnout.access"]
-    finally:
-        logger.removeHandler(caplog.handler)
-
-
-def as_json_line(record: logging.LogRecord) -> dict[str, Any]:
-    """The record as the configured access handler writes it: one JSON object on one line."""
-    [handler] = logging.getLogger("turnout.access").handlers[:1]
-    assert handler.formatter is not None
-    line = handler.formatter.format(record)
-    assert "\n" not in line
-    return dict(json.loads(line))
 
 
 ACCESS_FIELDS = {

@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from ops.demo_pipeline import register_sentiment
 from registry import services
@@ -15,6 +16,7 @@ from registry.models import ModelKind
 from registry.pipeline_services import PipelineRefused, StageSpec, create_pipeline_version
 from rollouts import services as rollout_services
 from rollouts.models import RolloutStatus
+from tests.integration.conftest import AccessLog, as_json_line
 from tests.integration.rollouts import FAST_STEPS, audit_actions, drive, wait_for_routing
 from tests.support.pipeline_models import build_affine, build_slow
 from tests.support.rollout_models import FEATURES, champion_model, fails_on_large_first_feature
@@ -34,7 +36,7 @@ def timing(response: Any) -> dict[str, float]:
 
 
 def test_the_sentiment_pipeline_labels_strings_end_to_end(
-    registry: Registry, worker: Workers, gateway: Gateway
+    registry: Registry, worker: Workers, gateway: Gateway, access_log: AccessLog
 ) -> None:
     # Given the demo pipeline, its stage models named so that no worker serves them on their own
     version, created = register_sentiment(registry.owner, name="inf-sentiment", stage_prefix="st-")
@@ -58,6 +60,13 @@ def test_the_sentiment_pipeline_labels_strings_end_to_end(
     assert {"preprocess", "model", "postprocess", "compute", "total"} <= set(figures)
     stages = figures["preprocess"] + figures["model"] + figures["postprocess"]
     assert stages <= figures["compute"] + 0.01
+    # and in the access log line, and in the stage histogram under each stage's name
+    [record] = access_log()
+    assert set(as_json_line(record)["stages_ms"]) == {"preprocess", "model", "postprocess"}
+    gateway.app.recorder.apply_metrics()
+    for stage in ("preprocess", "model", "postprocess"):
+        labels = {"model": "inf-sentiment", "version": "1", "arm": "champion", "stage": stage}
+        assert REGISTRY.get_sample_value("turnout_inference_stage_seconds_count", labels) == 1
     # and the metadata describes the pipeline's inputs and outputs, not a stage's
     meta = gateway.get("/v2/models/inf-sentiment").json()
     assert meta["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
