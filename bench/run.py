@@ -1,13 +1,14 @@
-"""`make bench`: raw onnxruntime against Turnout end to end, on the two benchmark MLPs.
+"""`make bench`: raw onnxruntime against Turnout end to end, on the two benchmark MLPs and the
+`sentiment` demo pipeline (three stages: BYTES text in, a label out).
 
     .venv/bin/python bench/run.py [--seconds 10] [--web-workers 2] [--url http://host:port]
 
 1. Raw limit: each model in onnxruntime in this process (default session options,
    CPU provider): samples/s at batch 1 and 64, and the batch-1 latency p50; again
    after the stack stops, keeping the better figures.
-2. Registers bench-mlp-{small,large} (batching on, max_batch_size 64) and their
-   -nobatch twins (max_batch_size 1) through the registry services, validated
-   inline, serving as production, and an API key for bench-* without an effective
+2. Registers bench-mlp-{small,large} and the bench-sentiment pipeline (batching
+   on, max_batch_size 64) and their -nobatch twins (max_batch_size 1) through the
+   registry services, validated inline, serving as production, and an API key for bench-* without an effective
    rate limit (ops.benchmark.py).
 3. Starts its own stack unless --url is given: gunicorn with uvicorn workers (2 by
    default) and one Celery worker serving `bench-*` (1 onnxruntime intra-op thread
@@ -127,6 +128,48 @@ def _timed_runs(session: Any, feed: dict[str, Any], seconds: float) -> tuple[flo
         latencies.append(latest - now)
         now = latest
     return len(latencies) * batch / (now - started), latencies
+
+
+SENTENCE = "What a great movie, I loved every minute of it"
+
+
+def measure_raw_pipeline(seconds: float) -> Raw:
+    """The sentiment pipeline's stages back to back in this process, as a worker runs them (the
+    chain of registry/pipelines.py `execute`), with onnxruntime-extensions' operators."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from registry import custom_ops, demo_pipeline
+    from registry.pipelines import StagePlan, execute, wire
+    from registry.signature import extract_signature
+
+    def sessions(threads: int) -> tuple[Any, dict[str, Any]]:
+        plans, runners = [], {}
+        for stage, _, build in demo_pipeline.SENTIMENT_STAGES:
+            options = ort.SessionOptions()
+            if threads:
+                options.intra_op_num_threads = threads
+            custom_ops.enable(options)
+            session = ort.InferenceSession(build(), sess_options=options, providers=["CPUExecutionProvider"])
+            plans.append(StagePlan(stage, extract_signature(session)))
+            runners[stage] = lambda feeds, deadline, s=session: s.run(None, feeds)
+        outputs = {out: f"{stage}.{tensor}" for out, (stage, tensor) in demo_pipeline.SENTIMENT_OUTPUTS.items()}
+        return wire(plans, outputs), runners
+
+    class Chain:
+        def __init__(self, threads: int) -> None:
+            self.wiring, self.runners = sessions(threads)
+
+        def run(self, _names: Any, feed: dict[str, Any]) -> Any:
+            return execute(self.wiring, self.runners, feed)
+
+    one = {"text": np.array([SENTENCE], dtype=object)}
+    many = {"text": np.array([SENTENCE] * 64, dtype=object)}
+    chain = Chain(0)
+    b1_sps, b1_latencies = _timed_runs(chain, one, seconds)
+    b64_sps, _ = _timed_runs(chain, many, seconds)
+    b64_single, _ = _timed_runs(Chain(1), many, seconds)
+    return Raw(b1_sps, b64_sps, percentile(b1_latencies, 50) * 1000, b64_single)
 
 
 def measure_raw(artifact: bytes, input_dim: int, seconds: float) -> Raw:
@@ -361,11 +404,21 @@ def request_body(input_dim: int, seed: int) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
+def text_body() -> bytes:
+    payload = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [SENTENCE]}]}
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
 def check_answer(url: str, name: str, body: bytes, output_dim: int) -> None:
+    """A test request answers 200 with the expected first output (output_dim 0: the sentiment pipeline's label)."""
     status, answer = http("POST", f"{url}/v2/models/{name}/infer", body, timeout=30)
     if status != 200:
         raise BenchError(f"{name}: a test request got {status}: {answer[:500].decode(errors='replace')}")
     outputs = json.loads(answer)["outputs"]
+    if output_dim == 0:
+        if outputs[0]["data"] != ["positive"]:
+            raise BenchError(f"{name}: expected the label 'positive', got {outputs[0]}")
+        return
     if outputs[0]["shape"] != [1, output_dim]:
         raise BenchError(f"{name}: expected an output of shape [1, {output_dim}], got {outputs[0]['shape']}")
 
@@ -756,7 +809,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per cell (default 10)")
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds before each cell (default 3)")
     parser.add_argument("--raw-seconds", type=float, default=3.0, help="seconds per raw onnxruntime measurement")
-    parser.add_argument("--models", default="mlp_small,mlp_large", help="comma-separated: mlp_small, mlp_large")
+    parser.add_argument(
+        "--models",
+        default="mlp_small,mlp_large,sentiment",
+        help="comma-separated: mlp_small, mlp_large, sentiment (the demo pipeline)",
+    )
     parser.add_argument("--modes", default="on,off", help="batching modes to measure: on, off or both")
     parser.add_argument("--url", default="", help="use the stack at this URL instead of starting one")
     parser.add_argument(
@@ -815,11 +872,15 @@ def main(argv: list[str] | None = None) -> int:
     artifacts: dict[str, bytes] = {}
     for key in keys:
         spec = BENCH_MODELS[key]
-        artifacts[key] = spec.build()
         print(f"raw onnxruntime: {key} ...", flush=True)
         wait_quiet(args.quiet_wait, args.quiet_threshold)
-        results[key] = ModelResult(key, measure_raw(artifacts[key], spec.input_dim, args.raw_seconds))
         bodies[key] = OUT / f"body-{key}.json"
+        if spec.build is None:
+            results[key] = ModelResult(key, measure_raw_pipeline(args.raw_seconds))
+            bodies[key].write_bytes(text_body())
+            continue
+        artifacts[key] = spec.build()
+        results[key] = ModelResult(key, measure_raw(artifacts[key], spec.input_dim, args.raw_seconds))
         bodies[key].write_bytes(request_body(spec.input_dim, seed=7))
 
     # 2. The models, registered and ready to serve.
@@ -882,7 +943,10 @@ def main(argv: list[str] | None = None) -> int:
     for key in keys:
         print(f"raw onnxruntime again: {key} ...", flush=True)
         wait_quiet(args.quiet_wait, args.quiet_threshold)
-        again = measure_raw(artifacts[key], BENCH_MODELS[key].input_dim, args.raw_seconds)
+        if key not in artifacts:
+            again = measure_raw_pipeline(args.raw_seconds)
+        else:
+            again = measure_raw(artifacts[key], BENCH_MODELS[key].input_dim, args.raw_seconds)
         results[key].raw = results[key].raw.best(again)
 
     header, rows = table_rows(results)

@@ -4,7 +4,9 @@ validated and serving as `production`.
 Idempotent: the artifacts are built deterministically, so running it again finds the
 same versions (same sha256) and only corrects their serving settings if they drifted.
 Each model comes twice: batching on (`max_batch_size` 64) and batching off
-(`max_batch_size` 1, the `-nobatch` twin with the same bytes).
+(`max_batch_size` 1, the `-nobatch` twin with the same bytes). `sentiment` is the demo
+pipeline (ops/demo_pipeline.py) under bench names; its stage models are named
+`benchstage-...`, outside the benchmark worker's `bench-*`, so no worker serves them alone.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from django.contrib.auth import get_user_model
 from accounts import keyformat
 from accounts import services as key_services
 from accounts.models import ApiKey
+from ops.demo_pipeline import register_sentiment
 from registry import demo_models, services
 from registry.models import RegisteredModel, VersionStatus
 
@@ -33,7 +36,11 @@ class BenchModel:
     input_dim: int
     output_dim: int
     description: str
-    build: Callable[[], bytes]
+    build: Callable[[], bytes] | None  # None: a pipeline, registered by `register_pipeline`
+
+    @property
+    def is_pipeline(self) -> bool:
+        return self.build is None
 
     @property
     def nobatch_name(self) -> str:
@@ -57,7 +64,16 @@ BENCH_MODELS: dict[str, BenchModel] = {
         "Benchmark MLP: FP32 [batch, 512] -> 2048 -> 2048 -> 2048 -> 1000 (Relu).",
         demo_models.build_mlp_large,
     ),
+    "sentiment": BenchModel(
+        "sentiment",
+        "bench-sentiment",
+        0,
+        0,
+        "Benchmark pipeline: the sentiment demo, BYTES text -> preprocess -> classifier -> postprocess.",
+        None,
+    ),
 }
+PIPELINE_STAGE_PREFIX = "benchstage-"
 
 KEY_FILE = Path(settings.BASE_DIR) / "var" / "bench-key.json"
 BENCH_USER = "bench"
@@ -90,6 +106,19 @@ def register(name: str, description: str, artifact: bytes, serving: dict[str, An
     if current is None or current.pk != version.pk:
         services.set_alias(model, services.PRODUCTION, version, actor=None)
     state = "registered" if result.created else "already registered"
+    return f"{name}: v{version.number} {state}, max_batch_size {version.max_batch_size}, production"
+
+
+def register_pipeline(name: str, serving: dict[str, Any]) -> str:
+    """Register, validate inline and serve the benchmark pipeline; a line saying what was done."""
+    version, created = register_sentiment(None, name=name, stage_prefix=PIPELINE_STAGE_PREFIX, **serving)
+    drift = {field: value for field, value in serving.items() if getattr(version, field) != value}
+    if drift:
+        version = services.update_version(version, actor=None, **drift)
+    current = services.serving_version(version.model)
+    if current is None or current.pk != version.pk:
+        services.set_alias(version.model, services.PRODUCTION, version, actor=None)
+    state = "registered" if created else "already registered"
     return f"{name}: v{version.number} {state}, max_batch_size {version.max_batch_size}, production"
 
 

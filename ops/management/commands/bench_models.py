@@ -7,11 +7,24 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from controlplane.celery import app
-from ops.benchmark import BATCHING_OFF, BATCHING_ON, BENCH_MODELS, KEY_FILE, BenchSetupError, bench_key, register
+from ops.benchmark import (
+    BATCHING_OFF,
+    BATCHING_ON,
+    BENCH_MODELS,
+    KEY_FILE,
+    BenchSetupError,
+    bench_key,
+    register,
+    register_pipeline,
+)
+from ops.demo_pipeline import DemoFailed
 
 
 class Command(BaseCommand):
-    help = "Register the benchmark models (bench-mlp-small, bench-mlp-large and their -nobatch twins)."
+    help = (
+        "Register the benchmark models (bench-mlp-small, bench-mlp-large, the bench-sentiment pipeline "
+        "and their -nobatch twins)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -34,13 +47,17 @@ class Command(BaseCommand):
             app.conf.task_default_queue = options["queue"]
         for key in keys:
             spec = BENCH_MODELS[key]
-            artifact = spec.build()
             try:
+                if spec.build is None:
+                    self.stdout.write(register_pipeline(spec.name, BATCHING_ON))
+                    self.stdout.write(register_pipeline(spec.nobatch_name, BATCHING_OFF))
+                    continue
+                artifact = spec.build()
                 self.stdout.write(register(spec.name, spec.description, artifact, BATCHING_ON))
                 self.stdout.write(
                     register(spec.nobatch_name, spec.description + " Batching off.", artifact, BATCHING_OFF)
                 )
-            except BenchSetupError as exc:
+            except (BenchSetupError, DemoFailed) as exc:
                 raise CommandError(str(exc)) from exc
         bench_key()
         self.stdout.write(f"API key for bench-* in {KEY_FILE}")
