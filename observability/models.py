@@ -3,7 +3,8 @@
 The gateway keeps the current minutes in Redis (recorder.py); beat moves each
 finished minute into a `MinuteStats` row and merges complete hours into
 `HourStats` (rollup.py). The dashboard merges rows for any window (queries.py).
-Histograms are sketch.py's: {bucket index (as a string, JSON keys are): count}.
+Histograms are sketch.py's: {bucket index (as a string, JSON keys are): count}; a
+pipeline's per-stage histograms are in `stages` (observability/stages.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ class StatsBucket(models.Model):
     compute_us = models.PositiveBigIntegerField(default=0, help_text="Sum of compute times of successes (µs).")
     shadow = models.JSONField(
         default=dict, blank=True, help_text="A shadow arm's agreement with the champion: sa, sr, sdn, sdu counters."
+    )
+    # At most MAX_STAGES stages (a version's are fixed at its creation), each a sketch.
+    stages = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="A pipeline's stages of successes: compute_us, by_stage {stage: {us, latency}} (stages.py).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

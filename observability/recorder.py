@@ -1,7 +1,8 @@
 """What the gateway records per answered inference request.
 
 Per request: Prometheus counters and histograms (labels model, version, arm,
-code/stage), and this process's per-minute histograms, aggregated in memory and
+code/stage), and this process's per-minute histograms (a pipeline's stages too,
+observability/stages.py), aggregated in memory and
 flushed to Redis once a second in one pipeline. Beat rolls the Redis minutes
 up into PostgreSQL (observability/rollup.py). Tensors are never
 recorded.
@@ -21,7 +22,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from dataplane.keys import RedisKeys
-from observability import metrics, sketch
+from observability import metrics, sketch, stages
 
 logger = logging.getLogger(__name__)
 
@@ -110,12 +111,13 @@ class Recorder:
         validation, queue, compute, total, batch = self._labelled(obs.model, obs.version, obs.arm)
         total.observe(obs.total_ms / 1000)
         validation.observe(obs.validation_ms / 1000)
+        timed = stages.kept(obs.stages) if obs.code == 200 and obs.stages else []
         if obs.code == 200:
             queue.observe(obs.queue_ms / 1000)
             compute.observe(obs.compute_ms / 1000)
             batch.observe(obs.batch_size)
-            if obs.stages:
-                self._record_stages(obs)
+            if timed:
+                self._record_stages(obs, timed)
         minute = int(time.time() // 60) * 60
         fields = self._pending.get((minute, obs.model, obs.version, obs.arm))
         if fields is None:
@@ -127,10 +129,12 @@ class Recorder:
             fields[f"b:{obs.batch_size}"] += 1
             fields["qus"] += int(obs.queue_ms * 1000)
             fields["cus"] += int(obs.compute_ms * 1000)
+            if timed:
+                stages.add_fields(fields, timed, obs.compute_ms)
         self._ensure_flusher()
 
-    def _record_stages(self, obs: Observation) -> None:
-        for stage, ms in obs.stages or ():
+    def _record_stages(self, obs: Observation, timed: list[tuple[str, float]]) -> None:
+        for stage, ms in timed:
             key = (obs.model, obs.version, obs.arm, stage)
             child = self._stage_children.get(key)
             if child is None:

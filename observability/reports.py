@@ -24,11 +24,14 @@ from observability.queries import (
     _select,
     collect,
     merged,
+    merged_stages,
     sparkline,
+    stage_window,
     window,
 )
 from observability.rollup import Counts
-from registry.models import ModelVersion, RegisteredModel, VersionStatus
+from observability.stages import StageFigures
+from registry.models import ModelVersion, PipelineStage, RegisteredModel, VersionStatus
 
 
 @dataclass
@@ -78,6 +81,9 @@ class VersionReport:
     figures: Figures
     timeline: Timeline
     queue_depth: int | None
+    # A pipeline version's stages, in its order; is_pipeline says whether to show them at all.
+    is_pipeline: bool = False
+    stages: list[StageFigures] = field(default_factory=list)
 
     @property
     def chart_id(self) -> str:
@@ -106,13 +112,17 @@ class ModelReport:
     idle: list[str]  # ready versions without requests or queue in the window
 
     def summary_json(self) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "model": self.name,
             "window": self.window.name,
             "resolution": self.window.resolution,
             "summary": self.figures.as_json(),
             "versions": {v.version: v.figures.as_json() for v in self.versions},
         }
+        pipelines = {v.version: [s.as_json() for s in v.stages] for v in self.versions if v.is_pipeline}
+        if pipelines:
+            found["stages"] = pipelines
+        return found
 
 
 def _newest_first(version: str) -> tuple[int, str]:
@@ -121,9 +131,15 @@ def _newest_first(version: str) -> tuple[int, str]:
 
 def model_report(name: str, window_name: str, now: dt.datetime | None = None) -> ModelReport:
     """The figures of model `name` and of each of its versions over the window, with charts per bin."""
-    win = window(window_name, now)
-    data = collect(win, name)
+    moment = now or timezone.now()
+    win = window(window_name, moment)
+    stage_win = stage_window(window_name, moment)
+    # Stages come with the rest when the bins are the same; from a day up, from hour bins.
+    together = stage_win.step == win.step
+    data = collect(win, name, stages=together)
+    stage_data = data if together else collect(stage_win, name, stages=True)
     depths = queue_depths(name)
+    order = stage_order(name)
     versions = sorted({v for _, v, _ in data} | set(depths), key=_newest_first)
     reports, idle = [], []
     total = Counts()
@@ -135,6 +151,7 @@ def model_report(name: str, window_name: str, now: dt.datetime | None = None) ->
         if not counts.requests and not depth:
             idle.append(version)
             continue
+        stages = counts.stages if together else merged_stages(_select(stage_data, version))
         reports.append(
             VersionReport(
                 version=version,
@@ -142,6 +159,8 @@ def model_report(name: str, window_name: str, now: dt.datetime | None = None) ->
                 figures=Figures.of(counts, win.seconds),
                 timeline=Timeline.of(win, _by_bin(selected)),
                 queue_depth=depth,
+                is_pipeline=version in order or bool(stages),
+                stages=stages.figures(order.get(version, ())),
             )
         )
     return ModelReport(
@@ -151,6 +170,19 @@ def model_report(name: str, window_name: str, now: dt.datetime | None = None) ->
         versions=reports,
         idle=idle,
     )
+
+
+def stage_order(model: str) -> dict[str, list[str]]:
+    """The stage names of each pipeline version of `model` (by number), in the order they run."""
+    order: dict[str, list[str]] = {}
+    stages = (
+        PipelineStage.objects.filter(pipeline_version__model__name=model)
+        .order_by("pipeline_version__number", "position")
+        .values_list("pipeline_version__number", "name")
+    )
+    for number, stage in stages:
+        order.setdefault(str(number), []).append(stage)
+    return order
 
 
 def queue_depths(model: str) -> dict[str, int]:

@@ -37,6 +37,7 @@ from controlplane.redis_client import get_redis, redis_keys
 from dataplane.keys import RedisKeys
 from observability.models import HourStats, MinuteStats, StatsBucket
 from observability.recorder import MINUTE_TTL_SECONDS
+from observability.stages import StageCounts, is_stage_field
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,8 @@ def _add(into: dict[int, int], other: Mapping[int, int]) -> None:
 
 @dataclass
 class Counts:
-    """Requests, status codes, the latency histogram, batch sizes and stage-time sums of some requests."""
+    """Requests, status codes, the latency histogram, batch sizes and stage-time sums of some
+    requests, and a pipeline's per-stage figures (observability/stages.py)."""
 
     requests: int = 0
     codes: dict[int, int] = field(default_factory=dict)
@@ -149,10 +151,12 @@ class Counts:
     # A shadow's agreement with its champion: sa rows whose argmax agreed of sr
     # compared, and sdu the sum of max absolute differences (micro-units) over sdn requests.
     shadow: dict[str, int] = field(default_factory=dict)
+    stages: StageCounts = field(default_factory=StageCounts)
 
     @classmethod
-    def from_hash(cls, fields: Mapping[bytes | str, bytes | str]) -> Counts:
-        """From a recorder hash: n, c:<code>, l:<bucket>, b:<batch size>, qus, cus."""
+    def from_hash(cls, fields: Mapping[bytes | str, bytes | str], stages: bool = True) -> Counts:
+        """From a recorder hash: n, c:<code>, l:<bucket>, b:<batch size>, qus, cus, the shadow's
+        counters and, unless `stages` is False, the stage fields."""
         counts = cls()
         groups = {"c": counts.codes, "l": counts.latency, "b": counts.batch_sizes}
         for raw_name, raw_value in fields.items():
@@ -166,6 +170,9 @@ class Counts:
                 counts.compute_us += value
             elif name in SHADOW_FIELDS:
                 counts.shadow[name] = counts.shadow.get(name, 0) + value
+            elif is_stage_field(kind, name):
+                if stages:
+                    counts.stages.take(name, value)
             elif kind in groups and key.lstrip("-").isdigit():
                 _add(groups[kind], {int(key): value})
         return counts
@@ -180,6 +187,7 @@ class Counts:
             row.queue_us,
             row.compute_us,
             dict(row.shadow),
+            StageCounts.from_json(row.stages),
         )
 
     def add(self, other: Counts) -> None:
@@ -191,6 +199,7 @@ class Counts:
         self.compute_us += other.compute_us
         for name, value in other.shadow.items():
             self.shadow[name] = self.shadow.get(name, 0) + value
+        self.stages.add(other.stages)
 
     @property
     def successes(self) -> int:
@@ -210,6 +219,7 @@ class Counts:
             "queue_us": self.queue_us,
             "compute_us": self.compute_us,
             "shadow": dict(sorted(self.shadow.items())),
+            "stages": self.stages.as_json(),
         }
 
 

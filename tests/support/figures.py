@@ -51,3 +51,32 @@ def observations(
             Observation(model, version, arm, code, total, 0.05, queue, total * 0.4, rng.choice((1, 2, 4, 8, 16, 32)))
         )
     return made
+
+
+STAGES = ("preprocess", "model", "postprocess")
+
+
+def pipeline_observations(
+    count: int,
+    *,
+    model: str = MODEL,
+    version: str = "1",
+    arm: str = "champion",
+    seed: int = 0,
+    error_share: float = 0.0,
+    stages: tuple[str, ...] = STAGES,
+) -> list[Observation]:
+    """A pipeline's requests: each stage's time spread over three orders of magnitude and its
+    own scale (the first stage fastest), compute their sum plus some wiring, errors without stages."""
+    rng = random.Random(seed)
+    made = []
+    for _ in range(count):
+        code = rng.choice((500, 504)) if rng.random() < error_share else 200
+        times = [(name, min(rng.lognormvariate(0.5 * i - 1.0, 1.2), 1000.0) + 0.01) for i, name in enumerate(stages)]
+        compute = sum(ms for _, ms in times) * rng.uniform(1.01, 1.1)
+        queue = rng.uniform(0.1, 5.0)
+        obs = Observation(model, version, arm, code, compute + queue + 0.05, 0.05, queue, compute, rng.choice((1, 4)))
+        if code == 200:
+            obs.stages = times
+        made.append(obs)
+    return made
