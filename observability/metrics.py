@@ -23,7 +23,7 @@ REQUESTS = Counter(
 )
 STAGE_SECONDS = Histogram(
     "turnout_inference_stage_seconds",
-    "Time spent per stage of an inference request (validation, queue, compute, total).",
+    "Time spent per stage of an inference request (validation, queue, compute, total; a pipeline's stages by name).",
     ["model", "version", "arm", "stage"],
     buckets=LATENCY_BUCKETS,
 )
