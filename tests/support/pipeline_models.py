@@ -12,7 +12,8 @@ from registry.demo_models import _serialize
 def build_affine(
     dim: int, scale: float, shift: float, *, x: str = "x", y: str = "y", out_dim: int | None = None
 ) -> bytes:
-    """y = x * scale + shift, [-1, dim] -> [-1, out_dim or dim] (out_dim != dim repeats/cuts columns through a MatMul)."""
+    """y = x * scale + shift, [-1, dim] -> [-1, out_dim or dim] (out_dim != dim repeats or cuts
+    columns through a MatMul)."""
     out = out_dim or dim
     weights = np.zeros((dim, out), dtype=np.float32)
     for column in range(out):
