@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from registry.api.fields import PG_INT_MAX, JSONObjectField, reject_unexpected_fields, tags_field
 from registry.api.version_inputs import ServingFieldsSerializer
 from registry.models import NAME_VALIDATOR, Alias, ModelVersion, RegisteredModel, VersionStatus
-from registry.pipeline_services import PipelineRefused, StageSpec
+from registry.pipeline_services import PipelineRefused, StageSpec, about_outputs
 from registry.pipelines import MAX_STAGES
 
 ALIAS_NAME = cast(re.Pattern[str], NAME_VALIDATOR.regex)
@@ -154,9 +154,7 @@ class PipelineVersionCreateSerializer(ServingFieldsSerializer):
 
 def refusal_error(error: PipelineRefused) -> exceptions.ValidationError:
     """The service's refusal as a field error: the pipeline's outputs, or its stages."""
-    message = str(error)
-    field = "outputs" if message.startswith(("pipeline output", "the pipeline has no outputs")) else "stages"
-    return exceptions.ValidationError({field: [message]})
+    return exceptions.ValidationError({"outputs" if about_outputs(error) else "stages": [str(error)]})
 
 
 def created_or_existing(data: dict[str, Any], created: bool, model: RegisteredModel) -> Response:

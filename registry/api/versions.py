@@ -223,7 +223,7 @@ class ModelVersionViewSet(ModelScopedMixin, mixins.ListModelMixin, mixins.Retrie
         if model.is_pipeline and is_form:
             raise Refused(
                 f"'{model.name}' is a pipeline: its versions are made of stages, not uploaded. "
-                'Send them as a JSON body: {"stages": [{"name", "model", "version"}, ...]}.'
+                "Send a JSON body with `stages` instead, each with a `name`, a `model` and a `version`."
             )
         if model.is_pipeline:
             return self._create_pipeline_version(request, model)
