@@ -40,6 +40,7 @@ class NewModelForm(forms.Form):
             ),
         ],
         initial=ModelKind.MODEL,
+        required=False,
         widget=forms.RadioSelect,
         help_text="Cannot change later.",
     )
@@ -50,6 +51,9 @@ class NewModelForm(forms.Form):
     )
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
     tags = forms.CharField(required=False, max_length=1000, help_text="Comma-separated, e.g. vision, resnet.")
+
+    def clean_kind(self) -> str:
+        return str(self.cleaned_data["kind"] or ModelKind.MODEL)
 
     def clean_name(self) -> str:
         name: str = self.cleaned_data["name"]

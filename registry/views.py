@@ -176,6 +176,8 @@ def _declared_length(request: HttpRequest) -> int:
 @require_http_methods(["GET", "POST"])
 def upload(request: HtmxHttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel.objects.select_related("owner"), name=name)
+    if model.is_pipeline:  # its versions are made of stages, on their own page
+        return _redirect(request, reverse("registry:pipeline-version-new", args=[model.name]))
     if not can_maintain(request.user, model):
         return not_a_maintainer(request, model, "upload a version")
     if request.method == "GET":

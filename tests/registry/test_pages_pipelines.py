@@ -67,11 +67,19 @@ def test_viewer_may_not_open_or_post_the_new_pipeline_version_form(
     assert no_pipeline_versions()
 
 
-def test_the_new_pipeline_version_page_of_a_model_sends_to_its_upload_page(iris: RegisteredModel, owner: Any) -> None:
-    response = browser_for(owner).get("/models/iris/versions/new/")
+def test_a_model_and_a_pipeline_each_send_to_their_own_new_version_page(
+    iris: RegisteredModel, pipeline: RegisteredModel, owner: Any
+) -> None:
+    browser = browser_for(owner)
 
-    assert response.status_code == 302
-    assert response["Location"] == "/models/iris/upload/"
+    model_form = browser.get("/models/iris/versions/new/")
+    pipeline_upload = browser.get("/models/chain/upload/")
+
+    assert model_form.status_code == 302
+    assert model_form["Location"] == "/models/iris/upload/"
+    assert pipeline_upload.status_code == 302
+    assert pipeline_upload["Location"] == NEW
+    assert no_pipeline_versions()
 
 
 def test_refusals_are_shown_on_the_stage_row_or_field_at_fault_and_nothing_is_created(
@@ -155,6 +163,7 @@ def test_owner_creates_a_pipeline_and_its_version_and_the_pages_show_stages_wiri
     browser = browser_for(owner)
     token = csrf_token(browser, "/models/new/")
 
+    new_page = browser.get("/models/new/").content.decode()
     created = browser.post(
         "/models/new/",
         {"kind": "pipeline", "name": "chain", "description": "", "tags": "", "csrfmiddlewaretoken": token},
@@ -170,6 +179,7 @@ def test_owner_creates_a_pipeline_and_its_version_and_the_pages_show_stages_wiri
     made = browser.post(NEW, body)
     again = browser.post(NEW, body, follow=True)
 
+    assert '<input type="radio" name="kind" value="pipeline"' in new_page
     assert created.status_code == 302
     assert created["Location"] == NEW
     assert RegisteredModel.objects.get(name="chain").kind == ModelKind.PIPELINE
