@@ -11,7 +11,8 @@ The limit depends on the request, read from its headers alone (no session or key
 look-up, which is the authentication work this must come before):
 
 - a model upload (`POST` to the API's or the page's upload path): the largest
-  artifact, `TURNOUT_MAX_ARTIFACT_BYTES`, plus room for the form around it;
+  artifact, `TURNOUT_MAX_ARTIFACT_BYTES`, plus room for the form around it; but a
+  JSON body there (a pipeline version's stages) is no upload;
 - anything else: `TURNOUT_MAX_BODY_BYTES` (the API's JSON, the pages' forms);
 - a request with neither a session cookie nor an API key header ("anonymous"),
   whatever the path: at most `TURNOUT_MAX_ANONYMOUS_BODY_BYTES`, room enough for
@@ -65,6 +66,11 @@ def declared_length(scope: Scope) -> int | None:
         return None  # the server refuses a malformed length before the application sees it
 
 
+def is_json(scope: Scope) -> bool:
+    media_type = (_header(scope, b"content-type") or b"").split(b";")[0].strip().lower()
+    return media_type == b"application/json" or media_type.endswith(b"+json")
+
+
 def is_anonymous(scope: Scope) -> bool:
     """No API key header and no session cookie: whether they are valid is not known yet."""
     if _header(scope, b"authorization") or _header(scope, b"x-api-key"):
@@ -76,7 +82,7 @@ def is_anonymous(scope: Scope) -> bool:
 def limits(scope: Scope) -> list[Limit]:
     """The limits this request is under, the path's first."""
     turnout = settings.TURNOUT
-    if scope["method"] == "POST" and UPLOAD_PATHS.match(scope["path"]):
+    if scope["method"] == "POST" and UPLOAD_PATHS.match(scope["path"]) and not is_json(scope):
         found = [
             Limit(
                 turnout["MAX_ARTIFACT_BYTES"] + MULTIPART_ALLOWANCE,

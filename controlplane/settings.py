@@ -341,6 +341,9 @@ SPECTACULAR_SETTINGS = {
         "VersionStatusEnum": "registry.models.VersionStatus",
         "JobStatusEnum": "registry.models.JobStatus",
         "ExecutionProviderEnum": "registry.models.ExecutionProvider",
+        # Models and rollouts both have a `kind`: each set named, the rollouts' as it was before.
+        "ModelKindEnum": "registry.models.ModelKind",
+        "KindEnum": "rollouts.models.RolloutKind",
     },
 }
 

@@ -8,7 +8,7 @@ from django import forms
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
-from registry.models import NAME_VALIDATOR, ModelVersion, RegisteredModel, VersionStatus
+from registry.models import NAME_VALIDATOR, ModelKind, ModelVersion, RegisteredModel, VersionStatus
 from registry.services import RESERVED_NAMES
 
 MAX_TAGS = 20
@@ -31,6 +31,19 @@ def parse_tags(raw: str) -> list[str]:
 
 
 class NewModelForm(forms.Form):
+    kind = forms.ChoiceField(
+        choices=[
+            (ModelKind.MODEL, "Model: its versions are ONNX files you upload"),
+            (
+                ModelKind.PIPELINE,
+                "Pipeline: its versions are stages, ready versions of other models run one after another",
+            ),
+        ],
+        initial=ModelKind.MODEL,
+        required=False,
+        widget=forms.RadioSelect,
+        help_text="Cannot change later.",
+    )
     name = forms.CharField(
         max_length=64,
         validators=[NAME_VALIDATOR],
@@ -38,6 +51,9 @@ class NewModelForm(forms.Form):
     )
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
     tags = forms.CharField(required=False, max_length=1000, help_text="Comma-separated, e.g. vision, resnet.")
+
+    def clean_kind(self) -> str:
+        return str(self.cleaned_data["kind"] or ModelKind.MODEL)
 
     def clean_name(self) -> str:
         name: str = self.cleaned_data["name"]

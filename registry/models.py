@@ -165,6 +165,13 @@ class ModelVersion(models.Model):
     def is_pipeline(self) -> bool:
         return self.framework == PIPELINE_FRAMEWORK
 
+    @property
+    def pipeline_output_map(self) -> dict[str, str] | None:
+        """The pipeline's outputs as name -> source, in their order; None for a model."""
+        if self.pipeline_outputs is None:
+            return None
+        return {str(name): str(source) for name, source in self.pipeline_outputs}
+
 
 class PipelineStage(models.Model):
     """One stage of a pipeline version: a ready version of another model, run on what the

@@ -13,7 +13,7 @@ from django.db import transaction
 
 from audit.services import record
 from registry.models import PIPELINE_FRAMEWORK, ModelVersion, PipelineStage, RegisteredModel, VersionStatus
-from registry.pipelines import StagePlan, WiringError, wire
+from registry.pipelines import CLIENT, StagePlan, WiringError, wire
 from registry.services import (
     METADATA_FIELDS,
     SERVING_FIELDS,
@@ -22,7 +22,7 @@ from registry.services import (
     start_validation,
     version_snapshot,
 )
-from registry.signature import Signature
+from registry.signature import Signature, TensorSpec
 
 
 class PipelineRefused(RegistryError):
@@ -32,6 +32,11 @@ class PipelineRefused(RegistryError):
         super().__init__(message)
         self.stage = stage
         self.tensor = tensor
+
+
+def about_outputs(error: PipelineRefused) -> bool:
+    """Whether a refusal concerns the pipeline's outputs rather than a stage (where forms show it)."""
+    return str(error).startswith(("pipeline output", "the pipeline has no outputs"))
 
 
 @dataclass
@@ -162,7 +167,7 @@ def pipeline_snapshot(version: ModelVersion) -> dict[str, Any]:
         {"name": s.name, "version": str(s.version), "inputs": s.inputs, "timeout_ms": s.timeout_ms}
         for s in version.stages.select_related("version__model").order_by("position")
     ]
-    snapshot["outputs"] = version.pipeline_outputs
+    snapshot["outputs"] = version.pipeline_output_map
     return snapshot
 
 
@@ -173,3 +178,47 @@ def pipelines_using(version: ModelVersion) -> list[PipelineStage]:
             "pipeline_version__model__name", "-pipeline_version__number"
         )
     )
+
+
+# --- What the pages show ----------------------------------------------------------------------------
+
+
+def _spec_text(spec: TensorSpec | None) -> str:
+    return f"{spec['datatype']} {spec['shape']}" if spec else ""
+
+
+def _specs(signature: Signature | None, kind: str) -> dict[str, TensorSpec]:
+    specs: list[TensorSpec] = signature["inputs" if kind == "inputs" else "outputs"] if signature else []
+    return {spec["name"]: spec for spec in specs}
+
+
+def pipeline_layout(version: ModelVersion) -> dict[str, Any]:
+    """A pipeline version's `stages` in order, its `wiring` (per stage input: the tensor that
+    feeds it, with both declared types) and its `pipeline_outputs`, for its page."""
+    stages = list(version.stages.select_related("version__model").order_by("position"))
+    outputs_of = {stage.name: _specs(stage.version.signature, "outputs") for stage in stages}
+    client = _specs(version.signature, "inputs")  # known once validation has run
+    wiring = []
+    for stage in stages:
+        own = _specs(stage.version.signature, "inputs")
+        for tensor, source in stage.inputs.items():
+            owner, _, name = source.partition(".")
+            # Before validation the pipeline's inputs are not known: the client sends what the stage takes.
+            given = client.get(name, own.get(tensor)) if owner == CLIENT else outputs_of.get(owner, {}).get(name)
+            wiring.append(
+                {
+                    "stage": stage.name,
+                    "input": tensor,
+                    "spec": _spec_text(own.get(tensor)),
+                    "from_client": owner == CLIENT,
+                    "source": source,
+                    "tensor": name,
+                    "source_spec": _spec_text(given),
+                }
+            )
+    served = _specs(version.signature, "outputs")
+    outputs = [
+        {"name": name, "source": source, "spec": _spec_text(served.get(name))}
+        for name, source in (version.pipeline_output_map or {}).items()
+    ]
+    return {"stages": stages, "wiring": wiring, "pipeline_outputs": outputs}

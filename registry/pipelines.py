@@ -10,6 +10,7 @@ outputs map names to `<stage>.<output>` sources the same way.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -217,6 +218,38 @@ def wire(stages: Sequence[StagePlan], outputs: Mapping[str, str] | None = None) 
     )
     signature: Signature = {"inputs": inputs, "outputs": served, "batch_dim": batch_dim}
     return Wiring(tuple(checked), explicit_outputs, signature)
+
+
+def fits_after(prefix: Sequence[StagePlan], candidate: StagePlan) -> bool:
+    """Whether a stage picker offers `candidate` as the stage after `prefix` (the dashboard's
+    "new pipeline version" form). Only a hint: `wire` still decides when the version is created.
+
+    Offered when either
+    - `prefix` followed by `candidate` wires as it is, the candidate's inputs taken by name
+      (from the stage before it, or from the client for a first stage: so every first stage
+      is offered), or
+    - every input of `candidate` can be fed by a tensor before it of the same datatype and a
+      compatible shape (-1 matches any size): an output of any stage of `prefix`, or a
+      pipeline input that the stages of `prefix` read. The user then maps the inputs.
+    """
+    names = {stage.name for stage in prefix}
+    name = next(f"candidate{n}" for n in range(len(prefix) + 1) if f"candidate{n}" not in names)
+    try:
+        wire([*prefix, StagePlan(name, candidate.signature, label=candidate.label)])
+        return True
+    except WiringError:
+        if not prefix:
+            return False
+    available = [spec for stage in prefix for spec in stage.signature["outputs"]]
+    # A prefix that does not wire yet has no known pipeline inputs; its outputs still count.
+    with contextlib.suppress(WiringError):
+        available += wire(prefix).signature["inputs"]
+
+    def feeds(source: TensorSpec, spec: TensorSpec) -> bool:
+        same_type = source["datatype"] == spec["datatype"]
+        return same_type and isinstance(_merge_shapes(spec["shape"], source["shape"]), list)
+
+    return all(any(feeds(source, spec) for source in available) for spec in candidate.signature["inputs"])
 
 
 class StageDeadlineExceeded(Exception):

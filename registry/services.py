@@ -134,7 +134,8 @@ def upload_version(
     """
     if model.is_pipeline:
         raise RegistryError(
-            f"'{model.name}' is a pipeline: its versions are made of stages, not uploaded (POST .../pipeline-versions)"
+            f"'{model.name}' is a pipeline: its versions are made of stages (ready versions of other models), "
+            "not uploaded"
         )
     sha256, size = storage.hash_stream(stream)
     limit = settings.TURNOUT["MAX_ARTIFACT_BYTES"]

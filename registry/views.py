@@ -22,7 +22,7 @@ from controlplane.htmx import HtmxHttpRequest
 from controlplane.htmx import redirect as _redirect
 from controlplane.htmx import sentence as _sentence
 from controlplane.htmx import wants_partial as _wants_partial
-from registry import services
+from registry import pipeline_services, services
 from registry.forms import AliasForm, NewModelForm, UploadForm
 from registry.models import Alias, ModelVersion, RegisteredModel, VersionStatus
 from registry.permissions import can_create_models, can_maintain
@@ -91,6 +91,7 @@ def model_new(request: HtmxHttpRequest) -> HttpResponse:
                 name=name,
                 description=form.cleaned_data["description"],
                 tags=form.cleaned_data["tags"],
+                kind=form.cleaned_data["kind"],
                 actor=request.user,
             )
         except IntegrityError:  # created by someone else since the form checked the name
@@ -98,6 +99,9 @@ def model_new(request: HtmxHttpRequest) -> HttpResponse:
         except services.RegistryError as exc:
             form.add_error("name", str(exc))
         else:
+            if model.is_pipeline:
+                messages.success(request, f"Pipeline '{model.name}' created. Choose the stages of its first version.")
+                return _redirect(request, reverse("registry:pipeline-version-new", args=[model.name]))
             messages.success(request, f"Model '{model.name}' created. Upload its first version below.")
             return _redirect(request, reverse("registry:upload", args=[model.name]))
     return render(request, "registry/model_new.html", {"form": form})
@@ -107,7 +111,10 @@ def model_new(request: HtmxHttpRequest) -> HttpResponse:
 
 
 def _model_context(request: HttpRequest, model: RegisteredModel, alias_form: AliasForm | None) -> dict[str, Any]:
-    versions = list(model.versions.select_related("created_by").order_by("-number"))
+    rows = model.versions.select_related("created_by").order_by("-number")
+    if model.is_pipeline:
+        rows = rows.prefetch_related("stages__version__model")
+    versions = list(rows)
     maintainer = can_maintain(request.user, model)
     if maintainer and alias_form is None:
         alias_form = AliasForm(model=model)
@@ -169,6 +176,8 @@ def _declared_length(request: HttpRequest) -> int:
 @require_http_methods(["GET", "POST"])
 def upload(request: HtmxHttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel.objects.select_related("owner"), name=name)
+    if model.is_pipeline:  # its versions are made of stages, on their own page
+        return _redirect(request, reverse("registry:pipeline-version-new", args=[model.name]))
     if not can_maintain(request.user, model):
         return not_a_maintainer(request, model, "upload a version")
     if request.method == "GET":
@@ -273,6 +282,10 @@ def version_detail(request: HtmxHttpRequest, name: str, number: int) -> HttpResp
         "job": version.validation_jobs.first(),
         "aliases": version.aliases.order_by("name"),
     }
+    if version.is_pipeline:
+        context.update(pipeline_services.pipeline_layout(version))
+    else:
+        context["used_by"] = pipeline_services.pipelines_using(version)
     if version.status == VersionStatus.READY:
         try:
             context["workers"] = services.worker_states(version)

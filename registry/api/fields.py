@@ -18,6 +18,9 @@ from rest_framework.utils import html
 
 from controlplane.rest import json_problem
 
+# PostgreSQL's `integer`, the column type behind PositiveIntegerField.
+PG_INT_MAX = 2_147_483_647
+
 
 def reject_unexpected_fields(serializer: serializers.Serializer, immutable: Mapping[str, str] | None = None) -> None:
     """Refuse input keys the serializer cannot write, saying why for each."""

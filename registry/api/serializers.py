@@ -9,54 +9,26 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from django.db import models
 from django.db.models import Max
 from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
 from registry.api.fields import (
-    ArtifactFileField,
-    FormBooleanField,
-    FormJSONListField,
-    FormJSONObjectField,
-    JSONListField,
-    JSONObjectField,
     reject_unexpected_fields,
     tags_field,
 )
 from registry.models import (
     NAME_VALIDATOR,
     Alias,
-    ExecutionProvider,
+    ModelKind,
     ModelVersion,
+    PipelineStage,
     RegisteredModel,
     ValidationJob,
+    VersionStatus,
 )
 from registry.services import SERVING_FIELDS
-
-# PostgreSQL's `integer`, the column type behind PositiveIntegerField.
-PG_INT_MAX = 2_147_483_647
-
-IMMUTABLE_VERSION_FIELDS = (
-    "model",
-    "number",
-    "status",
-    "status_reason",
-    "sha256",
-    "size_bytes",
-    "artifact",
-    "framework",
-    "opset",
-    "ir_version",
-    "producer",
-    "signature",
-    "parent",
-    "created_by",
-    "created_at",
-    "updated_at",
-)
-
 
 # --- Models -------------------------------------------------------------------------------------------------------
 
@@ -73,6 +45,12 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
         ],
         help_text="Slug used in URLs and by clients; cannot change later.",
     )
+    kind = serializers.ChoiceField(
+        choices=ModelKind.choices,
+        default=ModelKind.MODEL,
+        help_text="`model`: versions are uploaded ONNX files. `pipeline`: versions are stages, ready versions "
+        "of other models run back to back. Cannot change later.",
+    )
     tags = tags_field(required=False)
     owner: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="username", read_only=True)
     maintainers: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
@@ -85,6 +63,7 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
         model = RegisteredModel
         fields = [
             "name",
+            "kind",
             "description",
             "tags",
             "owner",
@@ -111,10 +90,15 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
 
 class RegisteredModelUpdateSerializer(RegisteredModelSerializer):
     name = serializers.CharField(read_only=True)
+    kind = serializers.ChoiceField(choices=ModelKind.choices, read_only=True)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         reject_unexpected_fields(
-            self, {"name": "A model's name cannot change: clients and URLs use it. Create a new model instead."}
+            self,
+            {
+                "name": "A model's name cannot change: clients and URLs use it. Create a new model instead.",
+                "kind": "A model's kind cannot change: create a new model or pipeline instead.",
+            },
         )
         if not attrs:
             raise serializers.ValidationError("Nothing to change: send description and/or tags.")
@@ -143,6 +127,32 @@ LINEAGE_SCHEMA = inline_serializer(
 )
 
 
+class PipelineStageSerializer(serializers.ModelSerializer):
+    """One stage of a pipeline version, in the order it runs."""
+
+    model = serializers.CharField(source="version.model.name", read_only=True, help_text="The stage's model.")
+    version = serializers.IntegerField(source="version.number", read_only=True, help_text="Its version number.")
+    inputs = serializers.DictField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="Stage input → its source: `input.<pipeline input>` or `<earlier stage>.<output>`.",
+    )
+
+    class Meta:
+        model = PipelineStage
+        fields = ["position", "name", "model", "version", "inputs", "timeout_ms"]
+        read_only_fields = fields
+
+
+class PipelineUseSerializer(serializers.Serializer):
+    """A pipeline version that runs a version as one of its stages."""
+
+    pipeline = serializers.CharField(source="pipeline_version.model.name")
+    version = serializers.IntegerField(source="pipeline_version.number")
+    status = serializers.ChoiceField(source="pipeline_version.status", choices=VersionStatus.choices)
+    stage = serializers.CharField(source="name", help_text="The name of the stage this version is there.")
+
+
 class VersionSerializer(serializers.ModelSerializer):
     model: serializers.SlugRelatedField[RegisteredModel] = serializers.SlugRelatedField(
         slug_field="name", read_only=True
@@ -151,6 +161,17 @@ class VersionSerializer(serializers.ModelSerializer):
     lineage = serializers.SerializerMethodField()
     aliases = serializers.SerializerMethodField(help_text="Aliases pointing at this version.")
     validation = serializers.SerializerMethodField(help_text="The latest validation job; null before the first.")
+    stages = serializers.SerializerMethodField(help_text="A pipeline version's stages in order; empty for a model.")
+    pipeline_outputs = serializers.DictField(
+        child=serializers.CharField(),
+        source="pipeline_output_map",
+        read_only=True,
+        allow_null=True,
+        help_text="A pipeline version's outputs: output name → `<stage>.<output>`; null for a model.",
+    )
+    used_by_pipelines = serializers.SerializerMethodField(
+        help_text="The pipeline versions that run this version as a stage (those of models the caller may see)."
+    )
 
     class Meta:
         model = ModelVersion
@@ -172,6 +193,9 @@ class VersionSerializer(serializers.ModelSerializer):
             "lineage",
             "created_by",
             "aliases",
+            "stages",
+            "pipeline_outputs",
+            "used_by_pipelines",
             *SERVING_FIELDS,
             "validation",
             "created_at",
@@ -189,6 +213,24 @@ class VersionSerializer(serializers.ModelSerializer):
 
     def get_aliases(self, obj: ModelVersion) -> list[str]:
         return [alias.name for alias in obj.aliases.all()]
+
+    @extend_schema_field(PipelineStageSerializer(many=True))
+    def get_stages(self, obj: ModelVersion) -> list[dict[str, Any]]:
+        # Sorted here: the list view prefetches them, a single version reads them now.
+        stages = sorted(obj.stages.all(), key=lambda stage: stage.position)
+        return cast(list[dict[str, Any]], PipelineStageSerializer(stages, many=True).data)
+
+    @extend_schema_field(PipelineUseSerializer(many=True))
+    def get_used_by_pipelines(self, obj: ModelVersion) -> list[dict[str, Any]]:
+        # An API key limited to some models (context "model_scope") does not learn of other pipelines.
+        key = self.context.get("model_scope")
+        uses = [
+            stage
+            for stage in obj.pipeline_stages.all()
+            if key is None or key.allows_model(stage.pipeline_version.model.name)
+        ]
+        uses.sort(key=lambda stage: (stage.pipeline_version.model.name, -stage.pipeline_version.number))
+        return cast(list[dict[str, Any]], PipelineUseSerializer(uses, many=True).data)
 
     @extend_schema_field(ValidationJobSerializer(allow_null=True))
     def get_validation(self, obj: ModelVersion) -> dict[str, Any] | None:
@@ -227,145 +269,6 @@ class WorkerCommandSerializer(serializers.Serializer):
 
     detail = serializers.CharField()
     workers = WorkerStateSerializer(many=True, help_text="The live workers serving the version when it was sent.")
-
-
-class ServingFieldsSerializer(serializers.Serializer):
-    """Triton-style dynamic batching settings, shared by upload and update."""
-
-    max_batch_size = serializers.IntegerField(
-        min_value=1, max_value=4096, required=False, help_text="Largest batch a worker runs (1-4096)."
-    )
-    max_queue_delay_ms = serializers.FloatField(
-        min_value=0,
-        max_value=10_000,
-        required=False,
-        help_text="How long a request may wait for others to fill a batch (0-10000 ms).",
-    )
-    preferred_batch_sizes = JSONListField(
-        child=serializers.IntegerField(min_value=1),
-        max_length=64,
-        required=False,
-        help_text="Batch sizes to aim for, each at most max_batch_size.",
-    )
-    max_queue_size = serializers.IntegerField(
-        min_value=1, max_value=PG_INT_MAX, required=False, help_text="Requests queued before new ones are refused."
-    )
-    default_timeout_ms = serializers.IntegerField(
-        min_value=1, max_value=600_000, required=False, help_text="Request timeout when the client sets none."
-    )
-    execution_provider = serializers.ChoiceField(choices=ExecutionProvider.choices, required=False)
-    warmup = FormBooleanField(required=False, help_text="Load and warm up on every worker at start.")
-    intra_op_threads = serializers.IntegerField(
-        min_value=0,
-        max_value=256,
-        required=False,
-        help_text="onnxruntime intra-op threads for this version's sessions; 0: the worker's setting.",
-    )
-
-    def validate_serving(self, attrs: dict[str, Any], version: ModelVersion | None) -> None:
-        """Cross-field checks against the values the version will end up with."""
-
-        def final(field: str) -> Any:
-            if field in attrs:
-                return attrs[field]
-            if version is not None:
-                return getattr(version, field)
-            return cast(models.Field, ModelVersion._meta.get_field(field)).get_default()
-
-        max_batch_size = final("max_batch_size")
-        preferred = final("preferred_batch_sizes") or []
-        errors: dict[str, str] = {}
-        if len(set(preferred)) != len(preferred):
-            errors["preferred_batch_sizes"] = "List each preferred batch size once."
-        too_big = sorted({size for size in preferred if size > max_batch_size})
-        if too_big and "preferred_batch_sizes" in attrs:
-            errors["preferred_batch_sizes"] = (
-                f"Each preferred batch size must be at most max_batch_size ({max_batch_size}); "
-                f"{', '.join(map(str, too_big))} {'is' if len(too_big) == 1 else 'are'} larger."
-            )
-        elif too_big:
-            errors["max_batch_size"] = (
-                f"max_batch_size must be at least the largest preferred batch size ({max(preferred)}); "
-                "lower preferred_batch_sizes in the same request."
-            )
-        signature = version.signature if version is not None else None
-        if "max_batch_size" in attrs and max_batch_size > 1 and signature and not signature.get("batch_dim", True):
-            errors["max_batch_size"] = (
-                "This model has no batch dimension, so it runs one request at a time: max_batch_size must be 1."
-            )
-        if errors:
-            raise serializers.ValidationError(errors)
-
-
-class VersionUploadSerializer(ServingFieldsSerializer):
-    """A multipart upload: the file, then optional metadata, lineage and serving settings.
-    Needs `model` in the context.
-
-    List and object fields (`tags`, `metadata`, `preferred_batch_sizes`) are sent as JSON text.
-    """
-
-    file = ArtifactFileField(help_text="The ONNX model file.")
-    description = serializers.CharField(required=False, allow_blank=True)
-    tags = FormJSONListField(
-        child=serializers.CharField(max_length=64),
-        max_items=32,
-        required=False,
-        help_text='JSON list of labels, e.g. `["fraud", "tabular"]`.',
-    )
-    metadata = FormJSONObjectField(required=False, help_text='JSON object, e.g. `{"auc": 0.91}`.')
-    preferred_batch_sizes = FormJSONListField(
-        child=serializers.IntegerField(min_value=1),
-        max_items=64,
-        required=False,
-        help_text="JSON list of batch sizes to aim for, each at most max_batch_size, e.g. `[8, 16]`.",
-    )
-    source_run_url = serializers.URLField(max_length=500, required=False, allow_blank=True)
-    training_data = serializers.CharField(
-        max_length=500, required=False, allow_blank=True, help_text="A reference to the training data."
-    )
-
-    def get_fields(self) -> dict[str, serializers.Field]:
-        fields = super().get_fields()
-        # Declared here, not on the class: `parent` is also the name of a
-        # serializer field's attribute pointing at its parent serializer.
-        fields["parent"] = serializers.IntegerField(
-            min_value=1, required=False, help_text="Number of the version of this model this one was derived from."
-        )
-        return fields
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        reject_unexpected_fields(self)
-        self.validate_serving(attrs, None)
-        # Checked here as well as in the service: the service stores the file
-        # before it looks at the parent, and would leave it behind.
-        model: RegisteredModel = self.context["model"]
-        parent = attrs.get("parent")
-        if parent is not None and not ModelVersion.objects.filter(model=model, number=parent).exists():
-            raise serializers.ValidationError({"parent": [f"version {parent} does not exist on model '{model.name}'."]})
-        return attrs
-
-
-class VersionUpdateSerializer(ServingFieldsSerializer):
-    """Serving settings and metadata; the artifact and everything derived from it never change."""
-
-    description = serializers.CharField(required=False, allow_blank=True)
-    tags = tags_field(required=False)
-    metadata = JSONObjectField(required=False)
-    source_run_url = serializers.URLField(max_length=500, required=False, allow_blank=True)
-    training_data = serializers.CharField(max_length=500, required=False, allow_blank=True)
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        why = (
-            "This field is immutable: a version's artifact, hash, number, status, signature and lineage "
-            "never change. Upload a new version instead."
-        )
-        reject_unexpected_fields(self, dict.fromkeys((*IMMUTABLE_VERSION_FIELDS, "lineage", "validation"), why))
-        if not attrs:
-            raise serializers.ValidationError(
-                f"Nothing to change: send one or more of {', '.join(sorted(self.fields))}."
-            )
-        self.validate_serving(attrs, self.instance)
-        return attrs
 
 
 # --- Aliases ------------------------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ from rest_framework.routers import SimpleRouter
 
 from audit.api import AuditEntryViewSet
 from registry.api.aliases import AliasViewSet
-from registry.api.views import ModelVersionViewSet, RegisteredModelViewSet
+from registry.api.versions import ModelVersionViewSet
+from registry.api.views import RegisteredModelViewSet
 
 app_name = "api"
 

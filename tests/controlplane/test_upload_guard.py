@@ -35,3 +35,19 @@ def test_small_upload_reaches_django(gateway_client: AsgiClient) -> None:
     response = gateway_client.request("POST", "/api/models/anything/versions/", headers={"content-length": "10"})
 
     assert response.status == 403  # Django answered: anonymous callers may not upload
+
+
+def test_a_json_body_to_the_versions_path_is_no_upload_and_has_the_body_limit(
+    gateway_client: AsgiClient, settings: Any
+) -> None:
+    # A pipeline version's stages come as JSON: read into memory, so never the artifact's limit.
+    settings.TURNOUT = {**settings.TURNOUT, "MAX_BODY_BYTES": 1000}
+
+    response = gateway_client.request(
+        "POST",
+        "/api/models/anything/versions/",
+        headers={"content-length": "1001", "content-type": "application/json", "authorization": "Bearer x"},
+    )
+
+    assert response.status == 413
+    assert b"over the limit of 1000 bytes for a request body (TURNOUT_MAX_BODY_BYTES)" in response.body

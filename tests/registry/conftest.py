@@ -5,6 +5,9 @@ The personas are tests/conftest.py's: `owner` creates `fraud` and `iris` and mai
 `maintainer` maintains only `churn` and is a viewer of the owner's models, `viewer` reads
 everything and changes nothing, `admin` may do everything.
 
+Pipelines (test_pipeline_*.py, test_api_pipelines.py, test_pages_pipelines.py): `owner` makes
+the pipeline `chain` and the models of its stages (`stages`), so she maintains them all.
+
 Every test keeps its artifacts in its own temporary folder (`artifact_root`).
 """
 
@@ -16,9 +19,11 @@ from typing import Any
 
 import pytest
 
+from registry import services
 from registry.demo_models import build_mlp
-from registry.models import ModelVersion, RegisteredModel
-from tests.factories import ModelVersionFactory
+from registry.models import ModelKind, ModelVersion, RegisteredModel
+from tests.factories import ModelVersionFactory, RegisteredModelFactory
+from tests.support.pipeline_models import build_affine
 
 
 @pytest.fixture(autouse=True)
@@ -41,3 +46,38 @@ def uploaded(owner: Any, django_capture_on_commit_callbacks: Any) -> Callable[[R
             return ModelVersionFactory(model=model, actor=owner, onnx_bytes=data)
 
     return upload
+
+
+@pytest.fixture
+def ready_stage(owner: Any, artifact_root: Path) -> Callable[[str, bytes], ModelVersion]:
+    """A new model of `owner`'s with one version of these ONNX bytes, validated (in a child
+    process, a few seconds each: build only the stages a test needs)."""
+
+    def ready(name: str, onnx_bytes: bytes) -> ModelVersion:
+        model = RegisteredModelFactory(name=name, actor=owner)
+        return ModelVersionFactory(model=model, actor=owner, onnx_bytes=onnx_bytes, validate=True)
+
+    return ready
+
+
+@pytest.fixture
+def scale_and_widen(ready_stage: Callable[[str, bytes], ModelVersion]) -> dict[str, ModelVersion]:
+    """Two ready stage versions: `st-scale` v1 x [-1,4] -> y [-1,4] and `st-widen` v1 x [-1,4] -> y [-1,6]."""
+    return {
+        "scale": ready_stage("st-scale", build_affine(4, 2.0, 0.0)),
+        "widen": ready_stage("st-widen", build_affine(4, 1.0, 1.0, out_dim=6)),
+    }
+
+
+@pytest.fixture
+def stages(
+    scale_and_widen: dict[str, ModelVersion], ready_stage: Callable[[str, bytes], ModelVersion]
+) -> dict[str, ModelVersion]:
+    """`scale_and_widen`, and `st-six` v1 x [-1,6] -> y [-1,6]."""
+    return {**scale_and_widen, "six": ready_stage("st-six", build_affine(6, 1.0, 0.5))}
+
+
+@pytest.fixture
+def pipeline(owner: Any) -> RegisteredModel:
+    """`chain`, a pipeline `owner` created and so maintains; no version yet."""
+    return services.create_model(name="chain", actor=owner, kind=ModelKind.PIPELINE)

@@ -19,26 +19,6 @@ from tests.factories import ModelVersionFactory, RegisteredModelFactory
 from tests.support.pipeline_models import build_affine
 
 
-@pytest.fixture
-def stages(owner: Any, artifact_root: Path) -> dict[str, ModelVersion]:
-    """Three ready stage versions: scale [-1,4] -> [-1,4], widen [-1,4] -> [-1,6], and a [-1,6] -> [-1,6]."""
-
-    def ready(name: str, onnx_bytes: bytes) -> ModelVersion:
-        model = RegisteredModelFactory(name=name, actor=owner)
-        return ModelVersionFactory(model=model, actor=owner, onnx_bytes=onnx_bytes, validate=True)
-
-    return {
-        "scale": ready("st-scale", build_affine(4, 2.0, 0.0)),
-        "widen": ready("st-widen", build_affine(4, 1.0, 1.0, out_dim=6)),
-        "six": ready("st-six", build_affine(6, 1.0, 0.5)),
-    }
-
-
-@pytest.fixture
-def pipeline(owner: Any) -> RegisteredModel:
-    return services.create_model(name="chain", actor=owner, kind=ModelKind.PIPELINE)
-
-
 def validate(version: ModelVersion) -> ModelVersion:
     services.run_validation(version.validation_jobs.get().pk)
     version.refresh_from_db()

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from registry.pipelines import StageDeadlineExceeded, StageFailed, StagePlan, WiringError, execute, wire
+from registry.pipelines import StageDeadlineExceeded, StageFailed, StagePlan, WiringError, execute, fits_after, wire
 
 
 def sig(inputs: list[tuple[str, str, list[int]]], outputs: list[tuple[str, str, list[int]]]) -> Any:
@@ -182,3 +182,34 @@ def test_execute_names_the_stage_that_failed() -> None:
 
     with pytest.raises(StageFailed, match="stage 'preprocess' failed: bad token"):
         execute(wiring, {"preprocess": broken}, {"text": np.array(["a"], object)})
+
+
+# --- Which versions a stage picker offers (fits_after) ------------------------------------------------------------
+
+
+def test_a_picker_offers_any_version_as_the_first_stage() -> None:
+    assert fits_after([], StagePlan("next", TOKENS))
+    assert fits_after([], StagePlan("next", LABEL))
+
+
+def test_a_picker_offers_a_version_whose_inputs_the_stage_above_gives_by_name() -> None:
+    assert fits_after([StagePlan("preprocess", TOKENS)], StagePlan("next", CLASSIFY))
+
+
+def test_a_picker_offers_a_version_whose_inputs_match_a_tensor_above_by_type_and_shape() -> None:
+    renamed = sig([("features", "FP32", [-1, 8])], [("scores", "FP32", [-1, 2])])
+    reads_text = sig([("sentence", "BYTES", [-1])], [("n", "INT64", [-1])])
+    above = [StagePlan("preprocess", TOKENS), StagePlan("model", CLASSIFY)]
+
+    assert fits_after(above, StagePlan("next", renamed))  # preprocess.counts, two stages up
+    assert fits_after(above, StagePlan("next", reads_text))  # the client's input.text
+
+
+def test_a_picker_leaves_out_a_version_that_nothing_above_can_feed() -> None:
+    wide = sig([("counts", "FP32", [-1, 16])], [("scores", "FP32", [-1, 2])])
+    doubles = sig([("counts", "FP64", [-1, 8])], [("scores", "FP32", [-1, 2])])
+    above = [StagePlan("preprocess", TOKENS)]
+
+    assert not fits_after(above, StagePlan("next", wide))
+    assert not fits_after(above, StagePlan("next", doubles))
+    assert not fits_after(above, StagePlan("next", LABEL))  # wants scores [-1, 2]; only counts [-1, 8] above
