@@ -320,7 +320,7 @@ def test_a_pipeline_version_without_explicit_wiring_reads_client_inputs_and_answ
     assert response.json()["stages"][0]["inputs"] == {"x": "input.x"}
     assert response.json()["pipeline_outputs"] == {"y": "scale.y"}
     stored = ModelVersion.objects.get(model=pipeline)
-    assert (stored.pipeline_outputs, stored.stages.get().inputs) == ({"y": "scale.y"}, {"x": "input.x"})
+    assert (stored.pipeline_output_map, stored.stages.get().inputs) == ({"y": "scale.y"}, {"x": "input.x"})
 
 
 def test_a_key_limited_to_the_pipeline_does_not_see_which_other_pipelines_use_a_version(

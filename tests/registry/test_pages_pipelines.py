@@ -188,7 +188,7 @@ def test_owner_creates_a_pipeline_and_its_version_and_the_pages_show_stages_wiri
     assert made["Location"] == "/models/chain/versions/1/"
     assert "Nothing new: these stages are already version 1." in again.content.decode()
     version = ModelVersion.objects.get(model__name="chain")
-    assert (version.description, version.pipeline_outputs) == (
+    assert (version.description, version.pipeline_output_map) == (
         "two affine stages",
         {"wide": "widen.y", "scaled": "scale.y"},
     )
