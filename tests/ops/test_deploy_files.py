@@ -140,7 +140,7 @@ def test_compose_gives_every_process_a_multiprocess_dir_and_the_monitoring_profi
 
 def test_env_example_lists_every_variable_settings_reads() -> None:
     source = (ROOT / "controlplane/settings.py").read_text()
-    read = set(re.findall(r'env_(?:str|bool|int|float|path|list)\("([A-Z0-9_]+)"', source))
+    read = set(re.findall(r'env_(?:str|bool|int|float|path|list|url)\("([A-Z0-9_]+)"', source))
     read |= set(re.findall(r'os\.environ\.get\("([A-Z0-9_]+)"', source))
     listed = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
 
