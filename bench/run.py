@@ -21,6 +21,11 @@
 5. Prints one table (and the time/CPU table) and writes them as markdown to
    bench/out/latest.md. docs/benchmarks.md explains the defaults and the results.
 
+--tracing runs the stack with OpenTelemetry tracing on (TURNOUT_TRACING), sampling
+--tracing-ratio of the requests (default 0.01), exporting to a dummy OTLP/HTTP
+receiver in this process that answers 200 to everything: compare with a run without
+it for what tracing costs (docs/benchmarks.md).
+
 --profile records py-spy (pip install py-spy; not a project dependency) on the
 web and worker processes during each model's batching-on c64 cell, as collapsed
 stacks in bench/out/; bench/profile_summary.py summarises them.
@@ -39,12 +44,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +188,9 @@ def free_port() -> int:
 class Stack:
     """One web process and one worker, private to the benchmark."""
 
-    def __init__(self, web_workers: int, intra_op_threads: int | None, log_level: str = "") -> None:
+    def __init__(
+        self, web_workers: int, intra_op_threads: int | None, log_level: str = "", tracing: dict[str, str] | None = None
+    ) -> None:
         self.web_workers = web_workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -197,6 +206,7 @@ class Stack:
         )
         if log_level:
             self.env["LOG_LEVEL"] = log_level
+        self.env.update(tracing or {})
         if intra_op_threads is not None:
             self.env["TURNOUT_WORKER_INTRA_OP_THREADS"] = str(intra_op_threads)
         self.worker_env = dict(self.env)
@@ -298,6 +308,43 @@ class Stack:
             client.close()
         except redis.RedisError as exc:
             print(f"bench: could not remove the {PREFIX}:* keys from Redis: {exc}", file=sys.stderr)
+
+
+class OtlpSink:
+    """An OTLP/HTTP endpoint that takes every export and answers 200 without reading it: the
+    stack pays for tracing as it would against a real collector, the benchmark for nothing
+    but the bytes it receives."""
+
+    def __init__(self) -> None:
+        self.exports = 0
+        self.bytes = 0
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                self.rfile.read(length)
+                sink.exports += 1
+                sink.bytes += length
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="otlp-sink", daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -786,6 +833,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--log-level", default="", help="LOG_LEVEL of our own stack (default: as configured)")
     parser.add_argument("--ready-timeout", type=float, default=180.0, help="seconds to wait for the models to be ready")
+    parser.add_argument(
+        "--tracing", action="store_true", help="our own stack with tracing on, exporting to a dummy OTLP receiver"
+    )
+    parser.add_argument(
+        "--tracing-ratio", type=float, default=0.01, help="with --tracing: TURNOUT_TRACING_SAMPLE_RATIO (default 0.01)"
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the web and worker during each c64 (on) cell")
     parser.add_argument("--hold", action="store_true", help="keep our stack up after the run until Ctrl-C")
     return parser.parse_args(argv)
@@ -797,6 +850,10 @@ def main(argv: list[str] | None = None) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if shutil.which("wrk") is None:
         raise BenchError("wrk is not installed: apt-get install -y wrk (make bench installs it)")
+    if args.tracing and args.url:
+        raise BenchError("--tracing configures our own stack; the stack at --url traces as it is configured")
+    if not 0.0 <= args.tracing_ratio <= 1.0:
+        raise BenchError(f"--tracing-ratio {args.tracing_ratio} is not between 0 and 1")
     OUT.mkdir(parents=True, exist_ok=True)
 
     prefix = args.redis_prefix or (PREFIX if not args.url else "")
@@ -828,12 +885,20 @@ def main(argv: list[str] | None = None) -> int:
     API_KEY = register(keys)
 
     stack: Stack | None = None
+    sink = OtlpSink() if args.tracing else None
+    traced: dict[str, str] = {}
+    if sink is not None:
+        traced = {
+            "TURNOUT_TRACING": "true",
+            "TURNOUT_TRACING_SAMPLE_RATIO": str(args.tracing_ratio),
+            "TURNOUT_TRACING_ENDPOINT": sink.url,
+        }
     started = datetime.now(UTC)
     try:
         if args.url:
             url = args.url.rstrip("/")
         else:
-            stack = Stack(args.web_workers, args.intra_op_threads, args.log_level)
+            stack = Stack(args.web_workers, args.intra_op_threads, args.log_level, traced)
             print(f"starting web ({args.web_workers} worker(s)) and worker on {stack.url} ...", flush=True)
             stack.start()
             url = stack.url
@@ -878,6 +943,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if stack is not None:
             stack.stop()
+        if sink is not None:
+            sink.close()
 
     for key in keys:
         print(f"raw onnxruntime again: {key} ...", flush=True)
@@ -896,11 +963,18 @@ def main(argv: list[str] | None = None) -> int:
             f"own: gunicorn with {args.web_workers} uvicorn worker(s), "
             f"1 Celery worker (onnxruntime intra-op threads {threads}, not spinning)"
         )
+    tracing_text = "off"
+    if sink is not None:
+        tracing_text = (
+            f"on, sampling {args.tracing_ratio:g} of requests, to a dummy OTLP receiver "
+            f"({sink.exports} exports, {sink.bytes / 1024:.0f} KiB)"
+        )
     about = [
         f"Turnout benchmark, {started:%Y-%m-%d %H:%M} UTC",
         f"machine: {machine()}; onnxruntime {onnxruntime.__version__}",
         f"stack: {stack_text}",
         f"load: wrk -t1, batch-1 requests with an API key, {args.seconds:g} s per cell after {args.warmup:g} s warm-up",
+        f"tracing: {tracing_text}",
         "raw: onnxruntime, default session options (it picks the intra-op threads), CPU provider, "
         f"{args.raw_seconds:g} s per figure, best of a run before and one after the stack",
         f"code: {git_revision()}",
