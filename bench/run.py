@@ -60,8 +60,7 @@ BENCH = ROOT / "bench"
 OUT = BENCH / "out"
 POST_LUA = BENCH / "post.lua"
 BIN = Path(sys.executable).parent
-PREFIX = "turnout-bench"
-QUEUE = "turnout-bench"
+PREFIX = "turnout-bench"  # our own stack's Redis prefix and Celery queue, unless --redis-prefix names others
 CONCURRENCIES = (1, 64)
 
 if str(ROOT) not in sys.path:
@@ -165,14 +164,14 @@ def setup_django(prefix: str) -> None:
     django.setup()
 
 
-def register(keys: list[str]) -> str:
+def register(keys: list[str], queue: str) -> str:
     """Register the models; the benchmark's API key."""
     from django.core.management import call_command
     from django.db import connections
 
     from ops.benchmark import bench_key
 
-    call_command("bench_models", models=",".join(keys), queue=QUEUE)
+    call_command("bench_models", models=",".join(keys), queue=queue)
     key = bench_key()
     connections.close_all()
     return key
@@ -189,15 +188,21 @@ class Stack:
     """One web process and one worker, private to the benchmark."""
 
     def __init__(
-        self, web_workers: int, intra_op_threads: int | None, log_level: str = "", tracing: dict[str, str] | None = None
+        self,
+        web_workers: int,
+        intra_op_threads: int | None,
+        log_level: str = "",
+        tracing: dict[str, str] | None = None,
+        prefix: str = PREFIX,
     ) -> None:
         self.web_workers = web_workers
+        self.prefix = prefix
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = dict(os.environ)
         self.env.update(
             {
-                "TURNOUT_REDIS_PREFIX": PREFIX,
+                "TURNOUT_REDIS_PREFIX": prefix,
                 "TURNOUT_WORKER_MODELS": "bench-*",
                 # Our own Prometheus files: a dev stack's /metrics must not count the benchmark.
                 "PROMETHEUS_MULTIPROC_DIR": str(OUT / "prometheus"),
@@ -244,7 +249,7 @@ class Stack:
             "--hostname",
             "bench@%h",
             "--queues",
-            QUEUE,
+            self.prefix,
             "--loglevel",
             self.env.get("LOG_LEVEL", "INFO"),
         ]
@@ -301,13 +306,13 @@ class Stack:
 
         try:
             client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
-            stale = list(client.scan_iter(match=f"{PREFIX}:*", count=1000))
+            stale = list(client.scan_iter(match=f"{self.prefix}:*", count=1000))
             for start in range(0, len(stale), 500):
                 client.delete(*stale[start : start + 500])
-            client.delete(QUEUE)
+            client.delete(self.prefix)
             client.close()
         except redis.RedisError as exc:
-            print(f"bench: could not remove the {PREFIX}:* keys from Redis: {exc}", file=sys.stderr)
+            print(f"bench: could not remove the {self.prefix}:* keys from Redis: {exc}", file=sys.stderr)
 
 
 class OtlpSink:
@@ -809,8 +814,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--redis-prefix",
         default="",
-        help=f"with --url: the stack's TURNOUT_REDIS_PREFIX, for catalog notices (default: {PREFIX} "
-        "for our own stack, the configured one with --url)",
+        help=f"our own stack's Redis prefix and Celery queue (default {PREFIX}; give each benchmark "
+        "running on one host its own), or with --url that stack's TURNOUT_REDIS_PREFIX, for catalog "
+        "notices (default: the configured one)",
     )
     parser.add_argument(
         "--web-workers", type=int, default=2, help="gunicorn workers of our own stack (default 2; docs/benchmarks.md)"
@@ -882,7 +888,7 @@ def main(argv: list[str] | None = None) -> int:
     # 2. The models, registered and ready to serve.
     print("registering the benchmark models ...", flush=True)
     global API_KEY
-    API_KEY = register(keys)
+    API_KEY = register(keys, prefix or PREFIX)
 
     stack: Stack | None = None
     sink = OtlpSink() if args.tracing else None
@@ -898,7 +904,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.url:
             url = args.url.rstrip("/")
         else:
-            stack = Stack(args.web_workers, args.intra_op_threads, args.log_level, traced)
+            stack = Stack(args.web_workers, args.intra_op_threads, args.log_level, traced, prefix)
             print(f"starting web ({args.web_workers} worker(s)) and worker on {stack.url} ...", flush=True)
             stack.start()
             url = stack.url
