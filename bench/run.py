@@ -22,6 +22,11 @@
 5. Prints one table (and the time/CPU table) and writes them as markdown to
    bench/out/latest.md. docs/benchmarks.md explains the defaults and the results.
 
+--tracing runs the stack with OpenTelemetry tracing on (TURNOUT_TRACING), sampling
+--tracing-ratio of the requests (default 0.01), exporting to a dummy OTLP/HTTP
+receiver in this process that answers 200 to everything: compare with a run without
+it for what tracing costs (docs/benchmarks.md).
+
 --profile records py-spy (pip install py-spy; not a project dependency) on the
 web and worker processes during each model's batching-on c64 cell, as collapsed
 stacks in bench/out/; bench/profile_summary.py summarises them.
@@ -40,12 +45,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +61,7 @@ BENCH = ROOT / "bench"
 OUT = BENCH / "out"
 POST_LUA = BENCH / "post.lua"
 BIN = Path(sys.executable).parent
-PREFIX = "turnout-bench"
-QUEUE = "turnout-bench"
+PREFIX = "turnout-bench"  # our own stack's Redis prefix and Celery queue, unless --redis-prefix names others
 CONCURRENCIES = (1, 64)
 
 if str(ROOT) not in sys.path:
@@ -201,14 +207,14 @@ def setup_django(prefix: str) -> None:
     django.setup()
 
 
-def register(keys: list[str]) -> str:
+def register(keys: list[str], queue: str) -> str:
     """Register the models; the benchmark's API key."""
     from django.core.management import call_command
     from django.db import connections
 
     from ops.benchmark import bench_key
 
-    call_command("bench_models", models=",".join(keys), queue=QUEUE)
+    call_command("bench_models", models=",".join(keys), queue=queue)
     key = bench_key()
     connections.close_all()
     return key
@@ -224,14 +230,22 @@ def free_port() -> int:
 class Stack:
     """One web process and one worker, private to the benchmark."""
 
-    def __init__(self, web_workers: int, intra_op_threads: int | None, log_level: str = "") -> None:
+    def __init__(
+        self,
+        web_workers: int,
+        intra_op_threads: int | None,
+        log_level: str = "",
+        tracing: dict[str, str] | None = None,
+        prefix: str = PREFIX,
+    ) -> None:
         self.web_workers = web_workers
+        self.prefix = prefix
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = dict(os.environ)
         self.env.update(
             {
-                "TURNOUT_REDIS_PREFIX": PREFIX,
+                "TURNOUT_REDIS_PREFIX": prefix,
                 "TURNOUT_WORKER_MODELS": "bench-*",
                 # Our own Prometheus files: a dev stack's /metrics must not count the benchmark.
                 "PROMETHEUS_MULTIPROC_DIR": str(OUT / "prometheus"),
@@ -240,6 +254,7 @@ class Stack:
         )
         if log_level:
             self.env["LOG_LEVEL"] = log_level
+        self.env.update(tracing or {})
         if intra_op_threads is not None:
             self.env["TURNOUT_WORKER_INTRA_OP_THREADS"] = str(intra_op_threads)
         self.worker_env = dict(self.env)
@@ -277,7 +292,7 @@ class Stack:
             "--hostname",
             "bench@%h",
             "--queues",
-            QUEUE,
+            self.prefix,
             "--loglevel",
             self.env.get("LOG_LEVEL", "INFO"),
         ]
@@ -334,13 +349,50 @@ class Stack:
 
         try:
             client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
-            stale = list(client.scan_iter(match=f"{PREFIX}:*", count=1000))
+            stale = list(client.scan_iter(match=f"{self.prefix}:*", count=1000))
             for start in range(0, len(stale), 500):
                 client.delete(*stale[start : start + 500])
-            client.delete(QUEUE)
+            client.delete(self.prefix)
             client.close()
         except redis.RedisError as exc:
-            print(f"bench: could not remove the {PREFIX}:* keys from Redis: {exc}", file=sys.stderr)
+            print(f"bench: could not remove the {self.prefix}:* keys from Redis: {exc}", file=sys.stderr)
+
+
+class OtlpSink:
+    """An OTLP/HTTP endpoint that takes every export and answers 200 without reading it: the
+    stack pays for tracing as it would against a real collector, the benchmark for nothing
+    but the bytes it receives."""
+
+    def __init__(self) -> None:
+        self.exports = 0
+        self.bytes = 0
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                self.rfile.read(length)
+                sink.exports += 1
+                sink.bytes += length
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="otlp-sink", daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -819,8 +871,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--redis-prefix",
         default="",
-        help=f"with --url: the stack's TURNOUT_REDIS_PREFIX, for catalog notices (default: {PREFIX} "
-        "for our own stack, the configured one with --url)",
+        help=f"our own stack's Redis prefix and Celery queue (default {PREFIX}; give each benchmark "
+        "running on one host its own), or with --url that stack's TURNOUT_REDIS_PREFIX, for catalog "
+        "notices (default: the configured one)",
     )
     parser.add_argument(
         "--web-workers", type=int, default=2, help="gunicorn workers of our own stack (default 2; docs/benchmarks.md)"
@@ -843,6 +896,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--log-level", default="", help="LOG_LEVEL of our own stack (default: as configured)")
     parser.add_argument("--ready-timeout", type=float, default=180.0, help="seconds to wait for the models to be ready")
+    parser.add_argument(
+        "--tracing", action="store_true", help="our own stack with tracing on, exporting to a dummy OTLP receiver"
+    )
+    parser.add_argument(
+        "--tracing-ratio", type=float, default=0.01, help="with --tracing: TURNOUT_TRACING_SAMPLE_RATIO (default 0.01)"
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the web and worker during each c64 (on) cell")
     parser.add_argument("--hold", action="store_true", help="keep our stack up after the run until Ctrl-C")
     return parser.parse_args(argv)
@@ -854,6 +913,10 @@ def main(argv: list[str] | None = None) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if shutil.which("wrk") is None:
         raise BenchError("wrk is not installed: apt-get install -y wrk (make bench installs it)")
+    if args.tracing and args.url:
+        raise BenchError("--tracing configures our own stack; the stack at --url traces as it is configured")
+    if not 0.0 <= args.tracing_ratio <= 1.0:
+        raise BenchError(f"--tracing-ratio {args.tracing_ratio} is not between 0 and 1")
     OUT.mkdir(parents=True, exist_ok=True)
 
     prefix = args.redis_prefix or (PREFIX if not args.url else "")
@@ -886,15 +949,23 @@ def main(argv: list[str] | None = None) -> int:
     # 2. The models, registered and ready to serve.
     print("registering the benchmark models ...", flush=True)
     global API_KEY
-    API_KEY = register(keys)
+    API_KEY = register(keys, prefix or PREFIX)
 
     stack: Stack | None = None
+    sink = OtlpSink() if args.tracing else None
+    traced: dict[str, str] = {}
+    if sink is not None:
+        traced = {
+            "TURNOUT_TRACING": "true",
+            "TURNOUT_TRACING_SAMPLE_RATIO": str(args.tracing_ratio),
+            "TURNOUT_TRACING_ENDPOINT": sink.url,
+        }
     started = datetime.now(UTC)
     try:
         if args.url:
             url = args.url.rstrip("/")
         else:
-            stack = Stack(args.web_workers, args.intra_op_threads, args.log_level)
+            stack = Stack(args.web_workers, args.intra_op_threads, args.log_level, traced, prefix)
             print(f"starting web ({args.web_workers} worker(s)) and worker on {stack.url} ...", flush=True)
             stack.start()
             url = stack.url
@@ -939,6 +1010,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if stack is not None:
             stack.stop()
+        if sink is not None:
+            sink.close()
 
     for key in keys:
         print(f"raw onnxruntime again: {key} ...", flush=True)
@@ -960,11 +1033,18 @@ def main(argv: list[str] | None = None) -> int:
             f"own: gunicorn with {args.web_workers} uvicorn worker(s), "
             f"1 Celery worker (onnxruntime intra-op threads {threads}, not spinning)"
         )
+    tracing_text = "off"
+    if sink is not None:
+        tracing_text = (
+            f"on, sampling {args.tracing_ratio:g} of requests, to a dummy OTLP receiver "
+            f"({sink.exports} exports, {sink.bytes / 1024:.0f} KiB)"
+        )
     about = [
         f"Turnout benchmark, {started:%Y-%m-%d %H:%M} UTC",
         f"machine: {machine()}; onnxruntime {onnxruntime.__version__}",
         f"stack: {stack_text}",
         f"load: wrk -t1, batch-1 requests with an API key, {args.seconds:g} s per cell after {args.warmup:g} s warm-up",
+        f"tracing: {tracing_text}",
         "raw: onnxruntime, default session options (it picks the intra-op threads), CPU provider, "
         f"{args.raw_seconds:g} s per figure, best of a run before and one after the stack",
         f"code: {git_revision()}",

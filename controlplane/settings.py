@@ -69,7 +69,7 @@ def env_int(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
-def env_float(name: str, default: float, minimum: float = 0.0) -> float:
+def env_float(name: str, default: float, minimum: float = 0.0, maximum: float | None = None) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -77,8 +77,21 @@ def env_float(name: str, default: float, minimum: float = 0.0) -> float:
         value = float(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+    if value != value:  # NaN passes every comparison below
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number")
     if value < minimum:
         raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name}={value} must be at most {maximum}")
+    return value
+
+
+def env_url(name: str, default: str) -> str:
+    """An http(s) URL with a host."""
+    value = os.environ.get(name) or default
+    scheme, sep, rest = value.partition("://")
+    if scheme not in ("http", "https") or not sep or not rest.split("/")[0]:
+        raise ImproperlyConfigured(f"{name}={value!r} is not an http:// or https:// URL")
     return value
 
 
@@ -456,6 +469,11 @@ TURNOUT: dict[str, Any] = {
     "METRICS_TOKEN": env_str("TURNOUT_METRICS_TOKEN", ""),
     "METRICS_MINUTE_RETENTION_DAYS": env_int("TURNOUT_METRICS_MINUTE_RETENTION_DAYS", 7, 1),
     "METRICS_HOUR_RETENTION_DAYS": env_int("TURNOUT_METRICS_HOUR_RETENTION_DAYS", 90, 1),
+    # OpenTelemetry tracing of inference requests (observability/tracing.py): on or off, the share
+    # of requests without a client `traceparent` that are sampled, and the OTLP/HTTP traces URL.
+    "TRACING": env_bool("TURNOUT_TRACING", False),
+    "TRACING_SAMPLE_RATIO": env_float("TURNOUT_TRACING_SAMPLE_RATIO", 0.01, 0.0, 1.0),
+    "TRACING_ENDPOINT": env_url("TURNOUT_TRACING_ENDPOINT", "http://127.0.0.1:4318/v1/traces"),
     # Public base URL printed in the quick start and used in links.
     "PUBLIC_URL": env_str("TURNOUT_PUBLIC_URL", "http://127.0.0.1:8000"),
 }

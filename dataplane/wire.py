@@ -8,6 +8,7 @@ a 4-byte header length, the JSON header, then the output tensors back to back.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,8 @@ NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
     "BYTES": np.dtype(object),
 }
 _LENGTH = struct.Struct("<I")
+# A W3C trace context, version 00 (what the gateway writes); anything else is dropped on decode.
+TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 def encode_bytes_tensor(array: np.ndarray) -> bytes:
@@ -99,6 +102,7 @@ class WireRequest:
     outputs: list[str] | None = None
     entry_id: bytes = b""
     enqueued_ms: float = 0.0  # wall clock, ms with µs precision (whole ms from older gateways)
+    traceparent: str | None = None  # the gateway's span, when the request is sampled for tracing
 
     @property
     def rows(self) -> int:
@@ -113,9 +117,11 @@ def encode_request(
     enqueued_ms: float,
     tensors: list[tuple[str, str, list[int], bytes]],
     outputs: list[str] | None,
+    traceparent: str | None = None,
 ) -> dict[bytes, bytes]:
-    """Stream entry fields for XADD. `tensors`: (name, datatype, shape, raw bytes)."""
-    header = {
+    """Stream entry fields for XADD. `tensors`: (name, datatype, shape, raw bytes); `traceparent`
+    only for a request sampled for tracing (observability/tracing.py)."""
+    header: dict[str, Any] = {
         "i": request_id,
         "r": reply_to,
         "d": deadline_ms,
@@ -123,6 +129,8 @@ def encode_request(
         "o": outputs,
         "t": [[name, datatype, shape] for name, datatype, shape, _ in tensors],
     }
+    if traceparent is not None:
+        header["tp"] = traceparent
     fields = {b"h": orjson.dumps(header)}
     for index, (_, _, _, raw) in enumerate(tensors):
         fields[b"%d" % index] = raw
@@ -184,7 +192,15 @@ def decode_request(entry_id: bytes, fields: dict[bytes, bytes]) -> WireRequest:
         outputs=outputs,
         entry_id=entry_id,
         enqueued_ms=enqueued_ms,
+        traceparent=_traceparent(header.get("tp")),
     )
+
+
+def _traceparent(value: Any) -> str | None:
+    """A malformed trace context costs the request its trace, never its answer."""
+    if isinstance(value, str) and TRACEPARENT.fullmatch(value):
+        return value
+    return None
 
 
 @dataclass

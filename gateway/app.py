@@ -22,6 +22,7 @@ from gateway.model_endpoints import ModelEndpoints
 from gateway.notices import Notices
 from gateway.protocol import ProtocolError
 from gateway.shadows import ShadowCopies
+from observability import tracing
 from observability.recorder import Recorder
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,15 @@ Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 class Gateway:
     def __init__(self, readiness: Readiness | None = None) -> None:
+        # Here rather than at lifespan startup: a server run without lifespan events still traces.
+        # (Each gunicorn worker builds its own Gateway after the fork, so the exporter's thread is its own.)
+        conf = settings.TURNOUT
+        tracing.configure(
+            tracing.GATEWAY_SERVICE,
+            enabled=bool(conf["TRACING"]),
+            ratio=float(conf["TRACING_SAMPLE_RATIO"]),
+            endpoint=str(conf["TRACING_ENDPOINT"]),
+        )
         self.readiness = readiness or Readiness()
         keys = redis_keys()
         self.dispatcher = Dispatcher(settings.REDIS_URL, keys)

@@ -107,11 +107,13 @@ class Dispatcher:
         timeout_s: float,
         max_queue_size: int,
         admission: tuple[list[str], list[Any]] | None = None,
+        traceparent: str | None = None,
     ) -> Enqueued:
         """Put the request on its version's stream. With `admission` (a key's rate-limit
         keys and arguments), the rate limit runs in the same script as the enqueue, one
         round trip for both; the ticket carries its decision, and nothing was enqueued
-        when it refused. 503 when the queue is full or Redis is unreachable."""
+        when it refused. 503 when the queue is full or Redis is unreachable. A
+        `traceparent` goes with the request to the worker (a request sampled for tracing)."""
         self._ensure_listener()
         now = time.time()
         deadline = now + timeout_s
@@ -123,6 +125,7 @@ class Dispatcher:
             round(now * 1000, 3),  # µs precision: the queue stage is often under a millisecond
             [(i.name, i.datatype, i.shape, i.raw) for i in request.inputs],
             request.outputs,
+            traceparent,
         )
         # Waiting before the enqueue: the reply may arrive before the script's answer does.
         future: asyncio.Future[WireReply] = asyncio.get_running_loop().create_future()

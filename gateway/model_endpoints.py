@@ -30,6 +30,7 @@ from gateway.feedback import Feedback, remember_arm
 from gateway.http import Receive, Scope, Send, header, method_not_allowed, read_body, send_bytes, send_json
 from gateway.protocol import ParsedRequest, ProtocolError, encode_response, parse_request
 from gateway.shadows import ShadowCopies
+from observability import tracing
 from observability.recorder import Observation, Recorder
 from registry.models import NAME_VALIDATOR
 
@@ -58,6 +59,7 @@ class Call:
     entry: VersionEntry | None = None
     arm: str = "champion"
     routed_key: str = ""  # what chose the arm; empty when no rollout routed it
+    trace: tracing.RequestTrace | None = None  # an inference's server span, while tracing is on
 
 
 @dataclass
@@ -108,9 +110,36 @@ class ModelEndpoints:
 
         request_id = _request_id(scope)
         call = Call(scope, receive, send, request_id, [(b"x-request-id", request_id.encode())])
+        if action == "infer" and tracing.enabled():
+            await self._traced(call, name, version)
+        else:
+            await self._serve(call, name, version, action)
+
+    async def _traced(self, call: Call, name: str, version: str | None) -> None:
+        """An inference under its server span, which ends with the answer's status, error or not."""
+        parent, state = header(call.scope, b"traceparent"), header(call.scope, b"tracestate")
+        trace = call.trace = tracing.start_request(name, version is not None, call.request_id, parent, state)
+        if trace is None:  # turned off meanwhile
+            await self._serve(call, name, version, "infer")
+            return
+        # Also when not sampled: the id exists, and the client may send it on as its traceparent.
+        call.headers.append((tracing.TRACE_ID_HEADER, trace.trace_id.encode()))
+        status, error = 500, "internal error"
+        try:
+            await self._serve(call, name, version, "infer")
+            status, error = 200, ""
+        except ProtocolError as exc:
+            status, error = exc.status, exc.message
+            raise
+        finally:
+            trace.finish(status, error, call.entry.number if call.entry else None, call.arm)
+
+    async def _serve(self, call: Call, name: str, version: str | None, action: str) -> None:
+        scope = call.scope
         try:
             if self.require_key:
-                call.key = await self._authorize(call, name, action)
+                with tracing.stage(call.trace, "authenticate"):
+                    call.key = await self._authorize(call, name, action)
             call.model = await self._model(name)
             if action == "feedback":
                 await self.feedback(call)
@@ -124,7 +153,7 @@ class ModelEndpoints:
             call.arm = "pinned" if version else "champion"
             if version is None and call.model.routing is not None:
                 call.routed_key = routing.routing_key(
-                    scope, call.model.routing.routing_header, call.key.public_id if call.key else None, request_id
+                    scope, call.model.routing.routing_header, call.key.public_id if call.key else None, call.request_id
                 )
                 routed = routing.route(call.model, call.routed_key)
                 if routed is not None:
@@ -263,6 +292,35 @@ class ModelEndpoints:
         """Validate, admit (rate limit), enqueue and await the worker's reply."""
         model, entry = _routed(call)
         started = time.perf_counter()
+        with tracing.stage(call.trace, "validate"):
+            request = await self._parse(call, model, entry)
+        timeout_s = entry.default_timeout_ms / 1000
+        if request.timeout_us is not None:
+            timeout_s = min(request.timeout_us / 1_000_000, settings.TURNOUT["MAX_REQUEST_TIMEOUT_SECONDS"])
+        obs.validation_ms = (time.perf_counter() - started) * 1000
+
+        admission = self.keys.admission(call.key) if call.key is not None else None
+        with tracing.stage(call.trace, "enqueue"):
+            ticket = await self.dispatcher.enqueue(
+                entry.id, request, timeout_s, entry.max_queue_size, admission, tracing.traceparent(call.trace)
+            )
+            if call.key is not None and ticket.rate_decision is not None:
+                call.headers += self.keys.verdict(call.key, ticket.rate_decision)  # 429 when it refused
+        with tracing.stage(call.trace, "wait"):
+            reply = await self.dispatcher.wait(ticket)
+        obs.queue_ms, obs.compute_ms, obs.batch_size = reply.queue_ms, reply.compute_ms, reply.batch_size
+        if reply.stages:
+            obs.stages = reply.stages
+        if reply.status != 200:
+            # A worker's 503 (short of memory, or cannot load the version) passes with time.
+            retry = [(b"retry-after", b"1")] if reply.status == 503 else []
+            raise ProtocolError(reply.status, reply.error, retry)
+        parameters = {"arm": obs.arm}
+        body_out, json_length = encode_response(model.name, str(entry.number), request, reply.outputs, parameters)
+        return Served(request, reply, body_out, json_length, timeout_s)
+
+    async def _parse(self, call: Call, model: ModelEntry, entry: VersionEntry) -> ParsedRequest:
+        """The request body, read and checked against the version's signature."""
         signature = _require_ready(model, entry)
         scope = call.scope
         content_type = (header(scope, b"content-type") or b"application/json").split(b";")[0].strip().lower()
@@ -280,27 +338,7 @@ class ModelEndpoints:
             if header_length < 0:
                 raise ProtocolError(400, "Inference-Header-Content-Length must not be negative")
         body = await read_body(scope, call.receive, settings.TURNOUT["MAX_REQUEST_BYTES"])
-        request = parse_request(body, header_length, signature, entry.max_batch_size)
-        timeout_s = entry.default_timeout_ms / 1000
-        if request.timeout_us is not None:
-            timeout_s = min(request.timeout_us / 1_000_000, settings.TURNOUT["MAX_REQUEST_TIMEOUT_SECONDS"])
-        obs.validation_ms = (time.perf_counter() - started) * 1000
-
-        admission = self.keys.admission(call.key) if call.key is not None else None
-        ticket = await self.dispatcher.enqueue(entry.id, request, timeout_s, entry.max_queue_size, admission)
-        if call.key is not None and ticket.rate_decision is not None:
-            call.headers += self.keys.verdict(call.key, ticket.rate_decision)  # 429 when it refused
-        reply = await self.dispatcher.wait(ticket)
-        obs.queue_ms, obs.compute_ms, obs.batch_size = reply.queue_ms, reply.compute_ms, reply.batch_size
-        if reply.stages:
-            obs.stages = reply.stages
-        if reply.status != 200:
-            # A worker's 503 (short of memory, or cannot load the version) passes with time.
-            retry = [(b"retry-after", b"1")] if reply.status == 503 else []
-            raise ProtocolError(reply.status, reply.error, retry)
-        parameters = {"arm": obs.arm}
-        body_out, json_length = encode_response(model.name, str(entry.number), request, reply.outputs, parameters)
-        return Served(request, reply, body_out, json_length, timeout_s)
+        return parse_request(body, header_length, signature, entry.max_batch_size)
 
 
 def _request_id(scope: Scope) -> str:

@@ -51,10 +51,12 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from rest_framework.test import APIClient
 
 from controlplane.redis_client import redis_keys
 from observability import recorder as recorder_module
+from observability import tracing
 from observability.recorder import Observation, Recorder
 from registry import services as registry_services
 from registry.demo_models import build_mlp
@@ -262,6 +264,24 @@ def ready_model(admin: Any, settings: Any, tmp_path: Path, django_capture_on_com
     version.refresh_from_db()
     registry_services.set_alias(model, "production", version, actor=admin)
     return model.name
+
+
+# --- Tracing --------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def traced() -> Iterator[Callable[..., InMemorySpanExporter]]:
+    """`traced(ratio)` turns tracing on in this process (as the gateway's service, new traces sampled
+    with probability `ratio`) and returns the exporter that keeps every span in memory; off again
+    after the test. Request it after `gateway`: creating a gateway configures tracing from the settings."""
+
+    def on(ratio: float = 1.0, service: str = tracing.GATEWAY_SERVICE) -> InMemorySpanExporter:
+        exporter = InMemorySpanExporter()
+        tracing.configure(service, enabled=True, ratio=ratio, endpoint="", exporter=exporter)
+        return exporter
+
+    yield on
+    tracing.shutdown()
 
 
 # --- Latency figures ------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
 from controlplane.redis_client import redis_keys
 from dataplane.liveness import forget_worker, record_heartbeat
+from observability import tracing
 from observability.collectors import GpuCollector
 from workers import serving
 
@@ -31,6 +32,13 @@ class ServingStep(bootsteps.StartStopStep):
         self.serving: serving.Serving | None = None
 
     def start(self, worker: Any) -> None:
+        conf = settings.TURNOUT
+        tracing.configure(
+            tracing.WORKER_SERVICE,
+            enabled=bool(conf["TRACING"]),
+            ratio=float(conf["TRACING_SAMPLE_RATIO"]),
+            endpoint=str(conf["TRACING_ENDPOINT"]),
+        )
         self.serving = serving.Serving(worker.hostname)
         serving.current = self.serving
         self.serving.start()
@@ -48,6 +56,7 @@ class ServingStep(bootsteps.StartStopStep):
         if self.serving is not None:
             self.serving.stop()
             serving.current = None
+        tracing.shutdown()  # the spans of the last requests go out before the process ends
         # Its live gauges (models loaded) must not outlive the process.
         multiprocess.mark_process_dead(os.getpid())
 

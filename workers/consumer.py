@@ -22,6 +22,7 @@ import redis
 from dataplane import scripts
 from dataplane.keys import RedisKeys
 from dataplane.wire import MalformedRequest, WireReply, WireRequest, decode_request, encode_reply
+from observability import tracing
 from registry import inference_memory
 from registry.pipelines import StageDeadlineExceeded, StageFailed
 from workers.batching import Batch, concatenate, plan_batches, split
@@ -213,6 +214,7 @@ class VersionConsumer(threading.Thread):
         for batch in plan_batches(
             runnable, self.version.max_batch_size, bool(signature.get("batch_dim")), self.version.preferred_batch_sizes
         ):
+            started_ms = time.time() * 1000
             try:
                 replies = self._run(loaded, batch)
             except Exception:
@@ -221,6 +223,8 @@ class VersionConsumer(threading.Thread):
                 error = "the worker failed to run this request; its log has the details"
                 replies = [WireReply(r.request_id, 500, error) for r in batch.requests]
             self._send([(r.reply_to, r.entry_id, reply) for r, reply in zip(batch.requests, replies, strict=True)])
+            if tracing.enabled():
+                self._trace(batch, replies, started_ms)
         # The replies and the outputs behind them are gone by now.
         if self._output_bytes >= RELEASE_AFTER_OUTPUT_BYTES:
             self._output_bytes = 0
@@ -280,6 +284,23 @@ class VersionConsumer(threading.Thread):
                 )
             )
         return replies
+
+    def _trace(self, batch: Batch, replies: list[WireReply], started_ms: float) -> None:
+        """The spans of the batch's requests sampled for tracing, once they have their answers."""
+        version = self.version
+        attributes: dict[str, str | int] = {
+            "turnout.model": version.model,
+            "turnout.version": str(version.number),
+            "turnout.worker": self.worker_name,
+            "turnout.batch_size": batch.size,
+        }
+        for request, reply in zip(batch.requests, replies, strict=True):
+            if request.traceparent is not None:
+                # A pipeline's stages ran back to back from the batch's start; a model's one run is "compute".
+                stages = reply.stages or [("compute", reply.compute_ms)]
+                tracing.record_worker_spans(
+                    request.traceparent, request.enqueued_ms, started_ms, stages, attributes, reply.status, reply.error
+                )
 
     def _failure(self, request: WireRequest, exc: Exception) -> WireReply:
         """The answer to a request that could not run alone."""

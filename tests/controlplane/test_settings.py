@@ -44,6 +44,21 @@ def test_malformed_boolean_is_a_clear_startup_error() -> None:
     assert "DEBUG='maybe' is not a boolean" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("TURNOUT_TRACING_SAMPLE_RATIO", "1.5", "TURNOUT_TRACING_SAMPLE_RATIO=1.5 must be at most 1.0"),
+        ("TURNOUT_TRACING_SAMPLE_RATIO", "nan", "TURNOUT_TRACING_SAMPLE_RATIO='nan' is not a number"),
+        ("TURNOUT_TRACING_ENDPOINT", "localhost:4318", "'localhost:4318' is not an http:// or https:// URL"),
+    ],
+)
+def test_a_bad_tracing_setting_is_a_clear_startup_error(variable: str, value: str, expected: str) -> None:
+    result = run_manage("check", DEBUG="true", **{variable: value})
+
+    assert result.returncode != 0
+    assert expected in result.stderr
+
+
 def test_non_postgres_database_url_is_refused() -> None:
     result = run_manage("check", DEBUG="false", SECRET_KEY=STRONG_KEY, DATABASE_URL="sqlite:///tmp/x.db")
 

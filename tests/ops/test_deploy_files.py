@@ -138,9 +138,25 @@ def test_compose_gives_every_process_a_multiprocess_dir_and_the_monitoring_profi
     assert "web" in services["web"]["environment"]["ALLOWED_HOSTS"]
 
 
+def test_compose_sends_traces_to_the_monitoring_profiles_jaeger_and_leaves_tracing_off() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    jaeger = services["jaeger"]
+
+    assert jaeger["profiles"] == ["monitoring"]
+    image, _, tag = jaeger["image"].rpartition(":")
+    assert image.endswith("jaegertracing/jaeger")
+    assert re.fullmatch(r"2\.\d+\.\d+", tag), "a pinned 2.x release"
+    assert {"127.0.0.1:16686:16686", "127.0.0.1:4318:4318"} <= set(jaeger["ports"])
+    for name in ("web", "worker", "worker-gpu"):
+        env = services[name]["environment"]
+        assert env["TURNOUT_TRACING"] == "${TURNOUT_TRACING:-false}", name
+        assert env["TURNOUT_TRACING_ENDPOINT"] == "${TURNOUT_TRACING_ENDPOINT:-http://jaeger:4318/v1/traces}", name
+
+
 def test_env_example_lists_every_variable_settings_reads() -> None:
     source = (ROOT / "controlplane/settings.py").read_text()
-    read = set(re.findall(r'env_(?:str|bool|int|float|path|list)\("([A-Z0-9_]+)"', source))
+    read = set(re.findall(r'env_(?:str|bool|int|float|path|list|url)\("([A-Z0-9_]+)"', source))
     read |= set(re.findall(r'os\.environ\.get\("([A-Z0-9_]+)"', source))
     listed = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
 
