@@ -117,8 +117,7 @@ class ModelEndpoints:
 
     async def _traced(self, call: Call, name: str, version: str | None) -> None:
         """An inference under its server span, which ends with the answer's status, error or not."""
-        parent, state = header(call.scope, b"traceparent"), header(call.scope, b"tracestate")
-        trace = call.trace = tracing.start_request(name, version is not None, call.request_id, parent, state)
+        trace = call.trace = tracing.start_request(name, version is not None, call.request_id, call.scope["headers"])
         if trace is None:  # turned off meanwhile
             await self._serve(call, name, version, "infer")
             return

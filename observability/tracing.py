@@ -17,7 +17,7 @@ names), and nothing else: no stage spans, nothing on the wire, nothing in the wo
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 
 from opentelemetry import trace
@@ -136,65 +136,78 @@ class _Stage:
 
 
 class RequestTrace:
-    """The gateway's server span of one request, and its stages."""
+    """The gateway's server span of one request, and its stages. Only a sampled request's
+    span records anything; an unsampled one still has a trace id for the response."""
 
-    __slots__ = ("_context", "span", "trace_id")
+    __slots__ = ("_context", "sampled", "span", "trace_id")
 
     def __init__(self, span: Span) -> None:
         self.span = span
-        self.trace_id = format(span.get_span_context().trace_id, "032x")
-        self._context = trace.set_span_in_context(span, _ROOT) if span.is_recording() else _ROOT
+        self.sampled = span.is_recording()
+        self.trace_id = span.get_span_context().trace_id.to_bytes(16, "big").hex()  # 3x format(..., "032x")
+        self._context = trace.set_span_in_context(span, _ROOT) if self.sampled else _ROOT
 
     def traceparent(self) -> str | None:
         """What the worker parents its spans to; None when the request is not sampled."""
-        context = self.span.get_span_context()
-        if not context.trace_flags.sampled:
+        if not self.sampled:
             return None
+        context = self.span.get_span_context()
         return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
 
     def stage(self, name: str) -> _Stage | _NoStage:
-        if not self.span.is_recording():
+        if not self.sampled:
             return _NO_STAGE
         return _Stage(_tracer.start_span(name, context=self._context))
 
     def finish(self, status: int, error: str, version: int | None, arm: str) -> None:
         """End the span with the answer's status (an error's message with it) and what served it."""
+        if not self.sampled:
+            return  # nothing was recorded, nothing to end
         span = self.span
-        if span.is_recording():
-            span.set_attribute("http.response.status_code", status)
-            span.set_attribute("turnout.arm", arm)
-            if version is not None:
-                span.set_attribute("turnout.version", str(version))
-            if status >= 400:
-                span.set_status(Status(StatusCode.ERROR, error or str(status)))
+        span.set_attribute("http.response.status_code", status)
+        span.set_attribute("turnout.arm", arm)
+        if version is not None:
+            span.set_attribute("turnout.version", str(version))
+        if status >= 400:
+            span.set_status(Status(StatusCode.ERROR, error or str(status)))
         span.end()
 
 
+_ROUTES = {False: "/v2/models/{name}/infer", True: "/v2/models/{name}/versions/{version}/infer"}
+_SPAN_NAMES = {pinned: f"POST {route}" for pinned, route in _ROUTES.items()}
+
+
 def start_request(
-    model: str, pinned: bool, request_id: str, traceparent: bytes | None, tracestate: bytes | None
+    model: str, pinned: bool, request_id: str, headers: Iterable[tuple[bytes, bytes]]
 ) -> RequestTrace | None:
     """The server span of `POST /v2/models/{name}[/versions/{version}]/infer` (a version in the path:
-    `pinned`), the child of the client's `traceparent` when valid; None while tracing is off."""
+    `pinned`), the child of the `traceparent` in the request's (ASGI) `headers` when it is valid;
+    None while tracing is off."""
     if not _enabled:
         return None
-    parent = _ROOT
-    if traceparent:
-        parent = parent_context(traceparent.decode("latin-1"), tracestate.decode("latin-1") if tracestate else None)
-    route = "/v2/models/{name}/versions/{version}/infer" if pinned else "/v2/models/{name}/infer"
-    attributes = {
-        "http.request.method": "POST",
-        "http.route": route,
-        "turnout.model": model,
-        "turnout.request_id": request_id,
-    }
-    return RequestTrace(
-        _tracer.start_span(f"POST {route}", context=parent, kind=SpanKind.SERVER, attributes=attributes)
-    )
+    traceparent = tracestate = None
+    for key, value in headers:
+        if key == b"traceparent":
+            traceparent = value.decode("latin-1")
+        elif key == b"tracestate":
+            tracestate = value.decode("latin-1")
+    parent = parent_context(traceparent, tracestate) if traceparent else _ROOT
+    request = RequestTrace(_tracer.start_span(_SPAN_NAMES[pinned], context=parent, kind=SpanKind.SERVER))
+    if request.sampled:  # the attributes after the sampler's decision: most requests need none
+        request.span.set_attributes(
+            {
+                "http.request.method": "POST",
+                "http.route": _ROUTES[pinned],
+                "turnout.model": model,
+                "turnout.request_id": request_id,
+            }
+        )
+    return request
 
 
 def stage(request: RequestTrace | None, name: str) -> _Stage | _NoStage:
     """`with stage(call.trace, "validate"):` a child span of the request's, when it is sampled."""
-    if request is None:
+    if request is None or not request.sampled:
         return _NO_STAGE
     return request.stage(name)
 

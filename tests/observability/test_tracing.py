@@ -19,8 +19,13 @@ NOT_SAMPLED = f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-00".encode()
 Traced = Callable[..., InMemorySpanExporter]
 
 
-def request_spans(traceparent: bytes | None, status: int = 200) -> tracing.RequestTrace:
-    trace = tracing.start_request("fraud", False, "req-1", traceparent, None)
+def request_spans(traceparent: bytes | None, status: int = 200, tracestate: bytes = b"") -> tracing.RequestTrace:
+    headers = [(b"content-type", b"application/json")]
+    if traceparent is not None:
+        headers.append((b"traceparent", traceparent))
+    if tracestate:
+        headers.append((b"tracestate", tracestate))
+    trace = tracing.start_request("fraud", False, "req-1", headers)
     assert trace is not None
     with tracing.stage(trace, "validate"):
         pass
@@ -65,13 +70,14 @@ def test_a_client_that_did_not_sample_its_trace_is_honoured_whatever_the_ratio(t
 def test_a_client_that_sampled_its_trace_is_honoured_whatever_the_ratio(traced: Traced) -> None:
     exporter = traced(0.0)
 
-    trace = request_spans(SAMPLED)
+    trace = request_spans(SAMPLED, tracestate=b"vendor=abc")
 
     validate, server = exporter.get_finished_spans()
     assert server.name == "POST /v2/models/{name}/infer"
     assert server.kind == SpanKind.SERVER
     assert server.parent is not None
     assert (f"{server.parent.span_id:016x}", f"{server.context.trace_id:032x}") == (CLIENT_SPAN, CLIENT_TRACE)
+    assert server.context.trace_state.to_header() == "vendor=abc"  # the client's vendor state goes on
     assert validate.parent is not None
     assert validate.parent.span_id == server.context.span_id
     assert trace.traceparent() == f"00-{CLIENT_TRACE}-{server.context.span_id:016x}-01"
@@ -92,7 +98,7 @@ def test_without_a_traceparent_the_ratio_decides(traced: Traced) -> None:
 
 def test_an_error_answer_sets_the_status_and_a_failing_stage_is_marked(traced: Traced) -> None:
     exporter = traced(1.0)
-    trace = tracing.start_request("fraud", True, "req-2", None, None)
+    trace = tracing.start_request("fraud", True, "req-2", [])
     assert trace is not None
 
     with pytest.raises(TimeoutError), tracing.stage(trace, "wait"):
@@ -168,7 +174,7 @@ def test_while_tracing_is_off_nothing_is_recorded(traced: Traced) -> None:
     tracing.configure(tracing.GATEWAY_SERVICE, enabled=False, ratio=1.0, endpoint="")
 
     assert not tracing.enabled()
-    assert tracing.start_request("fraud", False, "req-3", SAMPLED, None) is None
+    assert tracing.start_request("fraud", False, "req-3", [(b"traceparent", SAMPLED)]) is None
     with tracing.stage(None, "validate"):
         pass
     assert tracing.traceparent(None) is None
