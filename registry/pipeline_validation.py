@@ -13,7 +13,6 @@ import json
 import resource
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -25,8 +24,8 @@ from registry.signature import Signature, extract_signature
 from registry.validation import (
     Refused,
     ValidationOutcome,
-    first_line,
     ort_message,
+    report,
     run_module_in_child,
     sample_tensor,
 )
@@ -155,16 +154,12 @@ def _main(argv: list[str]) -> int:
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s))
     if len(argv) >= 4 and int(argv[3]) > 0:
         inference_memory.cap(int(argv[3]))
-    try:
+
+    def validate() -> ValidationOutcome:
         with open(spec_path) as handle:
-            outcome = validate_pipeline(json.load(handle))
-    except MemoryError:
-        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
-        outcome = ValidationOutcome(ok=False, reason=f"validation ran out of memory (limit {limit} bytes)")
-    except Exception as error:
-        outcome = ValidationOutcome(ok=False, reason=f"validation failed unexpectedly: {first_line(error)}")
-    print(json.dumps(asdict(outcome)), flush=True)  # stdout is the channel to run_in_child
-    return 0
+            return validate_pipeline(json.load(handle))
+
+    return report(validate)
 
 
 if __name__ == "__main__":

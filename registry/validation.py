@@ -16,7 +16,7 @@ import resource
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -359,14 +359,20 @@ def _main(argv: list[str]) -> int:
     max_batch_size = int(argv[4]) if len(argv) >= 5 and int(argv[4]) > 0 else None
     if len(argv) >= 6 and int(argv[5]) > 0:
         inference_memory.cap(int(argv[5]))
+    return report(lambda: validate_file(path, max_bytes, max_batch_size))
+
+
+def report(validate: Callable[[], ValidationOutcome]) -> int:
+    """A child's last step: the outcome of `validate` as one JSON line on stdout, the channel to
+    `run_module_in_child`, whatever went wrong."""
     try:
-        outcome = validate_file(path, max_bytes, max_batch_size)
+        outcome = validate()
     except MemoryError:
         limit = resource.getrlimit(resource.RLIMIT_AS)[0]
         outcome = ValidationOutcome(ok=False, reason=f"validation ran out of memory (limit {limit} bytes)")
     except Exception as error:
         outcome = ValidationOutcome(ok=False, reason=f"validation failed unexpectedly: {first_line(error)}")
-    print(json.dumps(asdict(outcome)), flush=True)  # stdout is the channel to run_in_child
+    print(json.dumps(asdict(outcome)), flush=True)
     return 0
 
 
