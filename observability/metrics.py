@@ -33,6 +33,17 @@ BATCH_SIZE = Histogram(
     ["model", "version"],
     buckets=BATCH_BUCKETS,
 )
+CACHE_LOOKUPS = Counter(
+    "turnout_response_cache_lookups",
+    "Look-ups of the response cache by versions that have one (cache_ttl_seconds > 0), by result: hit or miss.",
+    ["model", "version", "result"],
+)
+FALLBACKS = Counter(
+    "turnout_fallback_answers",
+    "Requests a fallback answered, by the version that failed, the fallback (cache, version, human_review) "
+    "and the failure that triggered it (timeout, model_error, overload).",
+    ["model", "version", "fallback", "reason"],
+)
 REJECTED = Counter(
     "turnout_rejected_requests",
     "Requests refused before reaching a model, by reason.",

@@ -29,6 +29,13 @@ class StatsBucket(models.Model):
     shadow = models.JSONField(
         default=dict, blank=True, help_text="A shadow arm's agreement with the champion: sa, sr, sdn, sdu counters."
     )
+    # The response cache and fallbacks (observability/recorder.py DEFENSE_*): how the
+    # series' answers were made when it was not by running its version.
+    served = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Cache hits and misses (hit, miss), fallback answers (fb:<kind>) and their reasons (fr:<reason>).",
+    )
     # At most MAX_STAGES stages (a version's are fixed at its creation), each a sketch.
     stages = models.JSONField(
         default=dict,

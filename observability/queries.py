@@ -138,12 +138,13 @@ def _values(row: Mapping[str, Any]) -> Counts:
         row["compute_us"],
         dict(row["shadow"]),
         StageCounts.from_json(row["stages"]) if row.get("stages") else StageCounts(),
+        dict(row["served"]),
     )
 
 
 COLUMNS = (
     "model", "version", "arm", "start",
-    "requests", "codes", "latency", "batch_sizes", "queue_us", "compute_us", "shadow",
+    "requests", "codes", "latency", "batch_sizes", "queue_us", "compute_us", "shadow", "served",
 )  # fmt: skip
 # Only the model page reads a pipeline's stages: sixteen sketches a row are not worth
 # decoding for the overview or the canary gates.
@@ -263,12 +264,20 @@ class Figures:
     mean_compute_ms: float | None
     agreement: float | None = None  # a shadow: share of rows whose argmax matched the champion's
     mean_max_difference: float | None = None  # a shadow: mean of the per-request max |champion - shadow|
+    cache_hits: int = 0
+    cache_hit_ratio: float | None = None  # hits / look-ups; None when the response cache was never asked
+    fallbacks: dict[str, int] = field(default_factory=dict)  # fallback that answered -> requests
+    fallback_reasons: dict[str, int] = field(default_factory=dict)  # failure that triggered one -> requests
+    fallback_rate: float | None = None  # the share of answers a fallback gave
 
     @classmethod
     def of(cls, counts: Counts, seconds: float) -> Figures:
         quantiles = sketch.quantiles(counts.latency, QUANTILES)
         errors = counts.errors
-        ok = counts.successes
+        # Queue and compute figures are of what this version computed: cache hits and fallback answers add none.
+        ok = counts.computed
+        served = counts.served
+        lookups = served.get("hit", 0) + served.get("miss", 0)
         return cls(
             requests=counts.requests,
             per_second=counts.requests / seconds if seconds > 0 else 0.0,
@@ -282,6 +291,11 @@ class Figures:
             mean_compute_ms=counts.compute_us / ok / 1000 if ok else None,
             agreement=counts.shadow["sa"] / counts.shadow["sr"] if counts.shadow.get("sr") else None,
             mean_max_difference=counts.shadow["sdu"] / counts.shadow["sdn"] / 1e6 if counts.shadow.get("sdn") else None,
+            cache_hits=served.get("hit", 0),
+            cache_hit_ratio=served.get("hit", 0) / lookups if lookups else None,
+            fallbacks={name[3:]: n for name, n in sorted(served.items()) if name.startswith("fb:")},
+            fallback_reasons={name[3:]: n for name, n in sorted(served.items()) if name.startswith("fr:")},
+            fallback_rate=counts.fallbacks / counts.requests if counts.requests else None,
         )
 
     @property
@@ -293,6 +307,18 @@ class Figures:
     @property
     def error_percent(self) -> float | None:
         return None if self.error_rate is None else 100 * self.error_rate
+
+    @property
+    def failure_rate(self) -> float | None:
+        """Errors and fallback answers together: the share of requests the version itself did not answer
+        (what canary gates judge; a version that only succeeds through fallbacks is not healthy)."""
+        if self.error_rate is None:
+            return None
+        return self.error_rate + (self.fallback_rate or 0.0)
+
+    @property
+    def fallback_percent(self) -> float | None:
+        return None if self.fallback_rate is None else 100 * self.fallback_rate
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -308,6 +334,11 @@ class Figures:
             "mean_compute_ms": _rounded(self.mean_compute_ms),
             "agreement": _rounded(self.agreement, 5),
             "mean_max_difference": _rounded(self.mean_max_difference, 6),
+            "cache_hits": self.cache_hits,
+            "cache_hit_ratio": _rounded(self.cache_hit_ratio, 5),
+            "fallbacks": dict(self.fallbacks),
+            "fallback_reasons": dict(self.fallback_reasons),
+            "fallback_rate": _rounded(self.fallback_rate, 5),
         }
 
 

@@ -74,6 +74,14 @@ class Observation:
     compute_ms: float = 0.0
     batch_size: int = 0
     stages: list[tuple[str, float]] | None = None  # a pipeline's stages: (name, ms); compute is their sum
+    cache: str = ""  # the response cache's answer: hit or miss; empty when the version has none
+    fallback: str = ""  # which fallback answered (cache, version, human_review); empty when none did
+    fallback_reason: str = ""  # the failure that triggered it: timeout, model_error, overload
+
+    @property
+    def computed(self) -> bool:
+        """Whether this series' version ran the request: its queue, compute and batch figures count."""
+        return self.code == 200 and self.cache != "hit" and not self.fallback
 
 
 class Recorder:
@@ -84,6 +92,7 @@ class Recorder:
         self._pending: dict[tuple[int, str, str, str], defaultdict[str, int]] = {}
         self._children: dict[tuple[str, str, str], tuple[Any, ...]] = {}
         self._counts: dict[tuple[str, str, str, int], int] = {}  # requests not yet added to the counter
+        self._served: dict[tuple[Any, ...], int] = {}  # cache look-ups and fallbacks not yet added to theirs
         self._stage_children: dict[tuple[str, str, str, str], BulkHistogram] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -111,8 +120,9 @@ class Recorder:
         validation, queue, compute, total, batch = self._labelled(obs.model, obs.version, obs.arm)
         total.observe(obs.total_ms / 1000)
         validation.observe(obs.validation_ms / 1000)
-        timed = stages.kept(obs.stages) if obs.code == 200 and obs.stages else []
-        if obs.code == 200:
+        computed = obs.computed
+        timed = stages.kept(obs.stages) if computed and obs.stages else []
+        if computed:
             queue.observe(obs.queue_ms / 1000)
             compute.observe(obs.compute_ms / 1000)
             batch.observe(obs.batch_size)
@@ -125,13 +135,26 @@ class Recorder:
         fields["n"] += 1
         fields[f"c:{obs.code}"] += 1
         fields[f"l:{sketch.bucket(obs.total_ms)}"] += 1
-        if obs.code == 200:
+        if computed:
             fields[f"b:{obs.batch_size}"] += 1
             fields["qus"] += int(obs.queue_ms * 1000)
             fields["cus"] += int(obs.compute_ms * 1000)
             if timed:
                 stages.add_fields(fields, timed, obs.compute_ms)
+        if obs.cache or obs.fallback:
+            self._record_served(obs, fields)
         self._ensure_flusher()
+
+    def _record_served(self, obs: Observation, fields: defaultdict[str, int]) -> None:
+        if obs.cache:
+            fields[f"d:{obs.cache}"] += 1
+            key: tuple[Any, ...] = ("cache", obs.model, obs.version, obs.cache)
+            self._served[key] = self._served.get(key, 0) + 1
+        if obs.fallback:
+            fields[f"d:fb:{obs.fallback}"] += 1
+            fields[f"d:fr:{obs.fallback_reason}"] += 1
+            key = ("fallback", obs.model, obs.version, obs.fallback, obs.fallback_reason)
+            self._served[key] = self._served.get(key, 0) + 1
 
     def _record_stages(self, obs: Observation, timed: list[tuple[str, float]]) -> None:
         for stage, ms in timed:
@@ -175,6 +198,9 @@ class Recorder:
         counts, self._counts = self._counts, {}
         for (model, version, arm, code), count in counts.items():
             metrics.REQUESTS.labels(model, version, arm, str(code)).inc(count)
+        served, self._served = self._served, {}
+        for (kind, *labels), count in served.items():
+            (metrics.CACHE_LOOKUPS if kind == "cache" else metrics.FALLBACKS).labels(*labels).inc(count)
         for children in self._children.values():
             for child in children:
                 child.apply()

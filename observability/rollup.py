@@ -152,6 +152,9 @@ class Counts:
     # compared, and sdu the sum of max absolute differences (micro-units) over sdn requests.
     shadow: dict[str, int] = field(default_factory=dict)
     stages: StageCounts = field(default_factory=StageCounts)
+    # How answers were made without running this version (recorder.py `d:` fields, without the prefix):
+    # hit and miss of the response cache, fb:<fallback> answers, fr:<reason> what triggered them.
+    served: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_hash(cls, fields: Mapping[bytes | str, bytes | str], stages: bool = True) -> Counts:
@@ -170,6 +173,8 @@ class Counts:
                 counts.compute_us += value
             elif name in SHADOW_FIELDS:
                 counts.shadow[name] = counts.shadow.get(name, 0) + value
+            elif kind == "d" and key:
+                counts.served[key] = counts.served.get(key, 0) + value
             elif is_stage_field(kind, name):
                 if stages:
                     counts.stages.take(name, value)
@@ -188,6 +193,7 @@ class Counts:
             row.compute_us,
             dict(row.shadow),
             StageCounts.from_json(row.stages),
+            dict(row.served),
         )
 
     def add(self, other: Counts) -> None:
@@ -200,10 +206,22 @@ class Counts:
         for name, value in other.shadow.items():
             self.shadow[name] = self.shadow.get(name, 0) + value
         self.stages.add(other.stages)
+        for name, value in other.served.items():
+            self.served[name] = self.served.get(name, 0) + value
 
     @property
     def successes(self) -> int:
         return self.codes.get(200, 0)
+
+    @property
+    def fallbacks(self) -> int:
+        """Answers a fallback gave instead of this series' version (each also counts as a 200)."""
+        return sum(n for name, n in self.served.items() if name.startswith("fb:"))
+
+    @property
+    def computed(self) -> int:
+        """Successes this series' version computed: not cache hits, not fallback answers."""
+        return max(0, self.successes - self.served.get("hit", 0) - self.fallbacks)
 
     @property
     def errors(self) -> dict[int, int]:
@@ -220,6 +238,7 @@ class Counts:
             "compute_us": self.compute_us,
             "shadow": dict(sorted(self.shadow.items())),
             "stages": self.stages.as_json(),
+            "served": dict(sorted(self.served.items())),
         }
 
 

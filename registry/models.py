@@ -37,6 +37,13 @@ class RegisteredModel(models.Model):
     # The number the next version gets; incremented under a row lock so numbers
     # have no gaps or duplicates under concurrent uploads.
     next_version_number = models.PositiveIntegerField(default=1)
+    # What answers when the serving version fails (registry/fallback_policy.py): the failures
+    # that trigger it and the chain of fallbacks, in order. None: failures reach the client.
+    fallback = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="{'on': [timeout, model_error, overload], 'chain': [cache, version, human_review], ...}",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -52,6 +59,7 @@ class RegisteredModel(models.Model):
 
 
 PIPELINE_FRAMEWORK = "pipeline"
+MAX_CACHE_TTL_SECONDS = 7 * 24 * 3600
 
 
 class VersionStatus(models.TextChoices):
@@ -124,6 +132,12 @@ class ModelVersion(models.Model):
         default=0,
         validators=[MaxValueValidator(256)],
         help_text="onnxruntime intra-op threads per session; 0: the worker's TURNOUT_WORKER_INTRA_OP_THREADS.",
+    )
+    # Off by default: only a deterministic model may answer a repeated input from the cache.
+    cache_ttl_seconds = models.PositiveIntegerField(
+        default=0,
+        validators=[MaxValueValidator(MAX_CACHE_TTL_SECONDS)],
+        help_text="Seconds an answer is reused for the same input and requested outputs; 0: no response cache.",
     )
 
     created_at = models.DateTimeField(auto_now_add=True)
