@@ -9,6 +9,7 @@ bounds staleness even if a change notice is lost.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,9 +17,12 @@ from typing import Any
 
 from django.db import DatabaseError, connection
 
+from registry.fallback_policy import FallbackPolicy, PolicyError, parse
 from registry.models import Alias, ModelVersion, RegisteredModel
 from rollouts.services import Routing, routing_for
 from rollouts.splitting import bounds
+
+logger = logging.getLogger(__name__)
 
 CACHE_TTL_SECONDS = 30.0
 MISS_TTL_SECONDS = 1.0
@@ -53,6 +57,7 @@ class ModelEntry:
     versions: dict[int, VersionEntry] = field(default_factory=dict)
     routing: Routing | None = None  # the active canary, experiment or shadow
     edges: list[int] = field(default_factory=list)  # slot bounds of routing.arms
+    fallback: FallbackPolicy | None = None  # what answers when the serving version fails
 
 
 class RegistryUnavailable(Exception):
@@ -82,11 +87,24 @@ def _load_model(name: str) -> ModelEntry | None:
         }
         routing = routing_for(model)
         edges = bounds([arm.weight for arm in routing.arms]) if routing and routing.arms else []
-        return ModelEntry(name=name, serving=alias, versions=versions, routing=routing, edges=edges)
+        return ModelEntry(
+            name=name, serving=alias, versions=versions, routing=routing, edges=edges, fallback=_fallback(model)
+        )
     except DatabaseError as exc:
         raise RegistryUnavailable(str(exc).splitlines()[0] if str(exc) else "database error") from exc
     finally:
         connection.close()
+
+
+def _fallback(model: RegisteredModel) -> FallbackPolicy | None:
+    if not model.fallback:
+        return None
+    try:
+        return parse(model.fallback)
+    except PolicyError:
+        # Only set_fallback writes it, after the same check; a row edited by hand is not served.
+        logger.error("model %s: ignoring a fallback policy that does not parse", model.name, exc_info=True)
+        return None
 
 
 class Catalog:

@@ -26,6 +26,7 @@ from gateway.auth import KeyAuth
 from gateway.background import in_background
 from gateway.catalog import Catalog, ModelEntry, RegistryUnavailable, VersionEntry
 from gateway.dispatch import Dispatcher
+from gateway.fallbacks import Fallbacks, outputs_of, response_parameters
 from gateway.feedback import Feedback, remember_arm
 from gateway.http import Receive, Scope, Send, header, method_not_allowed, read_body, send_bytes, send_json
 from gateway.protocol import ParsedRequest, ProtocolError, encode_response, parse_request
@@ -60,6 +61,8 @@ class Call:
     arm: str = "champion"
     routed_key: str = ""  # what chose the arm; empty when no rollout routed it
     trace: tracing.RequestTrace | None = None  # an inference's server span, while tracing is on
+    request: ParsedRequest | None = None  # once validated
+    deadline: float = 0.0  # time.monotonic() at which the client's timeout ends, once validated
 
 
 @dataclass
@@ -71,6 +74,8 @@ class Served:
     body: bytes
     json_length: int | None  # binary extension: the JSON header's length
     timeout_s: float
+    version: int  # the version whose outputs these are (a fallback's, when one answered)
+    status: int = 200
 
 
 @dataclass
@@ -83,10 +88,12 @@ class ModelEndpoints:
     require_key: bool
     worker_ttl_seconds: float = field(default_factory=lambda: float(settings.TURNOUT["WORKER_TTL_SECONDS"]))
     feedbacks: Feedback = field(init=False)
+    fallbacks: Fallbacks = field(init=False)
 
     def __post_init__(self) -> None:
         max_abs = float(settings.TURNOUT["FEEDBACK_MAX_ABS_REWARD"])
         self.feedbacks = Feedback(self.dispatcher.redis, self.dispatcher.keys, max_abs)
+        self.fallbacks = Fallbacks(self.dispatcher, self.catalog.get, None, None)
 
     async def handle(self, rest: str, method: str, scope: Scope, receive: Receive, send: Send) -> None:
         parts = rest.split("/")
@@ -237,7 +244,10 @@ class ModelEndpoints:
         started = time.perf_counter()
         obs = Observation(model.name, str(entry.number), call.arm, 200, 0.0)
         try:
-            served = await self._run(call, obs)
+            try:
+                served = await self._run(call, obs)
+            except ProtocolError as exc:
+                served = await self._fall_back(call, obs, exc)
         except ProtocolError as exc:
             obs.code = exc.status
             obs.total_ms = (time.perf_counter() - started) * 1000
@@ -252,21 +262,47 @@ class ModelEndpoints:
         access_log(call.scope, call.request_id, obs)
         headers = [
             *call.headers,
-            (b"x-turnout-model-version", str(entry.number).encode()),
+            (b"x-turnout-model-version", str(served.version).encode()),
             (b"x-turnout-arm", call.arm.encode()),
             (b"x-turnout-batch-size", str(served.reply.batch_size).encode()),
             (b"server-timing", _timing(obs).encode()),
         ]
+        if obs.fallback:
+            headers.append((b"x-turnout-fallback", obs.fallback.encode()))
+            headers.append((b"x-turnout-fallback-reason", obs.fallback_reason.encode()))
         if served.json_length is None:
-            await send_bytes(call.send, 200, served.body, b"application/json", headers)
+            await send_bytes(call.send, served.status, served.body, b"application/json", headers)
         else:
             headers.append((b"inference-header-content-length", str(served.json_length).encode()))
-            await send_bytes(call.send, 200, served.body, b"application/octet-stream", headers)
+            await send_bytes(call.send, served.status, served.body, b"application/octet-stream", headers)
         # After the client has its answer: nothing below adds to its latency.
-        self._after(call, served)
+        if not obs.fallback:
+            self._after(call, served)
+
+    async def _fall_back(self, call: Call, obs: Observation, exc: ProtocolError) -> Served:
+        """The model's fallback chain's answer to a failure it covers; `exc` again when none answers."""
+        model, entry = _routed(call)
+        policy = model.fallback
+        request = call.request
+        if policy is None or request is None or exc.failure not in policy.on:
+            raise exc
+        with tracing.stage(call.trace, "fallback"):
+            answer = await self.fallbacks.answer(model, policy, entry, request, exc.failure, call.deadline)
+        if answer is None:
+            raise exc
+        obs.fallback, obs.fallback_reason, obs.code = answer.kind, answer.reason, answer.status
+        reply = answer.reply or WireReply(call.request_id)
+        version = answer.version if answer.version is not None else entry.number
+        parameters = response_parameters(answer, call.arm)
+        outputs = outputs_of(answer, request.outputs)
+        body, json_length = encode_response(model.name, str(version), request, outputs, parameters)
+        return Served(request, reply, body, json_length, 0.0, version, answer.status)
 
     def _after(self, call: Call, served: Served) -> None:
         model = call.model
+        if model is not None and model.fallback is not None and model.fallback.caches_answers is not None:
+            kept = self.fallbacks.remember(model.name, model.fallback, served.request, served.reply, served.version)
+            in_background(kept)
         if model is None or model.routing is None or not call.routed_key:
             return
         if model.routing.kind in ("canary", "experiment"):
@@ -297,26 +333,37 @@ class ModelEndpoints:
         if request.timeout_us is not None:
             timeout_s = min(request.timeout_us / 1_000_000, settings.TURNOUT["MAX_REQUEST_TIMEOUT_SECONDS"])
         obs.validation_ms = (time.perf_counter() - started) * 1000
+        call.request, call.deadline = request, time.monotonic() + timeout_s
+        # A fallback that answers timeouts gets its reserve: the version has the rest.
+        own_s = timeout_s - model.fallback.reserve_s(timeout_s) if model.fallback is not None else timeout_s
 
         admission = self.keys.admission(call.key) if call.key is not None else None
         with tracing.stage(call.trace, "enqueue"):
-            ticket = await self.dispatcher.enqueue(
-                entry.id, request, timeout_s, entry.max_queue_size, admission, tracing.traceparent(call.trace)
-            )
+            try:
+                ticket = await self.dispatcher.enqueue(
+                    entry.id, request, own_s, entry.max_queue_size, admission, tracing.traceparent(call.trace)
+                )
+            except ProtocolError as exc:
+                exc.failure = "overload" if exc.status == 503 else exc.failure  # a full queue, Redis unreachable
+                raise
             if call.key is not None and ticket.rate_decision is not None:
                 call.headers += self.keys.verdict(call.key, ticket.rate_decision)  # 429 when it refused
         with tracing.stage(call.trace, "wait"):
-            reply = await self.dispatcher.wait(ticket)
+            try:
+                reply = await self.dispatcher.wait(ticket)
+            except ProtocolError as exc:
+                exc.failure = {504: "timeout", 503: "overload"}.get(exc.status, exc.failure)  # 503: lost from its queue
+                raise
         obs.queue_ms, obs.compute_ms, obs.batch_size = reply.queue_ms, reply.compute_ms, reply.batch_size
         if reply.stages:
             obs.stages = reply.stages
         if reply.status != 200:
             # A worker's 503 (short of memory, or cannot load the version) passes with time.
             retry = [(b"retry-after", b"1")] if reply.status == 503 else []
-            raise ProtocolError(reply.status, reply.error, retry)
+            raise ProtocolError(reply.status, reply.error, retry, failure=_failure_of_reply(reply))
         parameters = {"arm": obs.arm}
         body_out, json_length = encode_response(model.name, str(entry.number), request, reply.outputs, parameters)
-        return Served(request, reply, body_out, json_length, timeout_s)
+        return Served(request, reply, body_out, json_length, timeout_s, entry.number)
 
     async def _parse(self, call: Call, model: ModelEntry, entry: VersionEntry) -> ParsedRequest:
         """The request body, read and checked against the version's signature."""
@@ -338,6 +385,15 @@ class ModelEndpoints:
                 raise ProtocolError(400, "Inference-Header-Content-Length must not be negative")
         body = await read_body(scope, call.receive, settings.TURNOUT["MAX_REQUEST_BYTES"])
         return parse_request(body, header_length, signature, entry.max_batch_size)
+
+
+def _failure_of_reply(reply: WireReply) -> str:
+    """What kind of failure a worker's error answer is, for the fallback chain (gateway/fallbacks.py)."""
+    if reply.status == 504:
+        return "timeout"  # the deadline passed in the queue, or a pipeline's stage ran out of time
+    if reply.status == 503 and "memory" in reply.error:
+        return "overload"  # the worker's inference memory was held by other runs (workers/consumer.py)
+    return "model_error"  # the model could not run the input, the version could not load, the worker failed
 
 
 def _request_id(scope: Scope) -> str:
@@ -409,6 +465,8 @@ def access_log(scope: Scope, request_id: str, obs: Observation) -> None:
         "compute_ms": round(obs.compute_ms, 3),
         "total_ms": round(obs.total_ms, 3),
     }
+    if obs.fallback:
+        line["fallback"], line["fallback_reason"] = obs.fallback, obs.fallback_reason
     if obs.stages:
         line["stages_ms"] = {name: round(ms, 3) for name, ms in obs.stages}
     access_logger.info(orjson.dumps(line).decode())

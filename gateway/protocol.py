@@ -27,11 +27,16 @@ _FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
 
 
 class ProtocolError(Exception):
-    def __init__(self, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None, failure: str = ""
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or []
+        # A failure of the serving side a fallback may answer (gateway/fallbacks.py): timeout,
+        # model_error or overload; empty for the client's own mistakes.
+        self.failure = failure
 
 
 def bad(message: str) -> ProtocolError:

@@ -281,6 +281,11 @@ def archive_version(version: ModelVersion, *, actor: Any) -> ModelVersion:
                 f"version {locked.number} is stage '{used.name}' of pipeline {used.pipeline_version}: "
                 "archive that pipeline version first"
             )
+        users = fallback_users(locked)
+        if users:
+            raise RegistryError(
+                f"version {locked.number} is a fallback of {', '.join(users)}: change that fallback chain first"
+            )
         rollout_id = (
             locked.arms.filter(rollout__status__in=ACTIVE_ROLLOUT_STATUSES).values_list("rollout_id", flat=True).first()
         )
@@ -292,6 +297,19 @@ def archive_version(version: ModelVersion, *, actor: Any) -> ModelVersion:
         record(actor, "version.archived", locked, before={"status": before}, after={"status": locked.status})
         catalog_changed(locked.model.name)
     return locked
+
+
+def fallback_users(version: ModelVersion) -> list[str]:
+    """Names of the models whose fallback chain (registry/fallback_policy.py) names this version."""
+    found = []
+    step = {"kind": "version", "version": version.number}
+    for other in RegisteredModel.objects.filter(fallback__chain__contains=[step]).only("name", "fallback"):
+        for item in (other.fallback or {}).get("chain", []):
+            same = item.get("kind") == "version" and item.get("version") == version.number
+            if same and item.get("model", other.name) == version.model.name:
+                found.append(other.name)
+                break
+    return found
 
 
 def restore_version(version: ModelVersion, *, actor: Any) -> ModelVersion:

@@ -58,6 +58,10 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
     )
     aliases = serializers.SerializerMethodField(help_text="Alias name → version number.")
     latest_version = serializers.SerializerMethodField(help_text="Highest version number, whatever its status.")
+    fallback = serializers.JSONField(
+        read_only=True,
+        help_text="What answers when the serving version fails (docs/api.md#fallbacks); null: failures reach clients.",
+    )
 
     class Meta:
         model = RegisteredModel
@@ -70,6 +74,7 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
             "maintainers",
             "aliases",
             "latest_version",
+            "fallback",
             "created_at",
             "updated_at",
         ]
@@ -91,6 +96,12 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
 class RegisteredModelUpdateSerializer(RegisteredModelSerializer):
     name = serializers.CharField(read_only=True)
     kind = serializers.ChoiceField(choices=ModelKind.choices, read_only=True)
+    # Checked by registry/fallback_services.set_fallback, which knows the versions.
+    fallback = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text="The fallback policy: {on, chain, reserve_ms} (docs/api.md#fallbacks); null removes it.",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         reject_unexpected_fields(
@@ -101,7 +112,7 @@ class RegisteredModelUpdateSerializer(RegisteredModelSerializer):
             },
         )
         if not attrs:
-            raise serializers.ValidationError("Nothing to change: send description and/or tags.")
+            raise serializers.ValidationError("Nothing to change: send description, tags and/or fallback.")
         return attrs
 
 

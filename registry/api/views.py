@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.db.models import Max, Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -36,6 +36,7 @@ from registry.api.serializers import (
     RegisteredModelSerializer,
     RegisteredModelUpdateSerializer,
 )
+from registry.fallback_services import set_fallback
 from registry.models import Alias, RegisteredModel
 
 
@@ -84,8 +85,9 @@ MODEL_NAME = OpenApiParameter(
         responses={201: RegisteredModelSerializer, **ERRORS},
     ),
     partial_update=extend_schema(
-        summary="Change a model's description or tags",
-        description="Maintainers of the model only.",
+        summary="Change a model's description, tags or fallback",
+        description="Maintainers of the model only. `fallback`: what answers when the serving version fails "
+        "(timeout, model error, overload): a chain of `cache`, `version` and `human_review` steps; null removes it.",
         request=RegisteredModelUpdateSerializer,
         responses={200: RegisteredModelSerializer, **ERRORS},
     ),
@@ -138,7 +140,15 @@ class RegisteredModelViewSet(
         model = self.get_object()
         changes = RegisteredModelUpdateSerializer(model, data=request.data, partial=True)
         changes.is_valid(raise_exception=True)
-        services.update_model(model, actor=request.user, **changes.validated_data)
+        data = dict(changes.validated_data)
+        with transaction.atomic():
+            if "fallback" in data:
+                try:
+                    set_fallback(model, data.pop("fallback"), actor=request.user)
+                except services.RegistryError as exc:
+                    raise exceptions.ValidationError({"fallback": [str(exc)]}) from None
+            if data:
+                services.update_model(model, actor=request.user, **data)
         return Response(self.get_serializer(model).data)
 
 
