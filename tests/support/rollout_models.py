@@ -80,6 +80,58 @@ def much_slower(size: int = 768, rounds: int = 2) -> bytes:
     return _serialize(graph)
 
 
+def slow_on_large_first_feature(width: int = 256) -> bytes:
+    """Same signature as `champion_model`, as slow as its first feature asks: |first| rounds of a
+    [1, width] x [width, width] product in a Loop (tens of microseconds each), so validation's small
+    inputs run at once and a request with a first feature of thousands takes a fraction of a second.
+    The output is the first three features (plus a nudge too small to show, so the Loop stays in)."""
+    weights = (np.random.default_rng(0).standard_normal((width, width)) / width).astype(np.float32)
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("MatMul", ["state_in", "weights"], ["product"]),
+            helper.make_node("Tanh", ["product"], ["state_out"]),
+        ],
+        "round",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("state_in", TensorProto.FLOAT, [1, width]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [1, width]),
+        ],
+        [numpy_helper.from_array(weights, "weights")],
+    )
+    nodes = [
+        helper.make_node("Slice", ["input", "zero", "one", "one"], ["first"]),  # [batch, 1]
+        helper.make_node("ReduceMax", ["first"], ["largest"], keepdims=0),
+        helper.make_node("Abs", ["largest"], ["rounds_f"]),
+        helper.make_node("Cast", ["rounds_f"], ["rounds"], to=TensorProto.INT64),
+        helper.make_node("Loop", ["rounds", "go", "start"], ["looped"], body=body),
+        helper.make_node("ReduceMean", ["looped"], ["mean"], keepdims=0),
+        helper.make_node("Mul", ["mean", "tiny"], ["nudge"]),
+        helper.make_node("Slice", ["input", "zero", "three", "one"], ["head"]),  # [batch, 3]
+        helper.make_node("Add", ["head", "nudge"], ["output"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "slow-on-large-inputs",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", FEATURES])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", CLASSES])],
+        [
+            numpy_helper.from_array(np.full((1, width), 0.5, dtype=np.float32), "start"),
+            numpy_helper.from_array(np.array(True), "go"),
+            numpy_helper.from_array(np.array([0], dtype=np.int64), "zero"),
+            numpy_helper.from_array(np.array([1], dtype=np.int64), "one"),
+            numpy_helper.from_array(np.array([CLASSES], dtype=np.int64), "three"),
+            numpy_helper.from_array(np.array(1e-30, dtype=np.float32), "tiny"),
+        ],
+    )
+    return _serialize(graph)
+
+
 def _serialize(graph: onnx.GraphProto) -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="turnout-tests")
     model.ir_version = 8
