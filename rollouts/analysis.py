@@ -78,15 +78,17 @@ def analyze_canary(rollout: Rollout, now: dt.datetime | None = None) -> CanaryAn
     limit = gates_config.get("max_error_rate_increase")
     if limit is not None:
         increase = None
-        if canary.error_rate is not None and champion.error_rate is not None:
-            increase = canary.error_rate - champion.error_rate
+        # Answers a fallback gave count as failures: a canary that only succeeds through its
+        # model's fallbacks (gateway/fallbacks.py) is not healthy, whatever its clients saw.
+        if canary.failure_rate is not None and champion.failure_rate is not None:
+            increase = canary.failure_rate - champion.failure_rate
         gates.append(
             Gate(
                 "error_rate_increase",
                 None if not enough or increase is None else increase <= limit,
                 increase,
                 limit,
-                "canary error rate minus champion error rate",
+                "canary error rate minus champion error rate (answers through fallbacks count as errors)",
             )
         )
 
