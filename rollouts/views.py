@@ -212,6 +212,8 @@ def _live_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
         for arm in report["arms"]:
             rate = arm["figures"]["error_rate"]
             arm["error_percent"] = None if rate is None else 100 * rate
+            fallen = arm["figures"]["fallback_rate"]
+            arm["fallback_percent"] = None if fallen is None else 100 * fallen
         context["report"] = report
         if rollout.is_active:
             context["window_name"], context["charts"] = _charts(rollout, report["arms"], now)
