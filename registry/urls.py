@@ -1,6 +1,6 @@
 from django.urls import path
 
-from registry import pipeline_views, views
+from registry import fallback_views, pipeline_views, views
 
 app_name = "registry"
 urlpatterns = [
@@ -9,6 +9,7 @@ urlpatterns = [
     path("new/", views.model_new, name="new"),
     path("<str:name>/", views.model_detail, name="detail"),
     path("<str:name>/upload/", views.upload, name="upload"),
+    path("<str:name>/fallback/", fallback_views.fallback, name="fallback"),
     path("<str:name>/versions/new/", pipeline_views.pipeline_version_new, name="pipeline-version-new"),
     path("<str:name>/versions/<int:number>/", views.version_detail, name="version"),
     path("<str:name>/versions/<int:number>/<str:verb>/", views.version_action, name="version-action"),

@@ -23,6 +23,8 @@ from controlplane.htmx import redirect as _redirect
 from controlplane.htmx import sentence as _sentence
 from controlplane.htmx import wants_partial as _wants_partial
 from registry import pipeline_services, services
+from registry.fallback_forms import FallbackForm, fits_the_form
+from registry.fallback_policy import parse as parse_policy
 from registry.forms import AliasForm, NewModelForm, UploadForm
 from registry.models import Alias, ModelVersion, RegisteredModel, VersionStatus
 from registry.permissions import can_create_models, can_maintain
@@ -110,7 +112,12 @@ def model_new(request: HtmxHttpRequest) -> HttpResponse:
 # --- One model: aliases, versions, set alias ------------------------------------
 
 
-def _model_context(request: HttpRequest, model: RegisteredModel, alias_form: AliasForm | None) -> dict[str, Any]:
+def model_context(
+    request: HttpRequest,
+    model: RegisteredModel,
+    alias_form: AliasForm | None,
+    fallback_form: FallbackForm | None = None,
+) -> dict[str, Any]:
     rows = model.versions.select_related("created_by").order_by("-number")
     if model.is_pipeline:
         rows = rows.prefetch_related("stages__version__model")
@@ -118,6 +125,9 @@ def _model_context(request: HttpRequest, model: RegisteredModel, alias_form: Ali
     maintainer = can_maintain(request.user, model)
     if maintainer and alias_form is None:
         alias_form = AliasForm(model=model)
+    policy = parse_policy(model.fallback) if model.fallback else None
+    if maintainer and fallback_form is None:
+        fallback_form = FallbackForm(policy=policy)
     return {
         "model": model,
         "versions": versions,
@@ -126,6 +136,10 @@ def _model_context(request: HttpRequest, model: RegisteredModel, alias_form: Ali
         "can_maintain": maintainer,
         "alias_form": alias_form,
         "has_ready": any(version.status == VersionStatus.READY for version in versions),
+        "fallback": policy,
+        "fallback_steps": [step.describe(model.name) for step in policy.chain] if policy else [],
+        "fallback_form": fallback_form,
+        "fallback_fits_form": policy is None or fits_the_form(policy),
     }
 
 
@@ -147,7 +161,7 @@ def model_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
             else:
                 messages.success(request, f"Alias '{alias_name}' now points at version {version.number}.")
                 return _redirect(request, reverse("registry:detail", args=[model.name]))
-    context = _model_context(request, model, alias_form)
+    context = model_context(request, model, alias_form)
     if request.method == "GET" and _wants_partial(request):
         return render(request, "registry/_versions.html", context)
     return render(request, "registry/model_detail.html", context)
