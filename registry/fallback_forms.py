@@ -114,7 +114,7 @@ def initial_of(policy: FallbackPolicy) -> dict[str, Any]:
     kinds = {step.kind: step for step in policy.chain}
     version = next((step for step in policy.chain if step.kind == "version"), None)
     return {
-        "on": sorted(policy.on),
+        "on": policy.triggers,
         "cache": "cache" in kinds,
         "cache_ttl_seconds": kinds["cache"].ttl_seconds if "cache" in kinds else DEFAULT_CACHE_TTL_SECONDS,
         "version": ""

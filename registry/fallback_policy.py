@@ -68,6 +68,11 @@ class FallbackPolicy:
     reserve_ms: int = DEFAULT_RESERVE_MS
 
     @property
+    def triggers(self) -> list[str]:
+        """`on` in its documented order (a frozenset's order changes from process to process)."""
+        return [trigger for trigger in TRIGGERS if trigger in self.on]
+
+    @property
     def caches_answers(self) -> FallbackStep | None:
         """The cache step, when there is one: good answers must then be kept."""
         return next((step for step in self.chain if step.kind == "cache"), None)
@@ -81,7 +86,7 @@ class FallbackPolicy:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "on": [trigger for trigger in TRIGGERS if trigger in self.on],
+            "on": self.triggers,
             "chain": [step.as_json() for step in self.chain],
             "reserve_ms": self.reserve_ms,
         }
