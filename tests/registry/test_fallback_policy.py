@@ -56,7 +56,8 @@ def test_defaults_cover_every_failure_and_survive_a_round_trip() -> None:
         "reserve_ms": 100,
     }
     assert parse(policy.as_json()) == policy
-    assert policy.caches_answers is not None and policy.caches_answers.ttl_seconds == 86400
+    assert policy.caches_answers is not None
+    assert policy.caches_answers.ttl_seconds == 86400
 
 
 def test_the_reserve_is_held_back_only_when_timeouts_fall_back_and_never_more_than_half() -> None:
@@ -113,4 +114,5 @@ def test_a_version_with_other_tensors_cannot_answer_and_the_reason_names_the_ten
 ) -> None:
     found = incompatibility(SERVED, fallback)
 
-    assert found is not None and reason in found
+    assert found is not None
+    assert reason in found
