@@ -29,6 +29,7 @@ from gateway.dispatch import Dispatcher
 from gateway.feedback import Feedback, remember_arm
 from gateway.http import Receive, Scope, Send, header, method_not_allowed, read_body, send_bytes, send_json
 from gateway.protocol import ParsedRequest, ProtocolError, encode_response, parse_request
+from gateway.response_cache import ResponseCache, digest
 from gateway.shadows import ShadowCopies
 from observability import tracing
 from observability.recorder import Observation, Recorder
@@ -43,6 +44,7 @@ JSON_TYPES = (b"application/json", b"application/octet-stream")
 MODEL_NAME = re.compile(NAME_VALIDATOR.regex)
 REJECT_REASONS = {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "rate_limited", 503: "unavailable"}
 Headers = list[tuple[bytes, bytes]]
+CACHE_HEADER = b"x-turnout-cache"
 
 
 @dataclass(slots=True)
@@ -83,10 +85,18 @@ class ModelEndpoints:
     require_key: bool
     worker_ttl_seconds: float = field(default_factory=lambda: float(settings.TURNOUT["WORKER_TTL_SECONDS"]))
     feedbacks: Feedback = field(init=False)
+    cache: ResponseCache = field(init=False)
 
     def __post_init__(self) -> None:
         max_abs = float(settings.TURNOUT["FEEDBACK_MAX_ABS_REWARD"])
         self.feedbacks = Feedback(self.dispatcher.redis, self.dispatcher.keys, max_abs)
+        conf = settings.TURNOUT
+        self.cache = ResponseCache(
+            self.dispatcher.redis,
+            self.dispatcher.keys,
+            int(conf["RESPONSE_CACHE_MAX_BYTES"]),
+            int(conf["RESPONSE_CACHE_MAX_ENTRY_BYTES"]),
+        )
 
     async def handle(self, rest: str, method: str, scope: Scope, receive: Receive, send: Send) -> None:
         parts = rest.split("/")
@@ -299,6 +309,24 @@ class ModelEndpoints:
         obs.validation_ms = (time.perf_counter() - started) * 1000
 
         admission = self.keys.admission(call.key) if call.key is not None else None
+        cache_key = ""
+        if entry.cache_ttl_seconds > 0:
+            cache_key = self.cache.keys.response_cache(entry.id, digest(request))
+            with tracing.stage(call.trace, "cache"):
+                cached, decision = await self.cache.lookup(cache_key, admission)
+            if call.key is not None and decision is not None:
+                call.headers += self.keys.verdict(call.key, decision)  # 429 when it refused
+            if cached is not None:
+                # Never queued: the recorder leaves a hit out of queue, compute and batch figures.
+                obs.cache = "hit"
+                call.headers.append((CACHE_HEADER, b"hit"))
+                parameters = {"arm": obs.arm, "cache": "hit"}
+                body_out, json_length = encode_response(
+                    model.name, str(entry.number), request, cached.outputs, parameters
+                )
+                return Served(request, cached, body_out, json_length, timeout_s)
+            obs.cache = "miss"
+            call.headers.append((CACHE_HEADER, b"miss"))
         with tracing.stage(call.trace, "enqueue"):
             ticket = await self.dispatcher.enqueue(
                 entry.id, request, timeout_s, entry.max_queue_size, admission, tracing.traceparent(call.trace)
@@ -315,6 +343,10 @@ class ModelEndpoints:
             retry = [(b"retry-after", b"1")] if reply.status == 503 else []
             raise ProtocolError(reply.status, reply.error, retry)
         parameters = {"arm": obs.arm}
+        if cache_key:
+            parameters["cache"] = "miss"
+            # Runs once this coroutine yields, which is when the answer is being sent.
+            in_background(self.cache.put(cache_key, reply, entry.cache_ttl_seconds))
         body_out, json_length = encode_response(model.name, str(entry.number), request, reply.outputs, parameters)
         return Served(request, reply, body_out, json_length, timeout_s)
 
@@ -409,6 +441,8 @@ def access_log(scope: Scope, request_id: str, obs: Observation) -> None:
         "compute_ms": round(obs.compute_ms, 3),
         "total_ms": round(obs.total_ms, 3),
     }
+    if obs.cache:
+        line["cache"] = obs.cache
     if obs.stages:
         line["stages_ms"] = {name: round(ms, 3) for name, ms in obs.stages}
     access_logger.info(orjson.dumps(line).decode())
