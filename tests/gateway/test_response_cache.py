@@ -132,7 +132,9 @@ def test_a_stored_answer_comes_back_without_timings(redis_client: redis.Redis) -
         return stored, missing, await cache.get(key)
 
     stored, missing, found = within_cache(test)
-    assert stored and missing is None and found is not None
+    assert stored
+    assert missing is None
+    assert found is not None
     name, datatype, array = found.outputs[0]
     assert (name, datatype, array.tolist()) == ("y", "FP32", [[1.0, 1.0]])
     assert (found.batch_size, found.queue_ms, found.compute_ms, found.worker) == (0, 0.0, 0.0, "")
