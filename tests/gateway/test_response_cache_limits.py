@@ -68,3 +68,23 @@ def test_a_hit_counts_against_the_rate_limit_and_a_miss_counts_once(
     assert "x-turnout-cache" not in hits[2].headers  # refused before it was answered
     stream = redis_keys().request_stream(version.id)
     assert redis_client.xinfo_stream(stream)["entries-added"] == 1  # only the miss
+
+
+def test_a_traced_hit_has_a_cache_span_and_no_enqueue_or_wait(
+    gateway: Any, ready_model: str, traced: Any, redis_client: Any
+) -> None:
+    version = ModelVersion.objects.get(model__name=ready_model)
+    ModelVersion.objects.filter(pk=version.pk).update(cache_ttl_seconds=60)
+    store_answer(version)
+    exporter = traced(0.0)
+    sampled = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+
+    response = gateway.infer(ready_model, BODY, headers=sampled)
+
+    assert response.status == 200, response.body
+    assert response.headers["x-turnout-cache"] == "hit"
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    assert {"validate", "cache"} <= set(spans)
+    assert not {"enqueue", "wait"} & set(spans)
+    assert spans["validate"].end_time <= spans["cache"].start_time  # type: ignore[operator]
+    assert redis_client.exists(redis_keys().request_stream(version.id)) == 0
