@@ -27,6 +27,10 @@
 receiver in this process that answers 200 to everything: compare with a run without
 it for what tracing costs (docs/benchmarks.md).
 
+--cache measures the response cache instead of the usual cells (bench/cache.py): per
+model, batching on, with cache_ttl_seconds set, a hit (the same body every request)
+against a miss (every request a new input) at concurrency 64.
+
 --profile records py-spy (pip install py-spy; not a project dependency) on the
 web and worker processes during each model's batching-on c64 cell, as collapsed
 stacks in bench/out/; bench/profile_summary.py summarises them.
@@ -66,6 +70,10 @@ CONCURRENCIES = (1, 64)
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+import cache as bench_cache  # noqa: E402 (bench/cache.py, beside this script)
 
 
 class BenchError(Exception):
@@ -641,11 +649,19 @@ def parse_wrk(output: str) -> Cell:
     )
 
 
-def run_wrk(url: str, body_file: Path, concurrency: int, seconds: float, meter: CpuMeter | None = None) -> Cell:
+def run_wrk(
+    url: str,
+    body_file: Path,
+    concurrency: int,
+    seconds: float,
+    meter: CpuMeter | None = None,
+    script: Path = POST_LUA,
+    extra_env: dict[str, str] | None = None,
+) -> Cell:
     before = meter.snapshot() if meter is not None else None
     args = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "--latency"]
-    args += ["-s", str(POST_LUA), url]
-    env = dict(os.environ, BENCH_BODY_FILE=str(body_file), BENCH_API_KEY=API_KEY)
+    args += ["-s", str(script), url]
+    env = dict(os.environ, BENCH_BODY_FILE=str(body_file), BENCH_API_KEY=API_KEY, **(extra_env or {}))
     done = subprocess.run(  # noqa: S603 (wrk, our arguments)
         args, env=env, capture_output=True, text=True, timeout=seconds + 60, check=False
     )
@@ -903,6 +919,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--tracing-ratio", type=float, default=0.01, help="with --tracing: TURNOUT_TRACING_SAMPLE_RATIO (default 0.01)"
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the web and worker during each c64 (on) cell")
+    parser.add_argument(
+        "--cache",
+        action="store_true",
+        help="instead of the usual cells, the response cache's: hits and misses at concurrency 64 (bench/cache.py)",
+    )
     parser.add_argument("--hold", action="store_true", help="keep our stack up after the run until Ctrl-C")
     return parser.parse_args(argv)
 
@@ -976,8 +997,13 @@ def main(argv: list[str] | None = None) -> int:
         meter = CpuMeter(roles)
         stage_meter = StageMeter(OUT / "prometheus") if stack is not None else None
 
-        # 3. The cells.
-        for key in keys:
+        # 3. The cells (or, with --cache, the response cache's).
+        if args.cache:
+            quiet = lambda: wait_quiet(args.quiet_wait, args.quiet_threshold)  # noqa: E731
+            cache_figures = bench_cache.measure(
+                url, keys, bodies, args.seconds, args.warmup, run_wrk, quiet, meter, API_KEY
+            )
+        for key in keys if not args.cache else []:
             spec = BENCH_MODELS[key]
             for mode in modes:
                 name = spec.name if mode == "on" else spec.nobatch_name
@@ -1022,6 +1048,8 @@ def main(argv: list[str] | None = None) -> int:
             again = measure_raw(artifacts[key], BENCH_MODELS[key].input_dim, args.raw_seconds)
         results[key].raw = results[key].raw.best(again)
 
+    if args.cache:
+        return bench_cache.report(cache_figures, started, machine(), git_revision(), args.seconds, OUT)
     header, rows = table_rows(results)
     import onnxruntime
 

@@ -432,6 +432,11 @@ TURNOUT: dict[str, Any] = {
     # Largest inference request body (bytes) and longest per-request timeout a client may ask for.
     "MAX_REQUEST_BYTES": env_int("TURNOUT_MAX_REQUEST_BYTES", 64 * 1024**2, 1024),
     "MAX_REQUEST_TIMEOUT_SECONDS": env_float("TURNOUT_MAX_REQUEST_TIMEOUT_SECONDS", 600.0, 0.001),
+    # The response cache and the fallbacks' cached answers (gateway/response_cache.py): the memory all
+    # stored answers may take in Redis together (soonest-expiring evicted past it), and the largest
+    # single answer stored (bigger ones are not cached).
+    "RESPONSE_CACHE_MAX_BYTES": env_int("TURNOUT_RESPONSE_CACHE_MAX_BYTES", 256 * 1024**2, 1024),
+    "RESPONSE_CACHE_MAX_ENTRY_BYTES": env_int("TURNOUT_RESPONSE_CACHE_MAX_ENTRY_BYTES", 1024**2, 64),
     # Largest feedback reward, in absolute value, for numeric metrics (binary ones take 0 or 1).
     "FEEDBACK_MAX_ABS_REWARD": env_float("TURNOUT_FEEDBACK_MAX_ABS_REWARD", 1e9, 1e-9),
     # Workers: which models to serve (comma-separated glob patterns), memory budget for

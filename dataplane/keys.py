@@ -41,6 +41,27 @@ class RedisKeys:
         """The beat process's last heartbeat (JSON, expires when it stops)."""
         return f"{self.prefix}:beat"
 
+    # --- response cache and fallback answers (gateway/response_cache.py) --
+    def response_cache(self, version_id: int, digest: str) -> str:
+        """A version's stored answer to one canonical request (the digest): wire.encode_reply bytes."""
+        return f"{self.prefix}:cache:v{version_id}:{digest}"
+
+    def fallback_answer(self, model: str, digest: str) -> str:
+        """The last good answer a served name gave to one canonical request, for its cache fallback."""
+        return f"{self.prefix}:cache:fb:{model}:{digest}"
+
+    def cache_index(self) -> str:
+        """Sorted set: every stored answer's key, scored by its expiry (ms): eviction's order."""
+        return f"{self.prefix}:cache:index"
+
+    def cache_sizes(self) -> str:
+        """Hash: stored answer's key -> its size in bytes."""
+        return f"{self.prefix}:cache:sizes"
+
+    def cache_bytes(self) -> str:
+        """The total size of the stored answers, held under the memory cap."""
+        return f"{self.prefix}:cache:bytes"
+
     # --- change notices (pub/sub channels) -------------------------------
     def catalog_channel(self) -> str:
         """A registry change: the model's name; gateways and workers re-read it."""

@@ -39,6 +39,7 @@ class VersionEntry:
     default_timeout_ms: int
     status_reason: str = ""
     stages: tuple[str, ...] = ()  # a pipeline version's stage names, in order; empty for a model
+    cache_ttl_seconds: int = 0  # the response cache's TTL for this version's answers; 0: no cache
 
     @property
     def ready(self) -> bool:
@@ -82,6 +83,7 @@ def _load_model(name: str) -> ModelEntry | None:
                 default_timeout_ms=v.default_timeout_ms,
                 status_reason=v.status_reason,
                 stages=tuple(s.name for s in sorted(v.stages.all(), key=lambda s: s.position)),
+                cache_ttl_seconds=v.cache_ttl_seconds,
             )
             for v in ModelVersion.objects.filter(model=model).prefetch_related("stages")
         }

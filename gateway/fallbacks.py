@@ -35,7 +35,7 @@ class AnswerStore(Protocol):
 
     async def get(self, key: str) -> WireReply | None: ...
 
-    async def put(self, key: str, reply: WireReply, ttl_s: float) -> None: ...
+    async def put(self, key: str, reply: WireReply, ttl_s: float, label: str = "") -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ class Fallbacks:
             stored = await self.answers.get(self.answer_key(model.name, request))
             if stored is None:
                 return None
-            # A kept answer's request id names the version that computed it (remember()).
+            # A kept answer's label (in the request id's place) names the version that computed it.
             number = int(stored.request_id) if stored.request_id.isdigit() else None
             return FallbackAnswer("cache", reason, stored, number)
         entry = await self._version(model, step)
@@ -163,8 +163,7 @@ class Fallbacks:
         step = policy.caches_answers
         if step is None or self.answers is None or self.answer_key is None:
             return
-        kept = WireReply(str(version), outputs=reply.outputs)
-        await self.answers.put(self.answer_key(model, request), kept, step.ttl_seconds)
+        await self.answers.put(self.answer_key(model, request), reply, step.ttl_seconds, label=str(version))
 
 
 def response_parameters(answer: FallbackAnswer, arm: str) -> dict[str, Any]:

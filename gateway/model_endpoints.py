@@ -30,6 +30,7 @@ from gateway.fallbacks import Fallbacks, outputs_of, response_parameters
 from gateway.feedback import Feedback, remember_arm
 from gateway.http import Receive, Scope, Send, header, method_not_allowed, read_body, send_bytes, send_json
 from gateway.protocol import ParsedRequest, ProtocolError, encode_response, parse_request
+from gateway.response_cache import ResponseCache, digest
 from gateway.shadows import ShadowCopies
 from observability import tracing
 from observability.recorder import Observation, Recorder
@@ -44,6 +45,7 @@ JSON_TYPES = (b"application/json", b"application/octet-stream")
 MODEL_NAME = re.compile(NAME_VALIDATOR.regex)
 REJECT_REASONS = {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "rate_limited", 503: "unavailable"}
 Headers = list[tuple[bytes, bytes]]
+CACHE_HEADER = b"x-turnout-cache"
 
 
 @dataclass(slots=True)
@@ -89,11 +91,26 @@ class ModelEndpoints:
     worker_ttl_seconds: float = field(default_factory=lambda: float(settings.TURNOUT["WORKER_TTL_SECONDS"]))
     feedbacks: Feedback = field(init=False)
     fallbacks: Fallbacks = field(init=False)
+    cache: ResponseCache = field(init=False)
 
     def __post_init__(self) -> None:
         max_abs = float(settings.TURNOUT["FEEDBACK_MAX_ABS_REWARD"])
         self.feedbacks = Feedback(self.dispatcher.redis, self.dispatcher.keys, max_abs)
-        self.fallbacks = Fallbacks(self.dispatcher, self.catalog.get, None, None)
+        conf = settings.TURNOUT
+        self.cache = ResponseCache(
+            self.dispatcher.redis,
+            self.dispatcher.keys,
+            int(conf["RESPONSE_CACHE_MAX_BYTES"]),
+            int(conf["RESPONSE_CACHE_MAX_ENTRY_BYTES"]),
+        )
+        # The chain's kept answers share the response cache's store and memory cap, under their own keys.
+        keys = self.dispatcher.keys
+        self.fallbacks = Fallbacks(
+            self.dispatcher,
+            self.catalog.get,
+            self.cache,
+            lambda model, request: keys.fallback_answer(model, digest(request)),
+        )
 
     async def handle(self, rest: str, method: str, scope: Scope, receive: Receive, send: Send) -> None:
         parts = rest.split("/")
@@ -277,7 +294,7 @@ class ModelEndpoints:
             await send_bytes(call.send, served.status, served.body, b"application/octet-stream", headers)
         # After the client has its answer: nothing below adds to its latency.
         if not obs.fallback:
-            self._after(call, served)
+            self._after(call, served, keep=obs.cache != "hit")
 
     async def _fall_back(self, call: Call, obs: Observation, exc: ProtocolError) -> Served:
         """The model's fallback chain's answer to a failure it covers; `exc` again when none answers."""
@@ -298,9 +315,11 @@ class ModelEndpoints:
         body, json_length = encode_response(model.name, str(version), request, outputs, parameters)
         return Served(request, reply, body, json_length, 0.0, version, answer.status)
 
-    def _after(self, call: Call, served: Served) -> None:
+    def _after(self, call: Call, served: Served, keep: bool = True) -> None:
+        """What follows an answer of the version itself; `keep`: an answer the fallback chain may keep
+        (not one that came from the response cache, which is kept already)."""
         model = call.model
-        if model is not None and model.fallback is not None and model.fallback.caches_answers is not None:
+        if keep and model is not None and model.fallback is not None and model.fallback.caches_answers is not None:
             kept = self.fallbacks.remember(model.name, model.fallback, served.request, served.reply, served.version)
             in_background(kept)
         if model is None or model.routing is None or not call.routed_key:
@@ -338,6 +357,24 @@ class ModelEndpoints:
         own_s = timeout_s - model.fallback.reserve_s(timeout_s) if model.fallback is not None else timeout_s
 
         admission = self.keys.admission(call.key) if call.key is not None else None
+        cache_key = ""
+        if entry.cache_ttl_seconds > 0:
+            cache_key = self.cache.keys.response_cache(entry.id, digest(request))
+            with tracing.stage(call.trace, "cache"):
+                cached, decision = await self.cache.lookup(cache_key, admission)
+            if call.key is not None and decision is not None:
+                call.headers += self.keys.verdict(call.key, decision)  # 429 when it refused
+            if cached is not None:
+                # Never queued: the recorder leaves a hit out of queue, compute and batch figures.
+                obs.cache = "hit"
+                call.headers.append((CACHE_HEADER, b"hit"))
+                parameters = {"arm": obs.arm, "cache": "hit"}
+                body_out, json_length = encode_response(
+                    model.name, str(entry.number), request, cached.outputs, parameters
+                )
+                return Served(request, cached, body_out, json_length, timeout_s, entry.number)
+            obs.cache = "miss"
+            call.headers.append((CACHE_HEADER, b"miss"))
         with tracing.stage(call.trace, "enqueue"):
             try:
                 ticket = await self.dispatcher.enqueue(
@@ -362,6 +399,10 @@ class ModelEndpoints:
             retry = [(b"retry-after", b"1")] if reply.status == 503 else []
             raise ProtocolError(reply.status, reply.error, retry, failure=_failure_of_reply(reply))
         parameters = {"arm": obs.arm}
+        if cache_key:
+            parameters["cache"] = "miss"
+            # Runs once this coroutine yields, which is when the answer is being sent.
+            in_background(self.cache.put(cache_key, reply, entry.cache_ttl_seconds))
         body_out, json_length = encode_response(model.name, str(entry.number), request, reply.outputs, parameters)
         return Served(request, reply, body_out, json_length, timeout_s, entry.number)
 
@@ -467,6 +508,8 @@ def access_log(scope: Scope, request_id: str, obs: Observation) -> None:
     }
     if obs.fallback:
         line["fallback"], line["fallback_reason"] = obs.fallback, obs.fallback_reason
+    if obs.cache:
+        line["cache"] = obs.cache
     if obs.stages:
         line["stages_ms"] = {name: round(ms, 3) for name, ms in obs.stages}
     access_logger.info(orjson.dumps(line).decode())

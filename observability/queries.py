@@ -317,6 +317,10 @@ class Figures:
         return self.error_rate + (self.fallback_rate or 0.0)
 
     @property
+    def cache_hit_percent(self) -> float | None:
+        return None if self.cache_hit_ratio is None else 100 * self.cache_hit_ratio
+
+    @property
     def fallback_percent(self) -> float | None:
         return None if self.fallback_rate is None else 100 * self.fallback_rate
 

@@ -8,7 +8,14 @@ from django import forms
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
-from registry.models import NAME_VALIDATOR, ModelKind, ModelVersion, RegisteredModel, VersionStatus
+from registry.models import (
+    MAX_CACHE_TTL_SECONDS,
+    NAME_VALIDATOR,
+    ModelKind,
+    ModelVersion,
+    RegisteredModel,
+    VersionStatus,
+)
 from registry.services import RESERVED_NAMES
 
 MAX_TAGS = 20
@@ -88,6 +95,22 @@ class AliasForm(forms.Form):
         assert isinstance(version, VersionChoiceField)
         version.queryset = model.versions.filter(status=VersionStatus.READY).order_by("-number")
         version.error_messages["invalid_choice"] = "Choose a ready version of this model."
+
+
+class ResponseCacheForm(forms.Form):
+    """A version's response cache, on its page (the other serving settings change through the API)."""
+
+    cache_ttl_seconds = forms.IntegerField(
+        min_value=0,
+        max_value=MAX_CACHE_TTL_SECONDS,
+        label="Response cache TTL (seconds)",
+        help_text=(
+            f"Repeated requests (same inputs, same requested outputs) are answered from the cache for this long, "
+            f"without running the model; 0 turns the cache off, at most {MAX_CACHE_TTL_SECONDS} (7 days). "
+            "Only for deterministic models: a model that samples, or whose answer depends on the time or on "
+            "anything but its input, would repeat one answer to every caller."
+        ),
+    )
 
 
 class UploadForm(forms.Form):

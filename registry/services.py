@@ -42,6 +42,7 @@ SERVING_FIELDS = (
     "execution_provider",
     "warmup",
     "intra_op_threads",
+    "cache_ttl_seconds",
 )
 METADATA_FIELDS = ("description", "tags", "metadata", "source_run_url", "training_data")
 

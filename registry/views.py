@@ -25,7 +25,7 @@ from controlplane.htmx import wants_partial as _wants_partial
 from registry import pipeline_services, services
 from registry.fallback_forms import FallbackForm, fits_the_form
 from registry.fallback_policy import parse as parse_policy
-from registry.forms import AliasForm, NewModelForm, UploadForm
+from registry.forms import AliasForm, NewModelForm, ResponseCacheForm, UploadForm
 from registry.models import Alias, ModelVersion, RegisteredModel, VersionStatus
 from registry.permissions import can_create_models, can_maintain
 
@@ -274,6 +274,7 @@ def _serving_settings(version: ModelVersion) -> list[tuple[str, Any]]:
         ("Execution provider", version.get_execution_provider_display()),
         ("Warm up at start", "yes" if version.warmup else "no"),
         ("Intra-op threads", version.intra_op_threads or "the worker's setting"),
+        ("Response cache", f"{version.cache_ttl_seconds} s" if version.cache_ttl_seconds else "off"),
     ]
 
 
@@ -283,6 +284,13 @@ def version_detail(request: HtmxHttpRequest, name: str, number: int) -> HttpResp
     version = get_object_or_404(
         ModelVersion.objects.select_related("model", "parent", "created_by"), model__name=name, number=number
     )
+    return version_page(request, version)
+
+
+def version_page(
+    request: HtmxHttpRequest, version: ModelVersion, cache_form: ResponseCacheForm | None = None, status: int = 200
+) -> HttpResponse:
+    """The version's page (or its body, for htmx); `cache_form` bound when a change was refused."""
     signature = version.signature
     context = {
         "model": version.model,
@@ -306,8 +314,9 @@ def version_detail(request: HtmxHttpRequest, name: str, number: int) -> HttpResp
         except services.WorkersUnreachable as exc:
             context["workers_error"] = _sentence(str(exc))
     context["can_maintain"] = can_maintain(request.user, version.model)
+    context["cache_form"] = cache_form or ResponseCacheForm(initial={"cache_ttl_seconds": version.cache_ttl_seconds})
     template = "registry/_version_body.html" if _wants_partial(request) else "registry/version_detail.html"
-    return render(request, template, context)
+    return render(request, template, context, status=status)
 
 
 # What a maintainer may do to a version from its page, and what each says when done.

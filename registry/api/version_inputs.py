@@ -21,7 +21,7 @@ from registry.api.fields import (
     reject_unexpected_fields,
     tags_field,
 )
-from registry.models import ExecutionProvider, ModelVersion, RegisteredModel
+from registry.models import MAX_CACHE_TTL_SECONDS, ExecutionProvider, ModelVersion, RegisteredModel
 
 IMMUTABLE_VERSION_FIELDS = (
     "model",
@@ -76,6 +76,15 @@ class ServingFieldsSerializer(serializers.Serializer):
         max_value=256,
         required=False,
         help_text="onnxruntime intra-op threads for this version's sessions; 0: the worker's setting.",
+    )
+    cache_ttl_seconds = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_CACHE_TTL_SECONDS,
+        required=False,
+        help_text=(
+            f"Seconds an answer is reused for the same input and requested outputs (0-{MAX_CACHE_TTL_SECONDS}); "
+            "0: no response cache. Only for deterministic models whose answers depend on the input alone."
+        ),
     )
 
     def validate_serving(self, attrs: dict[str, Any], version: ModelVersion | None) -> None:

@@ -180,3 +180,29 @@ def test_workers_page_lists_live_workers_and_what_they_serve(browser: Client, re
     assert b"3.0\xc2\xa0MB" in partial.content
     assert b"1234" in partial.content
     assert f'href="/dashboard/models/{MODEL}/"'.encode() in partial.content
+
+
+def test_model_page_shows_each_versions_response_cache_hit_ratio(
+    browser: Client, register: Callable[..., Any], inject: Callable[..., Any]
+) -> None:
+    register(MODEL)
+    moment = dt.datetime.now(dt.UTC)
+    cached = observations(40, seed=3)
+    for index, obs in enumerate(cached):
+        obs.cache = "hit" if index % 4 else "miss"  # 30 hits of 40 look-ups
+        if obs.cache == "hit":
+            obs.queue_ms = obs.compute_ms = 0.0
+            obs.batch_size = 0
+    inject(cached, moment)
+    inject(observations(10, version="2", seed=4), moment)  # no cache: no ratio
+    rollup.roll_up_minutes(moment)
+
+    page = browser.get(f"/dashboard/models/{MODEL}/?window=5m", headers=HTMX).content.decode()
+
+    assert '<th class="num" title="Share of response-cache look-ups' in page
+    cells = dict(re.findall(r'<tr><td><a href="#version-(\d)">.*?<td class="num">([^<]*)</td>\s*</tr>', page, re.S))
+    assert cells == {"1": "75.0 %", "2": "—"}  # the last cell of each version's row
+    assert "Answered from the response cache: 30 (75.0 % of look-ups" in page
+    summary = embedded(page.encode(), "model-summary")
+    assert summary["versions"]["1"]["cache_hit_ratio"] == 0.75
+    assert sum(summary["versions"]["1"]["batch_sizes"].values()) == 10  # hits ran in no batch

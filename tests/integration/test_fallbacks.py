@@ -10,11 +10,14 @@ import time
 from typing import Any
 
 import pytest
+import redis
+from django.conf import settings
 from prometheus_client import REGISTRY
 
 from registry.fallback_services import set_fallback
 from registry.models import RegisteredModel
 from tests.integration.conftest import AccessLog, as_json_line
+from tests.support.processes import wait_for
 from tests.support.rollout_models import (
     body,
     champion_model,
@@ -139,6 +142,48 @@ def test_a_version_too_slow_for_the_deadline_answers_through_a_faster_one_within
     assert elapsed_ms < 800 + 400, elapsed_ms  # the deadline, and room for a loaded machine
     total = float(answer.headers["server-timing"].split("total;dur=")[1].split(",")[0])
     assert 500 <= total < 800 + 400
+
+
+def test_a_slow_version_answers_from_the_kept_answer_within_the_deadline_and_without_one_goes_on(
+    registry: Registry, worker: Workers, gateway: Gateway, redis_conn: redis.Redis
+) -> None:
+    # Given v1 in production, a chain of the kept answer then human review, and one good answer of v1's
+    registry.add("inf-fb-cached", champion_model())
+    gateway.wait_loaded("inf-fb-cached", 1, worker)
+    chain = [{"kind": "cache", "ttl_seconds": 60}, {"kind": "human_review"}]
+    fall_back(registry, gateway, "inf-fb-cached", {"chain": chain, "reserve_ms": 200})
+    first = gateway.infer("inf-fb-cached", body(first=5e5))
+    assert first.status == 200, first.body
+    assert "x-turnout-fallback" not in first.headers
+    kept = f"{settings.TURNOUT['REDIS_PREFIX']}:cache:fb:inf-fb-cached:*"
+
+    def kept_yet() -> bool:
+        gateway.client.loop.run_until_complete(asyncio.sleep(0.05))  # the gateway's loop keeps it after answering
+        return any(redis_conn.scan_iter(match=kept))
+
+    assert wait_for(kept_yet, timeout=5), "the answer was not kept"
+
+    # When production moves to a v2 that takes about a second on that input (deadline 800 ms)
+    slow = registry.add("inf-fb-cached", slow_on_large_first_feature(), default_timeout_ms=800)
+    gateway.wait_loaded("inf-fb-cached", slow.number, worker)
+    gateway.app.catalog.invalidate("inf-fb-cached")
+    started = time.monotonic()
+    again = gateway.infer("inf-fb-cached", body(first=5e5))
+    elapsed_ms = (time.monotonic() - started) * 1000
+    other = gateway.infer("inf-fb-cached", body(first=4e5))
+
+    # Then the same input gets v1's kept answer, for a timeout, within the deadline
+    assert again.status == 200, again.body
+    assert again.headers["x-turnout-fallback"] == "cache"
+    assert again.headers["x-turnout-fallback-reason"] == "timeout"
+    assert again.json()["model_version"] == "1"
+    assert again.json()["outputs"] == first.json()["outputs"]
+    assert again.json()["parameters"]["fallback"] == "cache"
+    assert elapsed_ms < 800 + 400, elapsed_ms
+    # and another input, with no kept answer, goes on to human review
+    assert other.status == 200, other.body
+    assert other.headers["x-turnout-fallback"] == "human_review"
+    assert other.json()["outputs"] == []
 
 
 def test_a_full_queue_answers_through_the_chain_and_nothing_is_answered_twice(

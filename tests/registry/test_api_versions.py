@@ -280,6 +280,35 @@ def test_patch_serving_settings_and_metadata(owner_api: APIClient, ready_version
     assert (entry.before["max_batch_size"], entry.after["max_batch_size"]) == (64, 16)
 
 
+def test_patch_turns_the_response_cache_on_and_off(owner_api: APIClient, ready_version: ModelVersion) -> None:
+    assert ready_version.cache_ttl_seconds == 0  # off unless asked for
+
+    on = owner_api.patch("/api/models/fraud/versions/1/", {"cache_ttl_seconds": 300}, format="json")
+
+    assert on.status_code == 200, on.content
+    assert on.json()["cache_ttl_seconds"] == 300
+    ready_version.refresh_from_db()
+    assert ready_version.cache_ttl_seconds == 300
+    entry = AuditEntry.objects.get(action="version.updated")
+    assert (entry.before["cache_ttl_seconds"], entry.after["cache_ttl_seconds"]) == (0, 300)
+
+    off = owner_api.patch("/api/models/fraud/versions/1/", {"cache_ttl_seconds": 0}, format="json")
+
+    assert off.status_code == 200
+    ready_version.refresh_from_db()
+    assert ready_version.cache_ttl_seconds == 0
+    assert owner_api.get("/api/models/fraud/versions/1/").json()["cache_ttl_seconds"] == 0
+
+
+def test_an_over_long_cache_ttl_is_400_naming_the_limit(owner_api: APIClient, ready_version: ModelVersion) -> None:
+    response = owner_api.patch("/api/models/fraud/versions/1/", {"cache_ttl_seconds": 10**7}, format="json")
+
+    assert response.status_code == 400
+    assert "604800" in response.json()["cache_ttl_seconds"][0]
+    ready_version.refresh_from_db()
+    assert ready_version.cache_ttl_seconds == 0
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
@@ -298,6 +327,11 @@ def test_patch_serving_settings_and_metadata(owner_api: APIClient, ready_version
         ({"intra_op_threads": -1}, "intra_op_threads"),
         ({"intra_op_threads": 257}, "intra_op_threads"),
         ({"intra_op_threads": "two"}, "intra_op_threads"),
+        ({"cache_ttl_seconds": -1}, "cache_ttl_seconds"),
+        ({"cache_ttl_seconds": 7 * 24 * 3600 + 1}, "cache_ttl_seconds"),
+        ({"cache_ttl_seconds": "ten"}, "cache_ttl_seconds"),
+        ({"cache_ttl_seconds": 1.5}, "cache_ttl_seconds"),
+        ({"cache_ttl_seconds": None}, "cache_ttl_seconds"),
         ({"source_run_url": "not a url"}, "source_run_url"),
     ],
 )
