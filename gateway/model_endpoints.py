@@ -20,6 +20,7 @@ from django.conf import settings
 from accounts.services import KeyRecord
 from controlplane.redis_client import redis_keys
 from dataplane.liveness import read_served_by
+from dataplane.priority import DEFAULT_LEVEL
 from dataplane.wire import WireReply
 from gateway import routing
 from gateway.auth import KeyAuth
@@ -300,8 +301,9 @@ class ModelEndpoints:
 
         admission = self.keys.admission(call.key) if call.key is not None else None
         with tracing.stage(call.trace, "enqueue"):
+            level = call.key.priority if call.key is not None else DEFAULT_LEVEL
             ticket = await self.dispatcher.enqueue(
-                entry.id, request, timeout_s, entry.max_queue_size, admission, tracing.traceparent(call.trace)
+                entry.id, request, timeout_s, entry.max_queue_size, admission, tracing.traceparent(call.trace), level
             )
             if call.key is not None and ticket.rate_decision is not None:
                 call.headers += self.keys.verdict(call.key, ticket.rate_decision)  # 429 when it refused
