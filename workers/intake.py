@@ -63,6 +63,7 @@ class Intake:
         self.streams = list(streams)
         self.consumer = consumer
         self._take = client.register_script(scripts.TAKE_SCRIPT)
+        self._drained = False  # the last read found fewer entries than it asked for
 
     def ensure_groups(self) -> None:
         for stream in self.streams:
@@ -74,15 +75,27 @@ class Intake:
 
     def next(self, count: int, block_ms: int) -> list[Entry]:
         """Up to `count` new entries, highest level first; waits up to `block_ms` for one
-        when none waits. (Woken, the blocking read may return up to `count` from each
-        level that received some: the batch planner cuts what exceeds a batch.)"""
-        entries = taken_entries(self.streams, self._take(keys=self.streams, args=[scripts.GROUP, self.consumer, count]))
-        if entries:
-            return entries
+        when none waits.
+
+        While requests wait (the last read filled its count), the take script fills the
+        batch in strict level order. Once a read came back short, every stream was empty a
+        moment ago, so the blocking read goes first: an idle worker then costs what one
+        stream cost (one blocking round trip per request), and the read returns at once if
+        anything arrived meanwhile, up to `count` from each level that has some, highest
+        first (the batch planner cuts what exceeds a batch)."""
+        if not self._drained:
+            entries = taken_entries(
+                self.streams, self._take(keys=self.streams, args=[scripts.GROUP, self.consumer, count])
+            )
+            if entries:
+                self._drained = len(entries) < count
+                return entries
         response: Any = self.redis.xreadgroup(
             scripts.GROUP, self.consumer, dict.fromkeys(self.streams, ">"), count=count, block=block_ms
         )
-        return read_entries(self.streams, response)
+        entries = read_entries(self.streams, response)
+        self._drained = len(entries) < count
+        return entries
 
     def reclaim(self, idle_ms: int, count: int) -> list[Entry]:
         """Entries another consumer read but never answered (it died), highest level first;

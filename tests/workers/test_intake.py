@@ -139,3 +139,14 @@ def test_a_lost_stream_raises_nogroup_and_its_groups_can_be_made_again(
     add(redis_client, streams[1], "normal")
 
     assert tags(intake.next(4, 10)) == ["normal"]
+
+
+def test_after_a_short_read_whatever_arrived_comes_back_highest_level_first(
+    redis_client: redis.Redis, streams: list[str], intake: Intake
+) -> None:
+    assert intake.next(4, 10) == []  # drained: the next read blocks on every stream
+    add(redis_client, streams[2], "low")
+    add(redis_client, streams[1], "normal")
+    add(redis_client, streams[0], "high")
+
+    assert tags(intake.next(4, 5000)) == ["high", "normal", "low"]
