@@ -913,6 +913,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="instead of the cells: the high tier's latency alone and under a low-tier flood (bench/priority_tiers.py)",
     )
     parser.add_argument("--priority-queue", type=int, default=256, help="with --priority: max_queue_size (256)")
+    parser.add_argument("--priority-batch", type=int, default=16, help="with --priority: max_batch_size (16)")
     parser.add_argument("--priority-high-conc", type=int, default=8, help="with --priority: high-tier connections (8)")
     parser.add_argument(
         "--priority-low-conc", type=int, default=512, help="with --priority: low-tier connections (512)"
