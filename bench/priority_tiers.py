@@ -2,8 +2,9 @@
 floods the same model? (issue 15, priority levels by client tier)
 
 1. Registers `bench-priority` (the benchmark's large MLP, batching on:
-   max_batch_size 64, max_queue_delay_ms 2, and max_queue_size --priority-queue,
-   256 by default, so low is refused past 128 queued), and two API keys on the
+   max_batch_size --priority-batch, 16 by default, since a high request may wait
+   behind the batch already running; max_queue_delay_ms 2; max_queue_size
+   --priority-queue, 256 by default, so low is refused past 128 queued), and two API keys on the
    plans `bench-high` and `bench-low` (priority high and low, no effective rate
    limit). The keys are revoked at the end.
 2. Starts the benchmark's own stack (bench/run.py's Stack: gunicorn with uvicorn
