@@ -131,9 +131,10 @@ class VersionConsumer(threading.Thread):
                 # linger up to the queue delay to fill the batch. A lone request
                 # on an idle worker runs at once.
                 if 1 < len(entries) < version.max_batch_size and version.max_queue_delay_ms > 0:
-                    entries += self.intake.next(
+                    more = self.intake.next(
                         version.max_batch_size - len(entries), max(1, int(version.max_queue_delay_ms))
                     )
+                    entries = self.intake.ordered(entries + more) if more else entries
                 self.process(entries)
             except redis.ResponseError as exc:
                 if "NOGROUP" in str(exc):

@@ -97,6 +97,11 @@ class Intake:
         self._drained = len(entries) < count
         return entries
 
+    def ordered(self, entries: list[Entry]) -> list[Entry]:
+        """Entries of several reads, highest level first, in arrival order within a level."""
+        rank = {stream: i for i, stream in enumerate(self.streams)}
+        return sorted(entries, key=lambda entry: rank[entry[0]])
+
     def reclaim(self, idle_ms: int, count: int) -> list[Entry]:
         """Entries another consumer read but never answered (it died), highest level first;
         entries deleted meanwhile are acknowledged so they leave the pending list."""

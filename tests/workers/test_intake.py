@@ -150,3 +150,10 @@ def test_after_a_short_read_whatever_arrived_comes_back_highest_level_first(
     add(redis_client, streams[0], "high")
 
     assert tags(intake.next(4, 5000)) == ["high", "normal", "low"]
+
+
+def test_entries_of_two_reads_are_put_in_level_order(streams: list[str], intake: Intake) -> None:
+    high, normal, low = streams
+    entries = [(low, b"1-0", {}), (normal, b"1-0", {}), (high, b"2-0", {}), (low, b"2-0", {})]
+
+    assert intake.ordered(entries) == [(high, b"2-0", {}), (normal, b"1-0", {}), (low, b"1-0", {}), (low, b"2-0", {})]
