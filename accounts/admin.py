@@ -29,7 +29,7 @@ LIMIT_FIELDS = ("requests_per_window", "window_seconds", "burst", "daily_quota")
 
 
 def _plan_snapshot(plan: Plan) -> dict[str, Any]:
-    fields = ("name", "requests_per_window", "window_seconds", "burst", "daily_quota", "is_default")
+    fields = ("name", "requests_per_window", "window_seconds", "burst", "daily_quota", "priority", "is_default")
     return {name: getattr(plan, name) for name in fields}
 
 
@@ -43,7 +43,8 @@ def _keys_using(plans: Iterable[Plan], *, planless: bool) -> QuerySet[ApiKey]:
 
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
-    list_display = ("name", "requests_per_window", "window_seconds", "burst", "daily_quota", "is_default")
+    list_display = ("name", "priority", "requests_per_window", "window_seconds", "burst", "daily_quota", "is_default")
+    list_filter = ("priority",)
     search_fields = ("name",)
     readonly_fields = ("created_at", "updated_at")
 

@@ -8,9 +8,21 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from dataplane import priority
+
+
+class Priority(models.TextChoices):
+    """Which requests workers take first, and how much of a model's queue they may fill
+    (dataplane/priority.py has the shares: high 100 %, normal 80 %, low 50 %)."""
+
+    HIGH = priority.HIGH, "High"
+    NORMAL = priority.NORMAL, "Normal"
+    LOW = priority.LOW, "Low"
+
 
 class Plan(models.Model):
-    """Default rate limits and quota for the keys on it; an admin may override them per key."""
+    """Default rate limits and quota for the keys on it, and their priority level;
+    an admin may override the limits per key."""
 
     name = models.SlugField(max_length=64, unique=True)
     requests_per_window = models.PositiveIntegerField(default=100, validators=[MinValueValidator(1)])
@@ -18,6 +30,15 @@ class Plan(models.Model):
     burst = models.PositiveIntegerField(default=100, validators=[MinValueValidator(1)])
     daily_quota = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per UTC day; empty: none.")
     is_default = models.BooleanField(default=False, help_text="The plan of keys that have none.")
+    priority = models.CharField(
+        max_length=8,
+        choices=Priority.choices,
+        default=Priority.NORMAL,
+        help_text=(
+            "Workers take higher levels first; under overload low is refused (503) once a model's queue "
+            "is half full, normal at 80 %, high only when it is full."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -34,7 +55,10 @@ class Plan(models.Model):
 
     def __str__(self) -> str:
         quota = f", {self.daily_quota}/day" if self.daily_quota else ""
-        return f"{self.name} ({self.requests_per_window}/{self.window_seconds}s, burst {self.burst}{quota})"
+        return (
+            f"{self.name} ({self.requests_per_window}/{self.window_seconds}s, burst {self.burst}{quota}, "
+            f"{self.priority} priority)"
+        )
 
 
 class KeyAction(models.TextChoices):

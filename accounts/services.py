@@ -24,6 +24,7 @@ from accounts.models import ApiKey, KeyAction, Plan
 from accounts.ratelimit import RatePolicy
 from audit.services import record
 from controlplane.redis_client import get_redis, redis_keys
+from dataplane.priority import DEFAULT_LEVEL
 
 logger = logging.getLogger(__name__)
 
@@ -222,8 +223,9 @@ def default_plan() -> Plan:
     return plan
 
 
-def effective_policy(key: ApiKey) -> RatePolicy:
-    plan = key.plan or default_plan()
+def effective_policy(key: ApiKey, plan: Plan | None = None) -> RatePolicy:
+    """The key's limits: its overrides, else its plan's (`plan`, when the caller has it already)."""
+    plan = plan or key.plan or default_plan()
     return RatePolicy(
         limit=key.requests_per_window or plan.requests_per_window,
         window_seconds=key.window_seconds or plan.window_seconds,
@@ -247,6 +249,7 @@ class KeyRecord:
     model_patterns: tuple[str, ...]
     actions: frozenset[str]
     policy: RatePolicy
+    priority: str = DEFAULT_LEVEL  # its plan's level (dataplane/priority.py)
 
     def accepts(self, digest: str, now: float) -> bool:
         if not self.owner_active or self.revoked or (self.expires_at is not None and now >= self.expires_at):
@@ -268,6 +271,7 @@ def key_record(public_id: str) -> KeyRecord | None:
     key = ApiKey.objects.select_related("plan", "user").filter(public_id=public_id).first()
     if key is None:
         return None
+    plan = key.plan or default_plan()
     return KeyRecord(
         public_id=key.public_id,
         user_id=key.user_id,
@@ -279,7 +283,8 @@ def key_record(public_id: str) -> KeyRecord | None:
         revoked=key.revoked_at is not None,
         model_patterns=tuple(key.model_patterns),
         actions=frozenset(key.actions),
-        policy=effective_policy(key),
+        policy=effective_policy(key, plan),
+        priority=plan.priority,
     )
 
 

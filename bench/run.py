@@ -30,6 +30,8 @@ it for what tracing costs (docs/benchmarks.md).
 --cache measures the response cache instead of the usual cells (bench/cache.py): per
 model, batching on, with cache_ttl_seconds set, a hit (the same body every request)
 against a miss (every request a new input) at concurrency 64.
+--priority measures priority tiers instead (bench/priority_tiers.py): the high
+tier's p99 alone and while low-tier clients overload the same model.
 
 --profile records py-spy (pip install py-spy; not a project dependency) on the
 web and worker processes during each model's batching-on c64 cell, as collapsed
@@ -925,6 +927,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="instead of the usual cells, the response cache's: hits and misses at concurrency 64 (bench/cache.py)",
     )
     parser.add_argument("--hold", action="store_true", help="keep our stack up after the run until Ctrl-C")
+    parser.add_argument(
+        "--priority",
+        action="store_true",
+        help="instead of the cells: the high tier's latency alone and under a low-tier flood (bench/priority_tiers.py)",
+    )
+    parser.add_argument("--priority-queue", type=int, default=256, help="with --priority: max_queue_size (256)")
+    parser.add_argument("--priority-batch", type=int, default=16, help="with --priority: max_batch_size (16)")
+    parser.add_argument("--priority-high-conc", type=int, default=8, help="with --priority: high-tier connections (8)")
+    parser.add_argument(
+        "--priority-low-conc", type=int, default=512, help="with --priority: low-tier connections (512)"
+    )
     return parser.parse_args(argv)
 
 
@@ -934,6 +947,12 @@ def main(argv: list[str] | None = None) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if shutil.which("wrk") is None:
         raise BenchError("wrk is not installed: apt-get install -y wrk (make bench installs it)")
+    if args.priority:
+        if args.url:
+            raise BenchError("--priority registers its own model and keys and starts its own stack: no --url")
+        import priority_tiers  # bench/, this script's folder
+
+        return priority_tiers.run(args, sys.modules[__name__])
     if args.tracing and args.url:
         raise BenchError("--tracing configures our own stack; the stack at --url traces as it is configured")
     if not 0.0 <= args.tracing_ratio <= 1.0:

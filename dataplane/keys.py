@@ -11,15 +11,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dataplane.priority import LEVELS
+
 
 @dataclass(frozen=True)
 class RedisKeys:
     prefix: str
 
     # --- inference: gateway <-> workers ----------------------------------
-    def request_stream(self, version_id: int) -> str:
-        """A version's queue: one stream entry per request (wire.encode_request)."""
-        return f"{self.prefix}:v{version_id}:requests"
+    def request_stream(self, version_id: int, level: str) -> str:
+        """A version's queue at one priority level (dataplane/priority.py): one stream
+        entry per request (wire.encode_request). The normal level keeps the name the
+        single queue had before levels existed, so a rolling upgrade loses nothing."""
+        if level == "normal":
+            return f"{self.prefix}:v{version_id}:requests"
+        return f"{self.prefix}:v{version_id}:requests:{level}"
+
+    def request_streams(self, version_id: int) -> list[str]:
+        """A version's queues, highest level first."""
+        return [self.request_stream(version_id, level) for level in LEVELS]
 
     def reply_list(self, gateway_id: str) -> str:
         """One web process's replies: workers push, its listener pops."""

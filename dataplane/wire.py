@@ -101,6 +101,7 @@ class WireRequest:
     datatypes: dict[str, str]
     outputs: list[str] | None = None
     entry_id: bytes = b""
+    stream: str = ""  # the stream (priority level) the entry was read from: ids are unique per stream
     enqueued_ms: float = 0.0  # wall clock, ms with µs precision (whole ms from older gateways)
     traceparent: str | None = None  # the gateway's span, when the request is sampled for tracing
 
@@ -153,7 +154,7 @@ def _shape(value: Any) -> list[int]:
     return value
 
 
-def decode_request(entry_id: bytes, fields: dict[bytes, bytes]) -> WireRequest:
+def decode_request(entry_id: bytes, fields: dict[bytes, bytes], stream: str = "") -> WireRequest:
     """The request in a stream entry; MalformedRequest if it cannot be decoded."""
     try:
         header = orjson.loads(fields[b"h"])
@@ -191,6 +192,7 @@ def decode_request(entry_id: bytes, fields: dict[bytes, bytes]) -> WireRequest:
         datatypes=datatypes,
         outputs=outputs,
         entry_id=entry_id,
+        stream=stream,
         enqueued_ms=enqueued_ms,
         traceparent=_traceparent(header.get("tp")),
     )

@@ -1,5 +1,9 @@
 """Enqueueing requests on a version's stream and awaiting their replies.
 
+A version has one stream per priority level (dataplane/priority.py): a request goes
+to its key's level, and is refused (503) once the version's streams together hold
+that level's cap, checked and appended in the same script as the rate limit.
+
 Each web process owns one reply list. A single background task pops replies
 from it in batches (BLMPOP) and resolves the waiting requests' futures, so a
 request costs one Redis round trip to enqueue and none to wait.
@@ -28,11 +32,12 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from accounts import ratelimit
-from dataplane import scripts
+from dataplane import priority, scripts
 from dataplane.keys import RedisKeys
 from dataplane.wire import WireReply, decode_reply, decode_reply_id, encode_request
 from gateway.coalesce import ScriptBatcher
 from gateway.protocol import ParsedRequest, ProtocolError
+from observability import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +58,23 @@ return missing
 """
 
 
+# Labelled children made once: `.labels()` per request costs more than the increment.
+_ADMITTED = {level: metrics.PRIORITY_REQUESTS.labels(level, "admitted") for level in priority.LEVELS}
+_SHED = {level: metrics.PRIORITY_REQUESTS.labels(level, "shed") for level in priority.LEVELS}
+_QUEUE_SECONDS = {level: metrics.PRIORITY_QUEUE_SECONDS.labels(level) for level in priority.LEVELS}
+
+
+def queue_full(level: str, cap: int, max_queue_size: int) -> ProtocolError:
+    if cap >= max_queue_size:
+        what = f"the model's queue is full ({max_queue_size} requests)"
+    else:
+        what = (
+            f"the model's queue is full for priority level '{level}' "
+            f"(this level may queue up to {cap} of the model's {max_queue_size} requests)"
+        )
+    return ProtocolError(503, f"{what}; retry later", [(b"retry-after", b"1")])
+
+
 def lost() -> ProtocolError:
     return ProtocolError(
         503,
@@ -71,6 +93,7 @@ class Enqueued:
     rate_decision: list[Any] | None  # the rate-limit script's answer, when a key was checked
     deadline: float  # wall clock, seconds
     timeout_s: float
+    level: str = priority.DEFAULT_LEVEL
 
 
 def _expire(future: asyncio.Future[WireReply]) -> None:
@@ -96,9 +119,16 @@ class Dispatcher:
         self._keys = itertools.count()
         self._listener: asyncio.Task[None] | None = None
 
-    async def submit(self, version_id: int, request: ParsedRequest, timeout_s: float, max_queue_size: int) -> WireReply:
+    async def submit(
+        self,
+        version_id: int,
+        request: ParsedRequest,
+        timeout_s: float,
+        max_queue_size: int,
+        level: str = priority.DEFAULT_LEVEL,
+    ) -> WireReply:
         """Enqueue and await the reply (no rate limit: shadow copies)."""
-        return await self.wait(await self.enqueue(version_id, request, timeout_s, max_queue_size))
+        return await self.wait(await self.enqueue(version_id, request, timeout_s, max_queue_size, level=level))
 
     async def enqueue(
         self,
@@ -108,11 +138,12 @@ class Dispatcher:
         max_queue_size: int,
         admission: tuple[list[str], list[Any]] | None = None,
         traceparent: str | None = None,
+        level: str = priority.DEFAULT_LEVEL,
     ) -> Enqueued:
-        """Put the request on its version's stream. With `admission` (a key's rate-limit
+        """Put the request on its version's stream for its priority `level`. With `admission` (a key's rate-limit
         keys and arguments), the rate limit runs in the same script as the enqueue, one
         round trip for both; the ticket carries its decision, and nothing was enqueued
-        when it refused. 503 when the queue is full or Redis is unreachable. A
+        when it refused. 503 when the queue is full for the level or Redis is unreachable. A
         `traceparent` goes with the request to the worker (a request sampled for tracing)."""
         self._ensure_listener()
         now = time.time()
@@ -133,27 +164,30 @@ class Dispatcher:
         flat: list[Any] = []
         for key, value in fields.items():
             flat += [key, value]
-        stream = self.keys.request_stream(version_id)
+        streams = self.keys.request_streams(version_id)
+        stream = self.keys.request_stream(version_id, level)
+        others = [s for s in streams if s != stream]
+        cap = priority.queue_cap(max_queue_size, level)
         decision: list[Any] | None = None
         try:
             if admission is None:
-                entry = await self._enqueue([stream], [max_queue_size, *flat])
+                entry = await self._enqueue([stream, *others], [cap, *flat])
             else:
                 rate_keys, rate_args = admission
-                decision, entry = await self._admit([stream, *rate_keys], [max_queue_size, *rate_args, *flat])
+                decision, entry = await self._admit([stream, *rate_keys, *others], [cap, *rate_args, *flat])
         except (aioredis.RedisError, OSError) as exc:
             self._waiting.pop(request_key, None)
             raise ProtocolError(503, f"the request queue is unreachable: {exc}", [(b"retry-after", b"1")]) from exc
         if entry is None and decision is not None:
             self._waiting.pop(request_key, None)  # refused by the rate limit: nothing to wait for
-            return Enqueued(request_key, stream, None, decision, deadline, timeout_s)
+            return Enqueued(request_key, stream, None, decision, deadline, timeout_s, level)
         if entry is None or entry == 0:
             self._waiting.pop(request_key, None)
-            raise ProtocolError(
-                503, f"the model's queue is full ({max_queue_size} requests); retry later", [(b"retry-after", b"1")]
-            )
+            _SHED[level].inc()
+            raise queue_full(level, cap, max_queue_size)
+        _ADMITTED[level].inc()
         self._queued[request_key] = (stream, entry, time.monotonic())
-        return Enqueued(request_key, stream, entry, decision, deadline, timeout_s)
+        return Enqueued(request_key, stream, entry, decision, deadline, timeout_s, level)
 
     async def wait(self, ticket: Enqueued) -> WireReply:
         """The reply to an enqueued request; 504 at its deadline (and off the queue then)."""
@@ -164,7 +198,10 @@ class Dispatcher:
         # A timer on the future itself: asyncio.wait_for costs a task and a waiter per request.
         timer = loop.call_at(loop.time() + max(0.0, ticket.deadline - time.time()), _expire, future)
         try:
-            return await future
+            reply = await future
+            if reply.status == 200:
+                _QUEUE_SECONDS[ticket.level].observe(reply.queue_ms / 1000)
+            return reply
         except TimeoutError:
             # Off the queue: it must neither run late nor count against the queue size.
             with contextlib.suppress(aioredis.RedisError, OSError):

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from dataplane.priority import DEFAULT_LEVEL
 from dataplane.wire import WireReply
 from gateway.catalog import ModelEntry, RegistryUnavailable, VersionEntry
 from gateway.dispatch import Dispatcher
@@ -98,11 +99,13 @@ class Fallbacks:
         request: ParsedRequest,
         reason: str,
         deadline: float,
+        level: str = DEFAULT_LEVEL,
     ) -> FallbackAnswer | None:
-        """The first step of the chain that answers before `deadline` (time.monotonic()), or None."""
+        """The first step of the chain that answers before `deadline` (time.monotonic()), or None;
+        a fallback version takes the request at its client's priority `level`."""
         for step in policy.chain:
             try:
-                found = await self._step(model, step, failed, request, reason, deadline)
+                found = await self._step(model, step, failed, request, reason, deadline, level)
             except ProtocolError as exc:  # the fallback version failed too: the next step
                 logger.info("%s: fallback %s failed: %s", model.name, step.describe(model.name), exc.message)
                 continue
@@ -118,6 +121,7 @@ class Fallbacks:
         request: ParsedRequest,
         reason: str,
         deadline: float,
+        level: str,
     ) -> FallbackAnswer | None:
         if step.kind == "human_review":
             return FallbackAnswer("human_review", reason, None, None, step.status)
@@ -139,7 +143,7 @@ class Fallbacks:
             return None
         # What is left of the client's deadline, never less than the floor.
         left = max(deadline - time.monotonic(), FLOOR_MS / 1000)
-        reply = await self.dispatcher.submit(entry.id, request, left, entry.max_queue_size)
+        reply = await self.dispatcher.submit(entry.id, request, left, entry.max_queue_size, level=level)
         if reply.status != 200:
             raise ProtocolError(reply.status, reply.error)
         return FallbackAnswer("version", reason, reply, entry.number)

@@ -20,6 +20,7 @@ from django.conf import settings
 from accounts.services import KeyRecord
 from controlplane.redis_client import redis_keys
 from dataplane.liveness import read_served_by
+from dataplane.priority import DEFAULT_LEVEL
 from dataplane.wire import WireReply
 from gateway import routing
 from gateway.auth import KeyAuth
@@ -65,6 +66,7 @@ class Call:
     trace: tracing.RequestTrace | None = None  # an inference's server span, while tracing is on
     request: ParsedRequest | None = None  # once validated
     deadline: float = 0.0  # time.monotonic() at which the client's timeout ends, once validated
+    level: str = DEFAULT_LEVEL  # the key's priority level (dataplane/priority.py)
 
 
 @dataclass
@@ -304,7 +306,7 @@ class ModelEndpoints:
         if policy is None or request is None or exc.failure not in policy.on:
             raise exc
         with tracing.stage(call.trace, "fallback"):
-            answer = await self.fallbacks.answer(model, policy, entry, request, exc.failure, call.deadline)
+            answer = await self.fallbacks.answer(model, policy, entry, request, exc.failure, call.deadline, call.level)
         if answer is None:
             raise exc
         obs.fallback, obs.fallback_reason, obs.code = answer.kind, answer.reason, answer.status
@@ -357,6 +359,7 @@ class ModelEndpoints:
         own_s = timeout_s - model.fallback.reserve_s(timeout_s) if model.fallback is not None else timeout_s
 
         admission = self.keys.admission(call.key) if call.key is not None else None
+        level = call.level = call.key.priority if call.key is not None else DEFAULT_LEVEL
         cache_key = ""
         if entry.cache_ttl_seconds > 0:
             cache_key = self.cache.keys.response_cache(entry.id, digest(request))
@@ -378,7 +381,7 @@ class ModelEndpoints:
         with tracing.stage(call.trace, "enqueue"):
             try:
                 ticket = await self.dispatcher.enqueue(
-                    entry.id, request, own_s, entry.max_queue_size, admission, tracing.traceparent(call.trace)
+                    entry.id, request, own_s, entry.max_queue_size, admission, tracing.traceparent(call.trace), level
                 )
             except ProtocolError as exc:
                 exc.failure = "overload" if exc.status == 503 else exc.failure  # a full queue, Redis unreachable

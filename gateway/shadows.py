@@ -1,5 +1,6 @@
 """Shadow copies: requests mirrored to a shadow version after their client has the
-champion's answer, compared with it, and recorded; never part of the client's latency."""
+champion's answer, compared with it, and recorded; never part of the client's latency.
+They queue at the lowest priority level: they yield to every client's request."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 
 import numpy as np
 
+from dataplane.priority import SHADOW_LEVEL
 from dataplane.wire import WireReply
 from gateway.background import in_background
 from gateway.catalog import ModelEntry, VersionEntry
@@ -77,7 +79,7 @@ async def shadow_run(
     with contextlib.suppress(asyncio.CancelledError):
         try:
             reply = await dispatcher.submit(
-                shadow.id, merged, max(timeout for _, _, timeout in copies), shadow.max_queue_size
+                shadow.id, merged, max(timeout for _, _, timeout in copies), shadow.max_queue_size, SHADOW_LEVEL
             )
         except ProtocolError as exc:
             reply = WireReply("", status=exc.status, error=exc.message)

@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 
 from controlplane.redis_client import get_redis, redis_keys
 from dataplane.liveness import alive_since
+from dataplane.priority import LEVELS
 from registry.models import ModelVersion, VersionStatus
 
 logger = logging.getLogger(__name__)
@@ -36,14 +37,16 @@ class ServingCollector(Collector):
             )
             pipe = client.pipeline(transaction=False)
             for version_id, _, _ in versions:
-                pipe.xlen(keys.request_stream(version_id))
+                for stream in keys.request_streams(version_id):  # every priority level's
+                    pipe.xlen(stream)
             pipe.zcount(keys.workers(), alive_since(ttl), "+inf")
             results = pipe.execute()
         except (DatabaseError, redis.RedisError):
             logger.warning("metrics: queue depth unavailable", exc_info=True)
             return
-        for (_, model, number), length in zip(versions, results[:-1], strict=True):
-            depth.add_metric([model, str(number)], length)
+        levels = len(LEVELS)
+        for i, (_, model, number) in enumerate(versions):
+            depth.add_metric([model, str(number)], sum(results[i * levels : (i + 1) * levels]))
         workers.add_metric([], results[-1])
         yield depth
         yield workers

@@ -68,3 +68,15 @@ LOADED = Gauge(
     ["model", "version", "provider"],
     multiprocess_mode="livesum",
 )
+# Priority levels (dataplane/priority.py), counted by the gateway that enqueues.
+PRIORITY_REQUESTS = Counter(
+    "turnout_priority_requests",
+    "Inference requests offered to a queue, by priority level and outcome (admitted, or shed: 503 at the level's cap).",
+    ["level", "outcome"],
+)
+PRIORITY_QUEUE_SECONDS = Histogram(
+    "turnout_priority_queue_seconds",
+    "Time answered requests waited in the queue before their batch ran, by priority level.",
+    ["level"],
+    buckets=LATENCY_BUCKETS,
+)

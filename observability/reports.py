@@ -13,6 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from controlplane.redis_client import get_redis, redis_keys
+from dataplane.priority import LEVELS
 from observability.queries import (
     HOUR,
     MINUTE_RESOLUTION_UP_TO,
@@ -195,8 +196,11 @@ def queue_depths(model: str) -> dict[str, int]:
     keys = redis_keys()
     pipe = get_redis().pipeline(transaction=False)
     for version_id, _ in versions:
-        pipe.xlen(keys.request_stream(version_id))
-    return {str(number): int(length) for (_, number), length in zip(versions, pipe.execute(), strict=True)}
+        for stream in keys.request_streams(version_id):  # every priority level's
+            pipe.xlen(stream)
+    lengths = pipe.execute()
+    levels = len(LEVELS)
+    return {str(number): sum(lengths[i * levels : (i + 1) * levels]) for i, (_, number) in enumerate(versions)}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """One model version's batching loop inside a worker: read a batch of requests
-from the version's Redis stream, run it, reply, acknowledge.
+from the version's Redis streams (one per priority level, highest first:
+workers/intake.py), run it, reply, acknowledge.
 
-Several workers read the same stream through one consumer group, so they share
+Several workers read the same streams through one consumer group, so they share
 its queue. Requests stay pending until answered; a live worker claims those a
 dead worker left behind (XAUTOCLAIM) and answers them, or answers 504 when their
 deadline has already passed. No Django imports.
@@ -19,13 +20,13 @@ from typing import Any
 import numpy as np
 import redis
 
-from dataplane import scripts
 from dataplane.keys import RedisKeys
 from dataplane.wire import MalformedRequest, WireReply, WireRequest, decode_request, encode_reply
 from observability import tracing
 from registry import inference_memory
 from registry.pipelines import StageDeadlineExceeded, StageFailed
 from workers.batching import Batch, concatenate, plan_batches, split
+from workers.intake import Entry, Intake
 from workers.pipeline import LoadedPipeline, ServedStage
 from workers.runtime import LoadedSession, RunMemoryExceeded
 
@@ -37,6 +38,9 @@ REPLY_TTL_SECONDS = 60
 RELEASE_AFTER_OUTPUT_BYTES = 8 * 1024 * 1024
 READ_BLOCK_MS = 200
 RECLAIM_EVERY_SECONDS = 0.25
+
+# (reply address, stream, entry id, reply): an entry to answer (when it says where) and acknowledge.
+Finished = tuple[str | None, str, bytes, WireReply | None]
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ class VersionConsumer(threading.Thread):
         super().__init__(name=f"turnout-{version.model}-v{version.number}", daemon=True)
         self.version = version
         self.redis = client
-        self.stream = keys.request_stream(version.id)
+        self.intake = Intake(client, keys.request_streams(version.id), worker_name)
         self.worker_name = worker_name
         self.get_session = get_session
         self.reclaim_idle_ms = reclaim_idle_ms
@@ -107,7 +111,7 @@ class VersionConsumer(threading.Thread):
         self._stop_event.set()
 
     def run(self) -> None:
-        self._ensure_group()
+        self.intake.ensure_groups()
         if self.version.preload:
             try:
                 self.get_session(self.version)
@@ -120,24 +124,25 @@ class VersionConsumer(threading.Thread):
                 if time.monotonic() >= next_reclaim:
                     next_reclaim = time.monotonic() + RECLAIM_EVERY_SECONDS
                     self._reclaim()
-                entries = self._read(version.max_batch_size, READ_BLOCK_MS)
+                entries = self.intake.next(version.max_batch_size, READ_BLOCK_MS)
                 if not entries:
                     continue
                 # More than one waiting request means clients are concurrent:
                 # linger up to the queue delay to fill the batch. A lone request
                 # on an idle worker runs at once.
                 if 1 < len(entries) < version.max_batch_size and version.max_queue_delay_ms > 0:
-                    entries += self._read(
+                    more = self.intake.next(
                         version.max_batch_size - len(entries), max(1, int(version.max_queue_delay_ms))
                     )
+                    entries = self.intake.ordered(entries + more) if more else entries
                 self.process(entries)
             except redis.ResponseError as exc:
                 if "NOGROUP" in str(exc):
-                    # Redis lost the stream (a restart without persistence, a flush):
-                    # create it and the group again rather than fail every request.
+                    # Redis lost a stream (a restart without persistence, a flush):
+                    # create the streams and group again rather than fail every request.
                     logger.warning("%s: stream or consumer group missing; recreating it", version.label)
                     try:
-                        self._ensure_group()
+                        self.intake.ensure_groups()
                     except redis.RedisError:
                         self._stop_event.wait(0.5)
                 else:
@@ -150,41 +155,21 @@ class VersionConsumer(threading.Thread):
                 logger.exception("%s: unexpected error in the batching loop", version.label)
                 self._stop_event.wait(0.5)
 
-    def _ensure_group(self) -> None:
-        try:
-            self.redis.xgroup_create(self.stream, scripts.GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    def _read(self, count: int, block_ms: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        response: Any = self.redis.xreadgroup(
-            scripts.GROUP, self.worker_name, {self.stream: ">"}, count=count, block=block_ms
-        )
-        if not response:
-            return []
-        return list(response[0][1])
-
     def _reclaim(self) -> None:
         """Take over requests another consumer read but never answered (it died)."""
-        result: Any = self.redis.xautoclaim(
-            self.stream, scripts.GROUP, self.worker_name, self.reclaim_idle_ms, "0-0", count=self.version.max_batch_size
-        )
-        _, claimed, deleted = result
-        if deleted:
-            self.redis.xack(self.stream, scripts.GROUP, *deleted)
-        live = [(entry_id, fields) for entry_id, fields in claimed if fields]
+        live = self.intake.reclaim(self.reclaim_idle_ms, self.version.max_batch_size)
         if live:
             logger.warning("%s: took over %d unanswered request(s)", self.version.label, len(live))
             self.process(live)
 
-    def process(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+    def process(self, entries: list[Entry]) -> None:
+        """Answer entries, taken highest level first: batches keep that order."""
         now_ms = time.time() * 1000
         runnable: list[WireRequest] = []
-        finished: list[tuple[str | None, bytes, WireReply | None]] = []  # (reply address, entry id, reply)
-        for entry_id, fields in entries:
+        finished: list[Finished] = []
+        for stream, entry_id, fields in entries:
             try:
-                request = decode_request(entry_id, fields)
+                request = decode_request(entry_id, fields, stream)
             except MalformedRequest as exc:
                 # Answered at once when it says where to, so its client does not wait out its deadline;
                 # acknowledged and deleted either way, so no worker takes it over again.
@@ -192,11 +177,11 @@ class VersionConsumer(threading.Thread):
                 reply = None
                 if exc.reply_to is not None and exc.request_id is not None:
                     reply = WireReply(exc.request_id, 400, f"the worker could not decode this request: {exc}"[:600])
-                finished.append((exc.reply_to, entry_id, reply))
+                finished.append((exc.reply_to, stream, entry_id, reply))
                 continue
             if request.deadline_ms <= now_ms:
                 reply = WireReply(request.request_id, 504, "the deadline passed before the request could run")
-                finished.append((request.reply_to, entry_id, reply))
+                finished.append((request.reply_to, stream, entry_id, reply))
             else:
                 runnable.append(request)
         if finished:
@@ -208,7 +193,7 @@ class VersionConsumer(threading.Thread):
         except Exception as exc:
             logger.exception("%s: cannot load", self.version.label)
             message = f"model '{self.version.model}' version {self.version.number} could not be loaded: {exc}"
-            self._send([(r.reply_to, r.entry_id, WireReply(r.request_id, 503, message)) for r in runnable])
+            self._send([(r.reply_to, r.stream, r.entry_id, WireReply(r.request_id, 503, message)) for r in runnable])
             return
         signature = self.version.signature
         for batch in plan_batches(
@@ -222,7 +207,9 @@ class VersionConsumer(threading.Thread):
                 logger.exception("%s: a batch failed", self.version.label)
                 error = "the worker failed to run this request; its log has the details"
                 replies = [WireReply(r.request_id, 500, error) for r in batch.requests]
-            self._send([(r.reply_to, r.entry_id, reply) for r, reply in zip(batch.requests, replies, strict=True)])
+            self._send(
+                [(r.reply_to, r.stream, r.entry_id, reply) for r, reply in zip(batch.requests, replies, strict=True)]
+            )
             if tracing.enabled():
                 self._trace(batch, replies, started_ms)
         # The replies and the outputs behind them are gone by now.
@@ -333,18 +320,16 @@ class VersionConsumer(threading.Thread):
         message = " ".join(str(exc).split())[:500]
         return WireReply(request.request_id, 400, f"the model could not run on this input: {message}")
 
-    def _send(self, finished: list[tuple[str | None, bytes, WireReply | None]]) -> None:
+    def _send(self, finished: list[Finished]) -> None:
         """Replies and acknowledgements in one round trip; acknowledged only once answered.
         (Each reply is pushed before its entry is deleted: a gateway that finds an entry
         gone can rely on its reply being in its list already, see gateway/dispatch.py.)"""
         pipe = self.redis.pipeline(transaction=False)
-        for reply_to, _, reply in finished:
+        for reply_to, _, _, reply in finished:
             if reply_to is not None and reply is not None:
                 pipe.rpush(reply_to, encode_reply(reply))
                 pipe.expire(reply_to, REPLY_TTL_SECONDS)
-        ids = [entry_id for _, entry_id, _ in finished]
-        pipe.xack(self.stream, scripts.GROUP, *ids)
-        pipe.xdel(self.stream, *ids)
+        self.intake.acknowledge(pipe, [(stream, entry_id) for _, stream, entry_id, _ in finished])
         pipe.execute()
 
 

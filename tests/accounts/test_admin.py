@@ -164,6 +164,7 @@ def test_editing_a_plan_announces_every_key_on_it(
     page = f"{PLANS}{pro.pk}/change/"
     token = csrf_token(client, page)
     edit = {"name": "pro", "requests_per_window": "10", "window_seconds": "1", "burst": "20", "daily_quota": ""}
+    edit["priority"] = "normal"
 
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(page, {**edit, "csrfmiddlewaretoken": token})
@@ -193,6 +194,7 @@ def test_making_a_plan_the_default_announces_the_keys_without_a_plan(
     page = f"{PLANS}{pro.pk}/change/"
     token = csrf_token(client, page)
     edit = {"name": "pro", "requests_per_window": "7", "window_seconds": "1", "burst": "7", "is_default": "on"}
+    edit["priority"] = "normal"
 
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(page, {**edit, "daily_quota": "", "csrfmiddlewaretoken": token})

@@ -12,6 +12,7 @@ import pytest
 from django.utils import timezone
 
 from accounts import services
+from dataplane.priority import NORMAL
 from tests.support.asgi import AsgiClient
 from tests.support.clients import bearer
 
@@ -136,5 +137,5 @@ def test_inference_is_rate_limited_in_the_enqueue_and_a_refused_request_is_never
     assert second.headers["ratelimit-policy"] == '"burst";q=1;w=3600'
     assert int(second.headers["retry-after"]) >= 1
     version = ModelVersion.objects.get(model__name=ready_model)
-    stream = redis_keys().request_stream(version.id)
+    stream = redis_keys().request_stream(version.id, NORMAL)
     assert redis_client.xinfo_stream(stream)["entries-added"] == 1

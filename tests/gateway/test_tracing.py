@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from controlplane.redis_client import redis_keys
+from dataplane.priority import NORMAL
 from dataplane.wire import WireRequest, decode_request
 from registry.models import ModelVersion
 from tests.support.asgi import AsgiClient
@@ -122,7 +123,7 @@ class StreamWatch:
 
     def __init__(self, client: redis.Redis, model: str) -> None:
         self.client = client
-        self.stream = redis_keys().request_stream(ModelVersion.objects.get(model__name=model, number=1).id)
+        self.stream = redis_keys().request_stream(ModelVersion.objects.get(model__name=model, number=1).id, NORMAL)
         self.seen: dict[bytes, WireRequest] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from controlplane.redis_client import redis_keys
+from dataplane.priority import NORMAL
 from registry import services
 from registry.demo_models import build_mlp
 from tests.support.processes import wait_for
@@ -39,7 +40,7 @@ def output_of(response: Any, rows: int) -> np.ndarray:
 
 
 def stream_length(redis_conn: redis.Redis, version: Any) -> int:
-    return int(redis_conn.xlen(redis_keys().request_stream(version.id)))
+    return int(redis_conn.xlen(redis_keys().request_stream(version.id, NORMAL)))
 
 
 def gather(gateway: Gateway, *coroutines: Any) -> list[Any]:
@@ -138,7 +139,7 @@ def test_a_full_queue_answers_503_at_once(registry: Registry, gateway: Gateway, 
     assert second.headers["retry-after"] == "1"
     assert elapsed < 0.5, elapsed
     assert first.status == 504, first.body
-    key = redis_keys().request_stream(version.id)
+    key = redis_keys().request_stream(version.id, NORMAL)
     assert redis_conn.xinfo_stream(key)["entries-added"] == 1  # only the first was ever enqueued
     assert stream_length(redis_conn, version) == 0  # and taken off the queue at its deadline, never to run late
 

@@ -23,6 +23,7 @@ import pytest
 import redis
 
 from controlplane.redis_client import redis_keys
+from dataplane.priority import NORMAL
 from registry.demo_models import build_mlp
 from tests.conftest import _gateway_client
 from tests.support.asgi import AsgiResponse
@@ -116,7 +117,7 @@ def test_a_request_lost_in_a_redis_restart_gets_503_with_retry_after_at_once(
     registry: Registry, private_redis: PrivateRedis, gateway: Gateway
 ) -> None:
     version = registry.add("unserved-lost", build_mlp(4, [8], 2))
-    stream = redis_keys().request_stream(version.id)
+    stream = redis_keys().request_stream(version.id, NORMAL)
     task = waiting_request(gateway, private_redis, stream)
 
     private_redis.restart()  # without persistence: the stream and its request are gone
@@ -135,7 +136,7 @@ def test_a_request_whose_stream_was_deleted_gets_503_at_once(
     registry: Registry, private_redis: PrivateRedis, gateway: Gateway
 ) -> None:
     version = registry.add("unserved-lost", build_mlp(4, [8], 2))
-    stream = redis_keys().request_stream(version.id)
+    stream = redis_keys().request_stream(version.id, NORMAL)
     task = waiting_request(gateway, private_redis, stream)
 
     private_redis.client.delete(stream)

@@ -23,6 +23,7 @@ import redis
 from onnx import TensorProto
 
 from controlplane.redis_client import redis_keys
+from dataplane.priority import NORMAL
 from registry.demo_models import build_identity, build_mlp
 from tests.support.serving import Workers, committed_registry
 from tests.support.v2 import Gateway, binary_request, infer_path
@@ -430,7 +431,7 @@ def enqueued(redis_conn: redis.Redis, served: Served) -> int:
     """Requests ever added to the served versions' streams (XADD count, deletions included)."""
     total = 0
     for version in served.versions:
-        key = redis_keys().request_stream(version.id)
+        key = redis_keys().request_stream(version.id, NORMAL)
         if redis_conn.exists(key):
             total += int(redis_conn.xinfo_stream(key)["entries-added"])
     return total

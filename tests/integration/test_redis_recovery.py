@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from controlplane.redis_client import redis_keys
+from dataplane.priority import NORMAL
 from registry.demo_models import build_mlp
 from tests.support.processes import wait_for
 from tests.support.v2 import Gateway, tensor
@@ -28,7 +29,7 @@ def test_a_deleted_stream_and_group_are_recreated_and_requests_served_again(
     }
     assert gateway.infer("inf-recover", body).status == 200
 
-    redis_conn.delete(redis_keys().request_stream(version.id))
+    redis_conn.delete(redis_keys().request_stream(version.id, NORMAL))
 
     # The first request after the loss may time out while the group is recreated; then all succeed.
     assert wait_for(lambda: gateway.infer("inf-recover", body).status == 200, timeout=15)

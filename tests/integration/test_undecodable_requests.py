@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from controlplane.redis_client import redis_keys
+from dataplane.priority import NORMAL
 from dataplane.scripts import GROUP
 from dataplane.wire import WireReply, decode_reply, encode_request
 from registry.demo_models import build_mlp
@@ -29,7 +30,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 @pytest.fixture
 def stream(serve: Callable[..., Any], redis_conn: redis.Redis) -> str:
     version = serve("inf-undecodable", build_mlp(4, [8], 2))
-    return redis_keys().request_stream(version.id)
+    return redis_keys().request_stream(version.id, NORMAL)
 
 
 def entry(reply_to: str, shape: list[int], raw: bytes, datatype: str = "FP32") -> dict[bytes, bytes]:

@@ -15,6 +15,7 @@ import redis
 from onnx import TensorProto
 
 from controlplane.redis_client import redis_keys
+from dataplane.priority import NORMAL
 from dataplane.wire import NUMPY_DTYPES
 from registry.demo_models import build_identity, build_iris_classifier, build_mlp
 from tests.support.v2 import (
@@ -84,7 +85,7 @@ def local_session(onnx_bytes: bytes) -> ort.InferenceSession:
 
 
 def stream_length(redis_conn: redis.Redis, version: Any) -> int:
-    return int(redis_conn.xlen(redis_keys().request_stream(version.id)))
+    return int(redis_conn.xlen(redis_keys().request_stream(version.id, NORMAL)))
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ import redis
 from django.conf import settings
 
 from controlplane.redis_client import redis_keys
+from dataplane.priority import NORMAL
 from dataplane.scripts import GROUP
 from registry.demo_models import build_mlp_large
 from tests.support.processes import wait_for
@@ -103,7 +104,7 @@ def test_a_killed_workers_requests_are_answered_by_the_survivor(
     version = registry.add("inf-large", onnx_bytes, max_batch_size=8)
     providers = gateway.wait_loaded("inf-large", version.number, two_workers)
     assert len(providers) == 2, providers
-    stream = redis_keys().request_stream(version.id)
+    stream = redis_keys().request_stream(version.id, NORMAL)
     victim, survivor = two_workers.processes
     features = np.random.default_rng(0).standard_normal((REQUESTS, 512)).astype(np.float32)
     [expected] = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"]).run(None, {"input": features})

@@ -13,6 +13,7 @@ import redis
 from django.conf import settings
 
 from dataplane.keys import RedisKeys
+from dataplane.priority import NORMAL
 from observability import queries, reports, rollup
 from observability.models import HourStats, MinuteStats
 from observability.sketch import exact_quantile
@@ -171,7 +172,7 @@ def test_model_report_splits_versions_and_reads_queue_depth(
     from controlplane.redis_client import redis_keys
 
     version = register(MODEL)
-    redis_client.xadd(redis_keys().request_stream(version.id), {"x": "1"})
+    redis_client.xadd(redis_keys().request_stream(version.id, NORMAL), {"x": "1"})
     v1 = inject(observations(300, version="1", seed=1), now - 2 * MINUTE)
     v2 = inject(observations(100, version="2", arm="canary", seed=2), now)
 

@@ -14,6 +14,7 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from dataplane.keys import RedisKeys
+from dataplane.priority import LEVELS
 from observability import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,7 +112,10 @@ def test_keda_scales_workers_on_the_request_streams_length() -> None:
     triggers = [t for d in scaled for t in d["spec"]["triggers"] if t["type"] == "redis-streams"]
 
     assert triggers
-    pattern = re.escape(RedisKeys("turnout").request_stream(0)).replace("0", r"\d+")
+    # One trigger per priority level's stream (dataplane/priority.py), or the normal level's alone.
+    pattern = "|".join(
+        re.escape(RedisKeys("turnout").request_stream(0, level)).replace("0", r"\d+") for level in LEVELS
+    )
     for trigger in triggers:
         assert re.fullmatch(pattern, trigger["metadata"]["stream"]), trigger
         # The length (XLEN) stays true under overload; the consumer group's lag does not

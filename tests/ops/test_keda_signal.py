@@ -7,11 +7,12 @@ from __future__ import annotations
 import redis
 
 from controlplane.redis_client import redis_keys
+from dataplane.priority import NORMAL
 from dataplane.scripts import GROUP
 
 
 def test_under_overload_the_stream_length_stays_true_and_the_group_lag_does_not(redis_client: redis.Redis) -> None:
-    stream = redis_keys().request_stream(999_999)
+    stream = redis_keys().request_stream(999_999, NORMAL)
     redis_client.xgroup_create(stream, GROUP, id="0", mkstream=True)
     entries = [redis_client.xadd(stream, {"h": b"{}"}) for _ in range(10)]
     redis_client.xreadgroup(GROUP, "worker-a", {stream: ">"}, count=2)  # a worker runs two

@@ -53,9 +53,9 @@ def test_only_sampled_requests_get_worker_spans_under_the_gateway_span(
     reply_to = redis_keys().reply_list("tracing-test")
     enqueued = time.time() * 1000 - 5
     entries = [
-        (b"1-0", entry("sampled", reply_to, enqueued, f"00-{TRACE}-{GATEWAY_SPAN}-01")),
-        (b"2-0", entry("plain", reply_to, enqueued, None)),
-        (b"3-0", entry("garbled", reply_to, enqueued, "00-not-a-trace")),
+        ("s", b"1-0", entry("sampled", reply_to, enqueued, f"00-{TRACE}-{GATEWAY_SPAN}-01")),
+        ("s", b"2-0", entry("plain", reply_to, enqueued, None)),
+        ("s", b"3-0", entry("garbled", reply_to, enqueued, "00-not-a-trace")),
     ]
 
     consumer(tmp_path, redis_client).process(entries)
@@ -94,7 +94,7 @@ def test_a_worker_with_tracing_off_records_nothing_whatever_the_gateway_sent(
     reply_to = redis_keys().reply_list("tracing-test")
 
     consumer(tmp_path, redis_client).process(
-        [(b"1-0", entry("sampled", reply_to, time.time() * 1000, f"00-{TRACE}-{GATEWAY_SPAN}-01"))]
+        [("s", b"1-0", entry("sampled", reply_to, time.time() * 1000, f"00-{TRACE}-{GATEWAY_SPAN}-01"))]
     )
 
     assert decode_reply(redis_client.lpop(reply_to)).status == 200  # type: ignore[arg-type]
