@@ -14,6 +14,7 @@ from django.conf import settings
 
 from accounts import services
 from controlplane.redis_client import redis_keys
+from dataplane.priority import NORMAL
 from dataplane.wire import WireReply
 from gateway.protocol import parse_request
 from gateway.response_cache import ResponseCache, digest
@@ -66,7 +67,7 @@ def test_a_hit_counts_against_the_rate_limit_and_a_miss_counts_once(
     assert hits[0].json()["parameters"]["cache"] == "hit"
     assert "rate limit" in hits[2].json()["error"]
     assert "x-turnout-cache" not in hits[2].headers  # refused before it was answered
-    stream = redis_keys().request_stream(version.id)
+    stream = redis_keys().request_stream(version.id, NORMAL)  # the level of a key without a plan
     assert redis_client.xinfo_stream(stream)["entries-added"] == 1  # only the miss
 
 
@@ -87,4 +88,4 @@ def test_a_traced_hit_has_a_cache_span_and_no_enqueue_or_wait(
     assert {"validate", "cache"} <= set(spans)
     assert not {"enqueue", "wait"} & set(spans)
     assert spans["validate"].end_time <= spans["cache"].start_time  # type: ignore[operator]
-    assert redis_client.exists(redis_keys().request_stream(version.id)) == 0
+    assert redis_client.exists(*redis_keys().request_streams(version.id)) == 0

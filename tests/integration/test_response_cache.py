@@ -33,11 +33,10 @@ def body(rows: np.ndarray = ROWS, **extra: Any) -> dict[str, Any]:
 
 
 def enqueued(redis_conn: redis.Redis, version: Any) -> int:
-    """How many requests were ever put on the version's stream (workers delete what they answered)."""
-    stream = redis_keys().request_stream(version.id)
-    if not redis_conn.exists(stream):
-        return 0
-    return int(redis_conn.xinfo_stream(stream)["entries-added"])
+    """How many requests were ever put on the version's streams, every priority level's (workers
+    delete what they answered)."""
+    streams = [s for s in redis_keys().request_streams(version.id) if redis_conn.exists(s)]
+    return sum(int(redis_conn.xinfo_stream(stream)["entries-added"]) for stream in streams)
 
 
 def cache_of(response: Any) -> tuple[str | None, str | None]:
