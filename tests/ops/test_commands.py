@@ -48,6 +48,11 @@ def test_bootstrap_demo_is_idempotent(django_user_model: Any, tmp_path: Path, mo
     assert "demo pipeline sentiment: v1 registered" in first.getvalue()
     assert "demo pipeline sentiment: v1 already registered" in second.getvalue()
     assert "/v2/models/sentiment/infer" in second.getvalue()
+    # iris, deterministic, is the demo of defensive serving: a response cache and a fallback chain
+    iris = RegisteredModel.objects.get(name="iris")
+    assert iris.fallback["chain"] == [{"kind": "cache", "ttl_seconds": 86400}, {"kind": "human_review", "status": 200}]
+    assert ModelVersion.objects.get(model=iris, number=1).cache_ttl_seconds == 300
+    assert "x-turnout-cache: hit" in first.getvalue()
     saved = json.loads((tmp_path / "creds.json").read_text())
     assert saved["password"] in first.getvalue()
     assert saved["api_key"] in second.getvalue()

@@ -20,6 +20,7 @@ from accounts import services as key_services
 from accounts.models import ApiKey
 from ops.demo_pipeline import DemoFailed, register_sentiment
 from registry import demo_models, services
+from registry.fallback_services import set_fallback
 from registry.models import RegisteredModel, VersionStatus
 
 DEMO_MODELS: dict[str, tuple[str, Callable[[], bytes]]] = {
@@ -31,6 +32,12 @@ DEMO_MODELS: dict[str, tuple[str, Callable[[], bytes]]] = {
 }
 
 CREDENTIALS_FILE = Path(settings.BASE_DIR) / "var" / "demo-credentials.json"
+
+# Defensive serving on the demo classifier, set when the demo creates it (an operator's later change stays):
+# deterministic, so repeats come from the response cache; a failure gets the last good answer, then a person.
+DEMO_CACHE_TTL_SECONDS = 300
+DEMO_FALLBACK = {"chain": [{"kind": "cache", "ttl_seconds": 86400}, {"kind": "human_review"}]}
+DEFENDED = "iris"
 
 
 class Command(BaseCommand):
@@ -85,6 +92,8 @@ class Command(BaseCommand):
                     f"  Readiness:   curl -s {base}/v2/health/ready",
                     f"  Inference:   {curl}",
                     f"  Pipeline:    {sentiment}",
+                    f"  Defensive:   {DEFENDED} answers a repeated input from its response cache (x-turnout-cache: hit,"
+                    " add -i to the curl above); if it fails, its last good answer, then human review answers",
                     "  Stop everything with Ctrl-C.",
                     "",
                 ]
@@ -93,6 +102,7 @@ class Command(BaseCommand):
 
     def _register(self, name: str, description: str, artifact: bytes, user: Any) -> None:
         model = RegisteredModel.objects.filter(name=name).first()
+        new = model is None
         if model is None:
             model = services.create_model(name=name, description=description, tags=["demo"], actor=user)
         result = services.upload_version(model, io.BytesIO(artifact), actor=user, description=description)
@@ -104,6 +114,9 @@ class Command(BaseCommand):
             return
         if services.serving_version(model) is None:
             services.set_alias(model, services.PRODUCTION, version, actor=user)
+        if new and name == DEFENDED:
+            services.update_version(version, actor=user, cache_ttl_seconds=DEMO_CACHE_TTL_SECONDS)
+            set_fallback(model, DEMO_FALLBACK, actor=user)
         state = "registered" if result.created else "already registered"
         self.stdout.write(f"demo model {name}: v{version.number} {state}, production -> v{version.number}")
 
