@@ -1,7 +1,7 @@
 """`bench/run.py --cache`: what the response cache buys, per model, at concurrency 64.
 
-For each model (batching on), cache_ttl_seconds is set on its production version through
-the registry service (the gateways hear of it at once), then:
+For each model and batching mode (--modes; off: the -nobatch twin), cache_ttl_seconds is set
+on its production version through the registry service (the gateways hear of it at once), then:
 - miss: every request a new input (bench/post_distinct.lua), so each one is looked up,
   not found, queued, computed and stored;
 - hit: the same body every request (bench/post.lua), answered from the cache after the first;
@@ -71,13 +71,16 @@ def measure(
     wait_quiet: Callable[[], Any],
     meter: Any,
     api_key: str,
+    modes: list[str],
 ) -> dict[str, dict[str, Any]]:
     from ops.benchmark import BENCH_MODELS
 
     figures: dict[str, dict[str, Any]] = {}
     counter = 0
-    for key in keys:
-        name = BENCH_MODELS[key].name
+    runs = [(key, mode) for key in keys for mode in modes]
+    for key, mode in runs:
+        name = BENCH_MODELS[key].name if mode == "on" else BENCH_MODELS[key].nobatch_name
+        label = key if mode == "on" else f"{key} (batching off)"
         target = f"{url}/v2/models/{name}/infer"
         body = bodies[key].read_bytes()
         set_ttl(name, TTL_SECONDS)
@@ -96,12 +99,13 @@ def measure(
                         target, bodies[key], conc, seconds, meter, script, {"BENCH_COUNTER_START": str(counter)}
                     )
                     cells[f"{kind}-c{conc}"] = vars(cell)
+                    cpu = " ".join(f"{role} {value:.0f}" for role, value in cell.cpu.items())
                     print(
-                        f"  {key:9} cache {kind:4} c{conc:<2}: {cell.rps:9.1f} req/s  p50 {cell.p50_ms:8.3f} ms  "
-                        f"p99 {cell.p99_ms:8.3f} ms",
+                        f"  {label} cache {kind:4} c{conc:<2}: {cell.rps:9.1f} req/s  p50 {cell.p50_ms:8.3f} ms  "
+                        f"p99 {cell.p99_ms:8.3f} ms  cpu% {cpu}",
                         flush=True,
                     )
-            figures[key] = cells
+            figures[label] = cells
         finally:
             set_ttl(name, 0)
     return figures
@@ -111,7 +115,8 @@ def report(
     figures: dict[str, dict[str, Any]], started: datetime, machine: str, revision: str, seconds: float, out: Path
 ) -> int:
     header = (
-        "| model | miss c1 p50 ms | hit c1 p50 ms | miss c64 req/s (p99 ms) | hit c64 req/s (p99 ms) | hit/miss c64 |"
+        "| model | miss c1 p50 ms | hit c1 p50 ms | miss c64 req/s (p99 ms) | hit c64 req/s (p99 ms) "
+        "| hit/miss c64 | others' CPU, max % |"
     )
     lines = [
         f"Turnout response cache benchmark, {started:%Y-%m-%d %H:%M} UTC  ",
@@ -121,14 +126,15 @@ def report(
         f"code: {revision}",
         "",
         header,
-        "| --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key, cells in figures.items():
         miss1, hit1, miss64, hit64 = (cells[c] for c in ("miss-c1", "hit-c1", "miss-c64", "hit-c64"))
         ratio = hit64["rps"] / miss64["rps"] if miss64["rps"] else float("nan")
+        others = max(cells[c]["cpu"].get("other", 0.0) for c in cells)
         lines.append(
             f"| {key} | {miss1['p50_ms']:.2f} | {hit1['p50_ms']:.2f} | {miss64['rps']:,.0f} ({miss64['p99_ms']:.1f}) "
-            f"| {hit64['rps']:,.0f} ({hit64['p99_ms']:.1f}) | {ratio:.2f}x |"
+            f"| {hit64['rps']:,.0f} ({hit64['p99_ms']:.1f}) | {ratio:.2f}x | {others:.0f} |"
         )
     text = "\n".join(lines) + "\n"
     print()

@@ -1020,7 +1020,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cache:
             quiet = lambda: wait_quiet(args.quiet_wait, args.quiet_threshold)  # noqa: E731
             cache_figures = bench_cache.measure(
-                url, keys, bodies, args.seconds, args.warmup, run_wrk, quiet, meter, API_KEY
+                url, keys, bodies, args.seconds, args.warmup, run_wrk, quiet, meter, API_KEY, modes
             )
         for key in keys if not args.cache else []:
             spec = BENCH_MODELS[key]
