@@ -38,6 +38,7 @@ from dataplane.wire import WireReply, decode_reply, decode_reply_id, encode_requ
 from gateway.coalesce import ScriptBatcher
 from gateway.protocol import ParsedRequest, ProtocolError
 from observability import metrics
+from observability.recorder import BulkHistogram
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +59,30 @@ return missing
 """
 
 
-# Labelled children made once: `.labels()` per request costs more than the increment.
-_ADMITTED = {level: metrics.PRIORITY_REQUESTS.labels(level, "admitted") for level in priority.LEVELS}
-_SHED = {level: metrics.PRIORITY_REQUESTS.labels(level, "shed") for level in priority.LEVELS}
-_QUEUE_SECONDS = {level: metrics.PRIORITY_QUEUE_SECONDS.labels(level) for level in priority.LEVELS}
+METRICS_SECONDS = 1.0
+
+
+class LevelMetrics:
+    """Requests admitted and shed, and queue waits, per priority level: counted here and added to
+    Prometheus at most once a second (as observability/recorder.py does with its histograms: in
+    multiprocess mode each increment takes a lock and writes a memory-mapped file, which per
+    request was a measurable share of a web process's time)."""
+
+    def __init__(self) -> None:
+        self.admitted = dict.fromkeys(priority.LEVELS, 0)
+        self.shed = dict.fromkeys(priority.LEVELS, 0)
+        self.waits = {level: BulkHistogram(metrics.PRIORITY_QUEUE_SECONDS.labels(level)) for level in priority.LEVELS}
+        self.due = time.monotonic() + METRICS_SECONDS
+
+    def apply(self) -> None:
+        self.due = time.monotonic() + METRICS_SECONDS
+        for outcome, counts in (("admitted", self.admitted), ("shed", self.shed)):
+            for level, count in counts.items():
+                if count:
+                    metrics.PRIORITY_REQUESTS.labels(level, outcome).inc(count)
+                    counts[level] = 0
+        for histogram in self.waits.values():
+            histogram.apply()
 
 
 def queue_full(level: str, cap: int, max_queue_size: int) -> ProtocolError:
@@ -118,6 +139,7 @@ class Dispatcher:
         # Reply-matching keys only need to be unique within this gateway's reply list.
         self._keys = itertools.count()
         self._listener: asyncio.Task[None] | None = None
+        self.levels = LevelMetrics()
 
     async def submit(
         self,
@@ -183,9 +205,9 @@ class Dispatcher:
             return Enqueued(request_key, stream, None, decision, deadline, timeout_s, level)
         if entry is None or entry == 0:
             self._waiting.pop(request_key, None)
-            _SHED[level].inc()
+            self.levels.shed[level] += 1
             raise queue_full(level, cap, max_queue_size)
-        _ADMITTED[level].inc()
+        self.levels.admitted[level] += 1
         self._queued[request_key] = (stream, entry, time.monotonic())
         return Enqueued(request_key, stream, entry, decision, deadline, timeout_s, level)
 
@@ -200,7 +222,7 @@ class Dispatcher:
         try:
             reply = await future
             if reply.status == 200:
-                _QUEUE_SECONDS[ticket.level].observe(reply.queue_ms / 1000)
+                self.levels.waits[ticket.level].observe(reply.queue_ms / 1000)
             return reply
         except TimeoutError:
             # Off the queue: it must neither run late nor count against the queue size.
@@ -230,6 +252,8 @@ class Dispatcher:
                     await self._fail_lost(everything=suspect)
                     suspect = False
                     next_check = time.monotonic() + LOST_CHECK_SECONDS
+                if time.monotonic() >= self.levels.due:  # the pop waits at most a second
+                    self.levels.apply()
             except asyncio.CancelledError:
                 raise
             except (aioredis.RedisError, OSError):
@@ -287,5 +311,6 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listener
             self._listener = None
+        self.levels.apply()
         await self.redis.aclose()
         await self._reply_redis.aclose()

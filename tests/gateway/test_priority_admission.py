@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings
+from prometheus_client import REGISTRY
 
 from accounts import ratelimit
 from accounts.ratelimit import RatePolicy
@@ -79,3 +80,21 @@ def test_a_full_low_level_leaves_room_for_high_and_normal(redis_client: redis.Re
     assert not any(isinstance(o, ProtocolError) for o in outcomes)
     assert [o.level for o in outcomes] == [LOW, LOW, NORMAL, HIGH]
     assert lengths(redis_client) == [1, 1, 2]
+
+
+def admitted_and_shed(level: str) -> tuple[float, float]:
+    def value(outcome: str) -> float:
+        labels = {"level": level, "outcome": outcome}
+        return REGISTRY.get_sample_value("turnout_priority_requests_total", labels) or 0.0
+
+    return value("admitted"), value("shed")
+
+
+def test_admitted_and_shed_requests_are_counted_per_level(redis_client: redis.Redis) -> None:
+    before = {level: admitted_and_shed(level) for level in (HIGH, NORMAL, LOW)}
+
+    offer([LOW, LOW, LOW, NORMAL, NORMAL, HIGH, HIGH])  # the dispatcher adds its counts when it closes
+
+    after = {level: admitted_and_shed(level) for level in (HIGH, NORMAL, LOW)}
+    gained = {level: (after[level][0] - before[level][0], after[level][1] - before[level][1]) for level in after}
+    assert gained == {HIGH: (1, 1), NORMAL: (1, 1), LOW: (2, 1)}
