@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from django.conf import settings
 
 from accounts.services import KeyRecord
@@ -23,6 +22,7 @@ from dataplane.liveness import read_served_by
 from dataplane.priority import DEFAULT_LEVEL
 from dataplane.wire import WireReply
 from gateway import routing
+from gateway.answers import CACHE_HEADER, Served, access_log, failure_of_reply, server_timing
 from gateway.auth import KeyAuth
 from gateway.background import in_background
 from gateway.catalog import Catalog, ModelEntry, RegistryUnavailable, VersionEntry
@@ -38,7 +38,6 @@ from observability.recorder import Observation, Recorder
 from registry.models import NAME_VALIDATOR
 
 logger = logging.getLogger(__name__)
-access_logger = logging.getLogger("turnout.access")
 
 PLATFORM = "onnx_onnxv1"
 PIPELINE_PLATFORM = "turnout_pipeline"  # stages run back to back in one worker, as Triton's "ensemble"
@@ -46,7 +45,6 @@ JSON_TYPES = (b"application/json", b"application/octet-stream")
 MODEL_NAME = re.compile(NAME_VALIDATOR.regex)
 REJECT_REASONS = {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "rate_limited", 503: "unavailable"}
 Headers = list[tuple[bytes, bytes]]
-CACHE_HEADER = b"x-turnout-cache"
 
 
 @dataclass(slots=True)
@@ -67,19 +65,6 @@ class Call:
     request: ParsedRequest | None = None  # once validated
     deadline: float = 0.0  # time.monotonic() at which the client's timeout ends, once validated
     level: str = DEFAULT_LEVEL  # the key's priority level (dataplane/priority.py)
-
-
-@dataclass
-class Served:
-    """What an inference produced, for the response and for what runs after it."""
-
-    request: ParsedRequest
-    reply: WireReply
-    body: bytes
-    json_length: int | None  # binary extension: the JSON header's length
-    timeout_s: float
-    version: int  # the version whose outputs these are (a fallback's, when one answered)
-    status: int = 200
 
 
 @dataclass
@@ -169,7 +154,7 @@ class ModelEndpoints:
             if action == "feedback":
                 await self.feedback(call)
                 return
-            call.entry = _version(call.model, version)
+            call.entry = routing.named_version(call.model, version)
         except ProtocolError as exc:
             self.recorder.reject(REJECT_REASONS.get(exc.status, "invalid"))
             exc.headers = [*call.headers, *exc.headers]
@@ -224,7 +209,7 @@ class ModelEndpoints:
 
     async def metadata(self, call: Call) -> None:
         model, entry = _routed(call)
-        signature = _require_ready(model, entry)
+        signature = routing.require_ready(model, entry)
         providers = await self._providers(entry)
         parameters: dict[str, Any] = {
             "version": str(entry.number),
@@ -245,7 +230,7 @@ class ModelEndpoints:
 
     async def ready(self, call: Call) -> None:
         model, entry = _routed(call)
-        _require_ready(model, entry)
+        routing.require_ready(model, entry)
         providers = await self._providers(entry)
         if not providers:
             raise ProtocolError(
@@ -284,7 +269,7 @@ class ModelEndpoints:
             (b"x-turnout-model-version", str(served.version).encode()),
             (b"x-turnout-arm", call.arm.encode()),
             (b"x-turnout-batch-size", str(served.reply.batch_size).encode()),
-            (b"server-timing", _timing(obs).encode()),
+            (b"server-timing", server_timing(obs).encode()),
         ]
         if obs.fallback:
             headers.append((b"x-turnout-fallback", obs.fallback.encode()))
@@ -400,7 +385,7 @@ class ModelEndpoints:
         if reply.status != 200:
             # A worker's 503 (short of memory, or cannot load the version) passes with time.
             retry = [(b"retry-after", b"1")] if reply.status == 503 else []
-            raise ProtocolError(reply.status, reply.error, retry, failure=_failure_of_reply(reply))
+            raise ProtocolError(reply.status, reply.error, retry, failure=failure_of_reply(reply))
         parameters = {"arm": obs.arm}
         if cache_key:
             parameters["cache"] = "miss"
@@ -411,7 +396,7 @@ class ModelEndpoints:
 
     async def _parse(self, call: Call, model: ModelEntry, entry: VersionEntry) -> ParsedRequest:
         """The request body, read and checked against the version's signature."""
-        signature = _require_ready(model, entry)
+        signature = routing.require_ready(model, entry)
         scope = call.scope
         content_type = (header(scope, b"content-type") or b"application/json").split(b";")[0].strip().lower()
         if content_type not in JSON_TYPES:
@@ -431,15 +416,6 @@ class ModelEndpoints:
         return parse_request(body, header_length, signature, entry.max_batch_size)
 
 
-def _failure_of_reply(reply: WireReply) -> str:
-    """What kind of failure a worker's error answer is, for the fallback chain (gateway/fallbacks.py)."""
-    if reply.status == 504:
-        return "timeout"  # the deadline passed in the queue, or a pipeline's stage ran out of time
-    if reply.status == 503 and "memory" in reply.error:
-        return "overload"  # the worker's inference memory was held by other runs (workers/consumer.py)
-    return "model_error"  # the model could not run the input, the version could not load, the worker failed
-
-
 def _request_id(scope: Scope) -> str:
     given = header(scope, b"x-request-id")
     if given and len(given) <= 64 and given.isascii() and given.replace(b"-", b"").isalnum():
@@ -451,68 +427,3 @@ def _routed(call: Call) -> tuple[ModelEntry, VersionEntry]:
     if call.model is None or call.entry is None:
         raise ProtocolError(500, "internal error: the request was not routed")
     return call.model, call.entry
-
-
-def _version(model: ModelEntry, version: str | None) -> VersionEntry:
-    if version is None:
-        if model.serving is None:
-            raise ProtocolError(503, f"model '{model.name}' has no production version yet", [(b"retry-after", b"5")])
-        return model.versions[model.serving]
-    if not version.isdigit() or int(version) not in model.versions:
-        raise ProtocolError(404, f"model '{model.name}' has no version '{version}'")
-    entry = model.versions[int(version)]
-    if entry.archived:
-        raise ProtocolError(404, f"model '{model.name}' version {entry.number} is archived: it is no longer served")
-    return entry
-
-
-def _require_ready(model: ModelEntry, entry: VersionEntry) -> dict[str, Any]:
-    if not entry.ready or entry.signature is None:
-        detail = f": {entry.status_reason}" if entry.status_reason else ""
-        raise ProtocolError(
-            503, f"model '{model.name}' version {entry.number} is {entry.status}{detail}", [(b"retry-after", b"5")]
-        )
-    return entry.signature
-
-
-def _timing(obs: Observation) -> str:
-    # A pipeline's stages (registry/pipelines.py keeps their names tokens) come between
-    # compute, which is their sum, and total.
-    stages = "".join(f', {name};dur={ms:.3f};desc="stage"' for name, ms in obs.stages or ())
-    return (
-        f"validate;dur={obs.validation_ms:.3f}, queue;dur={obs.queue_ms:.3f}, "
-        f"compute;dur={obs.compute_ms:.3f}{stages}, total;dur={obs.total_ms:.3f}"
-    )
-
-
-def access_log(scope: Scope, request_id: str, obs: Observation) -> None:
-    """One JSON line per inference; never the tensors. Serialised here with orjson
-    (the handler only writes it): python-json-logger would cost several times more
-    on every request."""
-    if not access_logger.isEnabledFor(logging.INFO):
-        return
-    client = scope.get("client")
-    line = {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f"{time.time() % 1:.3f}"[1:] + "Z",
-        "level": "INFO",
-        "logger": "turnout.access",
-        "message": f"{scope['method']} {scope['path']} {obs.code}",
-        "request_id": request_id,
-        "client": client[0] if client else None,
-        "model": obs.model,
-        "version": obs.version,
-        "arm": obs.arm,
-        "status": obs.code,
-        "batch_size": obs.batch_size,
-        "validation_ms": round(obs.validation_ms, 3),
-        "queue_ms": round(obs.queue_ms, 3),
-        "compute_ms": round(obs.compute_ms, 3),
-        "total_ms": round(obs.total_ms, 3),
-    }
-    if obs.fallback:
-        line["fallback"], line["fallback_reason"] = obs.fallback, obs.fallback_reason
-    if obs.cache:
-        line["cache"] = obs.cache
-    if obs.stages:
-        line["stages_ms"] = {name: round(ms, 3) for name, ms in obs.stages}
-    access_logger.info(orjson.dumps(line).decode())

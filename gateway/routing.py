@@ -1,10 +1,14 @@
-"""Which rollout arm serves a request: the routing key, the canary or experiment arm,
-and whether a shadow gets a copy. Pure look-ups on the cached catalog entry."""
+"""Which version serves a request: the one it names or the `production` alias's, the
+routing key, the canary or experiment arm, and whether a shadow gets a copy. Pure look-ups
+on the cached catalog entry."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from gateway.catalog import ModelEntry, VersionEntry
 from gateway.http import Scope
+from gateway.protocol import ProtocolError
 from rollouts.splitting import choose, mirrored
 
 
@@ -34,3 +38,27 @@ def should_mirror(model: ModelEntry, key: str) -> VersionEntry | None:
     if not mirrored(routing.rollout_id, key, routing.shadow_fraction):
         return None
     return model.versions.get(routing.shadow.version)
+
+
+def named_version(model: ModelEntry, version: str | None) -> VersionEntry:
+    """The version a request names, or without one the `production` alias's."""
+    if version is None:
+        if model.serving is None:
+            raise ProtocolError(503, f"model '{model.name}' has no production version yet", [(b"retry-after", b"5")])
+        return model.versions[model.serving]
+    if not version.isdigit() or int(version) not in model.versions:
+        raise ProtocolError(404, f"model '{model.name}' has no version '{version}'")
+    entry = model.versions[int(version)]
+    if entry.archived:
+        raise ProtocolError(404, f"model '{model.name}' version {entry.number} is archived: it is no longer served")
+    return entry
+
+
+def require_ready(model: ModelEntry, entry: VersionEntry) -> dict[str, Any]:
+    """The version's signature; 503 while it is not ready."""
+    if not entry.ready or entry.signature is None:
+        detail = f": {entry.status_reason}" if entry.status_reason else ""
+        raise ProtocolError(
+            503, f"model '{model.name}' version {entry.number} is {entry.status}{detail}", [(b"retry-after", b"5")]
+        )
+    return entry.signature
