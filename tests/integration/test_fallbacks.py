@@ -9,6 +9,7 @@ import asyncio
 import time
 from typing import Any
 
+import orjson
 import pytest
 import redis
 from django.conf import settings
@@ -16,7 +17,9 @@ from prometheus_client import REGISTRY
 
 from registry.fallback_services import set_fallback
 from registry.models import RegisteredModel
+from rollouts import services as rollouts
 from tests.integration.conftest import AccessLog, as_json_line
+from tests.integration.rollouts import wait_for_routing
 from tests.support.processes import wait_for
 from tests.support.rollout_models import (
     body,
@@ -221,3 +224,47 @@ def test_a_full_queue_answers_through_the_chain_and_nothing_is_answered_twice(
     assert sorted(a.json()["id"] for a in answers) == [f"r{n}" for n in range(8)]
     ids = [as_json_line(record)["request_id"] for record in access_log()]
     assert len(ids) == len(set(ids)) == 8
+
+
+def test_in_an_experiment_an_answer_from_the_chain_takes_no_feedback(
+    registry: Registry, worker: Workers, gateway: Gateway, redis_conn: redis.Redis
+) -> None:
+    # Given an experiment between a working control and a treatment that fails on large inputs,
+    # and human review as the model's fallback
+    control = registry.add("inf-fb-exp", champion_model())
+    treatment = registry.add("inf-fb-exp", fails_on_large_first_feature(table_rows=10), production=False)
+    for version in (control, treatment):
+        gateway.wait_loaded("inf-fb-exp", version.number, worker)
+    rollouts.start_experiment(
+        control.model, [("control", control, 50), ("treatment", treatment, 50)], actor=registry.owner
+    )
+    wait_for_routing(gateway, "inf-fb-exp", lambda routing: routing is not None)
+    fall_back(registry, gateway, "inf-fb-exp", {"chain": [{"kind": "human_review"}]})
+
+    # When clients send inputs the treatment cannot run, each routed by its own key
+    answers = [
+        gateway.infer("inf-fb-exp", body(first=50.0, request_id=f"exp-{n}"), headers={"x-routing-key": f"user-{n}"})
+        for n in range(16)
+    ]
+    for _ in range(20):  # the arms are remembered on the gateway's loop, after answering
+        gateway.client.loop.run_until_complete(asyncio.sleep(0.05))
+
+    # Then the control's answers take feedback, and the treatment's, given by the chain, do not
+    by_arm: dict[str, list[str]] = {"control": [], "treatment": []}
+    for answer in answers:
+        assert answer.status == 200, answer.body
+        by_arm[answer.headers["x-turnout-arm"]].append(answer.json()["id"])
+        assert ("x-turnout-fallback" in answer.headers) == (answer.headers["x-turnout-arm"] == "treatment")
+    assert by_arm["control"]
+    assert by_arm["treatment"]
+    for request_id in by_arm["control"]:
+        assert feedback(gateway, "inf-fb-exp", request_id).status == 200
+    for request_id in by_arm["treatment"]:
+        refused = feedback(gateway, "inf-fb-exp", request_id)
+        assert refused.status == 404
+        assert "awaits feedback" in refused.json()["error"]
+
+
+def feedback(gateway: Gateway, model: str, request_id: str) -> Any:
+    raw = orjson.dumps({"id": request_id, "reward": 1})
+    return gateway.client.request("POST", f"/v2/models/{model}/feedback", raw, {"content-type": "application/json"})
