@@ -26,6 +26,10 @@ class StatsBucket(models.Model):
     batch_sizes = models.JSONField(default=dict, blank=True, help_text="Batch size -> successful requests.")
     queue_us = models.PositiveBigIntegerField(default=0, help_text="Sum of queue waits of successes (µs).")
     compute_us = models.PositiveBigIntegerField(default=0, help_text="Sum of compute times of successes (µs).")
+    # A batch's run is shared by its rows' requests: what the worker spent per request, for the cost view.
+    compute_share_us = models.PositiveBigIntegerField(
+        default=0, help_text="Sum over successes of their batch's compute time divided by its size (µs)."
+    )
     shadow = models.JSONField(
         default=dict, blank=True, help_text="A shadow arm's agreement with the champion: sa, sr, sdn, sdu counters."
     )

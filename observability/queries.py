@@ -139,12 +139,13 @@ def _values(row: Mapping[str, Any]) -> Counts:
         dict(row["shadow"]),
         StageCounts.from_json(row["stages"]) if row.get("stages") else StageCounts(),
         dict(row["served"]),
+        row["compute_share_us"],
     )
 
 
 COLUMNS = (
     "model", "version", "arm", "start",
-    "requests", "codes", "latency", "batch_sizes", "queue_us", "compute_us", "shadow", "served",
+    "requests", "codes", "latency", "batch_sizes", "queue_us", "compute_us", "shadow", "served", "compute_share_us",
 )  # fmt: skip
 # Only the model page reads a pipeline's stages: sixteen sketches a row are not worth
 # decoding for the overview or the canary gates.
@@ -269,6 +270,9 @@ class Figures:
     fallbacks: dict[str, int] = field(default_factory=dict)  # fallback that answered -> requests
     fallback_reasons: dict[str, int] = field(default_factory=dict)  # failure that triggered one -> requests
     fallback_rate: float | None = None  # the share of answers a fallback gave
+    # Worker time per 1,000 requests the version computed (each request's share of its batch's run):
+    # what a cheaper variant saves.
+    compute_ms_per_1000: float | None = None
 
     @classmethod
     def of(cls, counts: Counts, seconds: float) -> Figures:
@@ -296,6 +300,7 @@ class Figures:
             fallbacks={name[3:]: n for name, n in sorted(served.items()) if name.startswith("fb:")},
             fallback_reasons={name[3:]: n for name, n in sorted(served.items()) if name.startswith("fr:")},
             fallback_rate=counts.fallbacks / counts.requests if counts.requests else None,
+            compute_ms_per_1000=counts.compute_share_us / ok if ok else None,
         )
 
     @property
@@ -343,6 +348,7 @@ class Figures:
             "fallbacks": dict(self.fallbacks),
             "fallback_reasons": dict(self.fallback_reasons),
             "fallback_rate": _rounded(self.fallback_rate, 5),
+            "compute_ms_per_1000": _rounded(self.compute_ms_per_1000),
         }
 
 

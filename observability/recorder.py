@@ -139,6 +139,7 @@ class Recorder:
             fields[f"b:{obs.batch_size}"] += 1
             fields["qus"] += int(obs.queue_ms * 1000)
             fields["cus"] += int(obs.compute_ms * 1000)
+            fields["csus"] += int(obs.compute_ms * 1000 / max(1, obs.batch_size))
             if timed:
                 stages.add_fields(fields, timed, obs.compute_ms)
         if obs.cache or obs.fallback:

@@ -155,6 +155,7 @@ class Counts:
     # How answers were made without running this version (recorder.py `d:` fields, without the prefix):
     # hit and miss of the response cache, fb:<fallback> answers, fr:<reason> what triggered them.
     served: dict[str, int] = field(default_factory=dict)
+    compute_share_us: int = 0  # each computed request's share of its batch's run (compute / batch size), summed
 
     @classmethod
     def from_hash(cls, fields: Mapping[bytes | str, bytes | str], stages: bool = True) -> Counts:
@@ -171,6 +172,8 @@ class Counts:
                 counts.queue_us += value
             elif name == "cus":
                 counts.compute_us += value
+            elif name == "csus":
+                counts.compute_share_us += value
             elif name in SHADOW_FIELDS:
                 counts.shadow[name] = counts.shadow.get(name, 0) + value
             elif kind == "d" and key:
@@ -194,6 +197,7 @@ class Counts:
             dict(row.shadow),
             StageCounts.from_json(row.stages),
             dict(row.served),
+            row.compute_share_us,
         )
 
     def add(self, other: Counts) -> None:
@@ -203,6 +207,7 @@ class Counts:
         _add(self.batch_sizes, other.batch_sizes)
         self.queue_us += other.queue_us
         self.compute_us += other.compute_us
+        self.compute_share_us += other.compute_share_us
         for name, value in other.shadow.items():
             self.shadow[name] = self.shadow.get(name, 0) + value
         self.stages.add(other.stages)
@@ -236,6 +241,7 @@ class Counts:
             "batch_sizes": _str_keys(self.batch_sizes),
             "queue_us": self.queue_us,
             "compute_us": self.compute_us,
+            "compute_share_us": self.compute_share_us,
             "shadow": dict(sorted(self.shadow.items())),
             "stages": self.stages.as_json(),
             "served": dict(sorted(self.served.items())),
