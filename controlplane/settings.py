@@ -176,6 +176,7 @@ INSTALLED_APPS = [
     "gateway",
     "registry",
     "rollouts",
+    "variants",
     "workers",
 ]
 

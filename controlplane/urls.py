@@ -11,6 +11,8 @@ urlpatterns = [
     path("audit/", include("audit.urls")),
     path("api/", include("registry.api.urls")),
     path("api/", include("rollouts.api.urls")),
+    path("api/", include("variants.api.urls")),
+    path("variants/", include("variants.urls")),
     path("rollouts/", include("rollouts.urls")),
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),

@@ -309,6 +309,27 @@ def run_module_in_child(
 ) -> ValidationOutcome:
     """`python -m module *head memory_bytes cpu_s *tail` in a child that limits itself (see `_main`),
     whose last stdout line is the outcome as JSON; never raises for a bad model."""
+    payload, reason, log = run_json_child(module, head, timeout_s, memory_bytes, tail)
+    if payload is None:
+        return ValidationOutcome(ok=False, reason=reason, log=log)
+    try:
+        return ValidationOutcome(**payload)
+    except TypeError:
+        return ValidationOutcome(ok=False, reason="the validator's answer could not be read", log=log)
+
+
+def run_json_child(
+    module: str,
+    head: list[str],
+    timeout_s: float,
+    memory_bytes: int,
+    tail: list[str],
+    task: str = "validation",
+    process_name: str = "validator",
+) -> tuple[dict[str, Any] | None, str, list[str]]:
+    """Run `python -m module *head memory_bytes cpu_s *tail` in a child that limits itself: its last
+    stdout line that is a JSON object, or None with why the child gave none (naming the `task` and
+    the `process_name`) and its last stderr lines."""
     cpu_s = math.ceil(timeout_s) + 1
     # One thread each: the limit is per process, and thread pools multiply stacks and arenas.
     threads = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
@@ -328,22 +349,23 @@ def run_module_in_child(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
-        return ValidationOutcome(ok=False, reason=f"validation took longer than {timeout_s:g} s and was stopped")
+        return None, f"{task} took longer than {timeout_s:g} s and was stopped", []
 
     for line in reversed(stdout.decode(errors="replace").splitlines()):
         try:
-            return ValidationOutcome(**json.loads(line))
-        except (ValueError, TypeError):
+            found = json.loads(line)
+        except ValueError:
             continue
+        if isinstance(found, dict):
+            return found, "", []
 
-    log = [f"validator stderr: {line}" for line in stderr.decode(errors="replace").strip().splitlines()[-5:]]
+    log = [f"{process_name} stderr: {line}" for line in stderr.decode(errors="replace").strip().splitlines()[-5:]]
     code = process.returncode
     if code == -signal.SIGXCPU:
-        reason = f"the validator process used more than its CPU time limit of {cpu_s} s and was stopped"
-        return ValidationOutcome(ok=False, reason=reason, log=log)
+        return None, f"the {process_name} process used more than its CPU time limit of {cpu_s} s and was stopped", log
     how = f"signal {signal.Signals(-code).name}" if -code in signal.valid_signals() else f"exit code {code}"
-    reason = f"the validator process died ({how}), likely from exceeding the memory limit of {memory_bytes} bytes"
-    return ValidationOutcome(ok=False, reason=reason, log=log)
+    reason = f"the {process_name} process died ({how}), likely from exceeding the memory limit of {memory_bytes} bytes"
+    return None, reason, log
 
 
 def _main(argv: list[str]) -> int:

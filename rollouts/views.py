@@ -107,11 +107,14 @@ def rollout_list(request: HtmxHttpRequest) -> HttpResponse:
 # --- Starting one -------------------------------------------------------------------------------------------------
 
 
-def _initial(model: RegisteredModel, kind: str) -> dict[str, Any]:
-    """A sensible start: the newest ready version that is not in production."""
+def _initial(model: RegisteredModel, kind: str, asked: str = "") -> dict[str, Any]:
+    """A sensible start: the version asked for (`?version=`, from a comparison's "start a shadow"),
+    else the newest ready version that is not in production."""
     production = registry.serving_version(model)
     ready = list(model.versions.filter(status=VersionStatus.READY).order_by("-number"))
     newest = next((v for v in ready if production is None or v.pk != production.pk), None)
+    if asked.isdigit():
+        newest = next((v for v in ready if v.number == int(asked)), newest)
     initial: dict[str, Any] = {}
     if newest is not None and kind != "experiment":
         initial["version"] = newest.number
@@ -143,7 +146,7 @@ def rollout_new(request: HtmxHttpRequest, name: str) -> HttpResponse:
                 messages.success(request, f"{rollout.get_kind_display()} started. This page follows it live.")
                 return _redirect(request, reverse("rollouts:detail", args=[rollout.pk]))
     else:
-        form = form_class(initial=_initial(model, kind), model=model)
+        form = form_class(initial=_initial(model, kind, request.GET.get("version", "")), model=model)
     context = {
         "model": model,
         "kind": kind,

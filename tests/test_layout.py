@@ -15,7 +15,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every Django app of ours, and the contract package both sides import.
-APPS = ("accounts", "audit", "dashboard", "gateway", "observability", "ops", "registry", "rollouts", "workers")
+APPS = (
+    "accounts", "audit", "dashboard", "gateway", "observability", "ops", "registry", "rollouts", "variants", "workers",
+)  # fmt: skip
 CONTRACT = "dataplane"
 PROJECT = "controlplane"
 # The project's entry points wire the apps together (URLs, ASGI, WSGI); its shared

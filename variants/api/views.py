@@ -1,0 +1,64 @@
+"""`/api/models/{name}/versions/{n}/compare/` (start) and `.../comparisons/` (list): a variant
+against its baseline before it takes traffic. Thin: variants/services.py has the rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, status
+from rest_framework.generics import GenericAPIView
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from registry.api.permissions import CanMaintainParentModel
+from registry.api.views import ERRORS, ModelScopedMixin
+from registry.models import ModelVersion
+from variants.api.serializers import ComparisonRequestSerializer, ComparisonSerializer
+from variants.models import Comparison
+from variants.services import ComparisonRefused, start_comparison
+
+
+class ComparisonsView(ModelScopedMixin, GenericAPIView[Comparison]):
+    permission_classes = [IsAuthenticated, CanMaintainParentModel]
+    serializer_class = ComparisonSerializer
+
+    def version(self) -> ModelVersion:
+        return get_object_or_404(ModelVersion, model=self.get_registered_model(), number=self.kwargs["number"])
+
+    @extend_schema(
+        summary="List a version's comparisons with its baseline",
+        responses={200: ComparisonSerializer(many=True), **ERRORS},
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        found = Comparison.objects.filter(version=self.version()).select_related("version", "baseline")
+        return Response(ComparisonSerializer(found, many=True).data)
+
+    @extend_schema(
+        summary="Compare a version with its parent (or another baseline) before it takes traffic",
+        description=(
+            "Maintainers only. Both versions answer the same generated inputs in a worker's child process: "
+            "agreement (argmax or label), differences per output, artifact sizes, and latency and rows/s at "
+            "batch 1 and at the max batch size. 202 with the comparison; GET `comparisons/` for its result."
+        ),
+        request=ComparisonRequestSerializer,
+        responses={202: ComparisonSerializer, **ERRORS},
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        version = self.version()
+        asked = ComparisonRequestSerializer(data=request.data)
+        asked.is_valid(raise_exception=True)
+        baseline = None
+        if "baseline" in asked.validated_data:
+            baseline = ModelVersion.objects.filter(model=version.model, number=asked.validated_data["baseline"]).first()
+            if baseline is None:
+                raise exceptions.ValidationError({"baseline": [f"{version.model.name} has no such version"]})
+        try:
+            comparison = start_comparison(
+                version, actor=request.user, baseline=baseline, rows=asked.validated_data["rows"]
+            )
+        except ComparisonRefused as exc:
+            raise exceptions.ValidationError({"detail": str(exc)}) from None
+        return Response(ComparisonSerializer(comparison).data, status=status.HTTP_202_ACCEPTED)

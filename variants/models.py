@@ -1,0 +1,43 @@
+"""A comparison of a variant version with its baseline (its parent, by default) on the same
+generated inputs, before the variant takes traffic (variants/comparison.py)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from registry.models import JobStatus, ModelVersion
+
+
+class Comparison(models.Model):
+    """One run of the comparison: a job row first (queued, running, succeeded, failed), then its result."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="comparisons")
+    baseline = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    rows = models.PositiveIntegerField(default=256, help_text="Generated input rows both versions answer.")
+    seed = models.PositiveIntegerField(default=0)
+    # variants/comparison.py `compare`, plus both artifacts' sizes.
+    result = models.JSONField(null=True, blank=True)
+    reason = models.TextField(blank=True, help_text="Why it failed, in words a user can act on.")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The version page and the API list a version's comparisons, newest first.
+            models.Index(fields=["version", "-created_at"], name="variants_cmp_version_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} against v{self.baseline.number}: {self.status}"
+
+    @property
+    def in_progress(self) -> bool:
+        return self.status in (JobStatus.QUEUED, JobStatus.RUNNING)

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from variants import views
+
+app_name = "variants"
+urlpatterns = [
+    path("models/<str:name>/versions/<int:number>/comparisons/", views.version_section, name="section"),
+]
