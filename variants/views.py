@@ -8,14 +8,15 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from controlplane.htmx import HtmxHttpRequest, wants_partial
 from controlplane.htmx import redirect as htmx_redirect
 from registry.models import ModelVersion
 from registry.permissions import can_maintain
 from registry.views import not_a_maintainer
-from variants.models import Comparison
+from variants.capacity_services import CapacityRefused, apply_recommendation, start_capacity_report
+from variants.models import CapacityReport, Comparison
 from variants.services import ComparisonRefused, start_comparison
 
 
@@ -37,11 +38,36 @@ def version_section(request: HtmxHttpRequest, name: str, number: int) -> HttpRes
     if not wants_partial(request):
         return redirect(page + "#comparisons")
     comparisons = list(Comparison.objects.filter(version=version).select_related("baseline")[:5])
+    report = CapacityReport.objects.filter(version=version).select_related("applied_by").first()
     context = {
         "model": version.model,
         "version": version,
         "comparisons": comparisons,
+        "report": report,
         "can_maintain": can_maintain(request.user, version.model),
-        "polling": any(c.in_progress for c in comparisons),
+        "polling": any(c.in_progress for c in comparisons) or (report is not None and report.in_progress),
     }
     return render(request, "variants/_section.html", context)
+
+
+@login_required
+@require_POST
+def capacity(request: HtmxHttpRequest, name: str, number: int, pk: int | None = None) -> HttpResponse:
+    """Start a capacity report (`p99_target_ms` posted), or with `pk` apply that report's recommendation."""
+    version = get_object_or_404(ModelVersion.objects.select_related("model"), model__name=name, number=number)
+    if not can_maintain(request.user, version.model):
+        return not_a_maintainer(request, version.model, "measure or change serving settings")
+    try:
+        if pk is None:
+            target = float(request.POST.get("p99_target_ms", ""))
+            start_capacity_report(version, p99_target_ms=target, actor=request.user)
+            messages.success(request, "Capacity report queued: a worker measures it on one core.")
+        else:
+            report = get_object_or_404(CapacityReport, pk=pk, version=version)
+            apply_recommendation(report, actor=request.user)
+            messages.success(request, "Recommended serving settings applied; workers use them at once.")
+    except ValueError:
+        messages.error(request, "Give the p99 target in milliseconds, a number such as 50.")
+    except CapacityRefused as exc:
+        messages.error(request, str(exc))
+    return htmx_redirect(request, reverse("registry:version", args=[name, number]) + "#comparisons")

@@ -16,8 +16,14 @@ from rest_framework.response import Response
 from registry.api.permissions import CanMaintainParentModel
 from registry.api.views import ERRORS, ModelScopedMixin
 from registry.models import ModelVersion
-from variants.api.serializers import ComparisonRequestSerializer, ComparisonSerializer
-from variants.models import Comparison
+from variants.api.serializers import (
+    CapacityReportSerializer,
+    CapacityRequestSerializer,
+    ComparisonRequestSerializer,
+    ComparisonSerializer,
+)
+from variants.capacity_services import CapacityRefused, apply_recommendation, start_capacity_report
+from variants.models import CapacityReport, Comparison
 from variants.services import ComparisonRefused, start_comparison
 
 
@@ -62,3 +68,62 @@ class ComparisonsView(ModelScopedMixin, GenericAPIView[Comparison]):
         except ComparisonRefused as exc:
             raise exceptions.ValidationError({"detail": str(exc)}) from None
         return Response(ComparisonSerializer(comparison).data, status=status.HTTP_202_ACCEPTED)
+
+
+class CapacityReportsView(ModelScopedMixin, GenericAPIView[CapacityReport]):
+    permission_classes = [IsAuthenticated, CanMaintainParentModel]
+    serializer_class = CapacityReportSerializer
+
+    def version(self) -> ModelVersion:
+        return get_object_or_404(ModelVersion, model=self.get_registered_model(), number=self.kwargs["number"])
+
+    @extend_schema(summary="List a version's capacity reports", responses={200: CapacityReportSerializer(many=True)})
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        found = CapacityReport.objects.filter(version=self.version()).select_related("version", "applied_by")
+        return Response(CapacityReportSerializer(found, many=True).data)
+
+    @extend_schema(
+        summary="Measure a version's capacity on a worker within a p99 target",
+        description=(
+            "Maintainers only. A worker runs open-loop load at increasing rates against a model of its batching "
+            "loop (every batch a real onnxruntime run, one thread), for a few batch sizes and queue delays, and "
+            "recommends the setting that sustains the most within the target. 202; GET `capacity-reports/`."
+        ),
+        request=CapacityRequestSerializer,
+        responses={202: CapacityReportSerializer, **ERRORS},
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        asked = CapacityRequestSerializer(data=request.data)
+        asked.is_valid(raise_exception=True)
+        try:
+            report = start_capacity_report(
+                self.version(), p99_target_ms=asked.validated_data["p99_target_ms"], actor=request.user
+            )
+        except CapacityRefused as exc:
+            raise exceptions.ValidationError({"detail": str(exc)}) from None
+        return Response(CapacityReportSerializer(report).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ApplyCapacityView(ModelScopedMixin, GenericAPIView[CapacityReport]):
+    permission_classes = [IsAuthenticated, CanMaintainParentModel]
+    serializer_class = CapacityReportSerializer
+
+    @extend_schema(
+        summary="Apply a capacity report's recommendation to its version",
+        description="Maintainers only: max_batch_size, max_queue_delay_ms and preferred_batch_sizes. Audited.",
+        request=None,
+        responses={200: CapacityReportSerializer, **ERRORS},
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        report = get_object_or_404(
+            CapacityReport.objects.select_related("version"),
+            pk=self.kwargs["pk"],
+            version__model=self.get_registered_model(),
+            version__number=self.kwargs["number"],
+        )
+        try:
+            apply_recommendation(report, actor=request.user)
+        except CapacityRefused as exc:
+            raise exceptions.ValidationError({"detail": str(exc)}) from None
+        report.refresh_from_db()
+        return Response(CapacityReportSerializer(report).data)
