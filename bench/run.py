@@ -881,8 +881,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--raw-seconds", type=float, default=3.0, help="seconds per raw onnxruntime measurement")
     parser.add_argument(
         "--models",
-        default="mlp_small,mlp_large,sentiment",
-        help="comma-separated: mlp_small, mlp_large, sentiment (the demo pipeline)",
+        default="mlp_small,mlp_large,mlp_large_int8,sentiment",
+        help="comma-separated: mlp_small, mlp_large, mlp_large_int8 (its INT8 variant), sentiment (the demo pipeline)",
     )
     parser.add_argument("--modes", default="on,off", help="batching modes to measure: on, off or both")
     parser.add_argument("--url", default="", help="use the stack at this URL instead of starting one")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,18 @@ class BenchModel:
         return f"{self.name}-nobatch"
 
 
+def build_mlp_large_int8() -> bytes:
+    """mlp_large with its weights quantized to INT8 by onnxruntime's dynamic quantizer: the variant
+    the benchmark puts next to its parent (the same inputs and outputs, FP32)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # only the benchmark needs it
+
+    with tempfile.TemporaryDirectory(prefix="turnout-bench-") as scratch:
+        source, target = Path(scratch) / "parent.onnx", Path(scratch) / "int8.onnx"
+        source.write_bytes(demo_models.build_mlp_large())
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+        return target.read_bytes()
+
+
 BENCH_MODELS: dict[str, BenchModel] = {
     "mlp_small": BenchModel(
         "mlp_small",
@@ -63,6 +76,14 @@ BENCH_MODELS: dict[str, BenchModel] = {
         1000,
         "Benchmark MLP: FP32 [batch, 512] -> 2048 -> 2048 -> 2048 -> 1000 (Relu).",
         demo_models.build_mlp_large,
+    ),
+    "mlp_large_int8": BenchModel(
+        "mlp_large_int8",
+        "bench-mlp-large-int8",
+        512,
+        1000,
+        "Benchmark MLP: mlp_large with INT8 weights (onnxruntime dynamic quantization).",
+        build_mlp_large_int8,
     ),
     "sentiment": BenchModel(
         "sentiment",
