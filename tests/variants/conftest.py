@@ -29,12 +29,14 @@ def int8(model_bytes: bytes) -> bytes:
 
 @pytest.fixture
 def add(owner: Any, artifact_root: Path, django_capture_on_commit_callbacks: Any) -> Add:
-    """Upload bytes to `fraud` (created when missing) and validate them here."""
+    """Upload bytes to `model` (`fraud` unless told; created when missing) and validate them here."""
 
-    def add(data: bytes, *, parent: int | None = None) -> ModelVersion:
-        model = RegisteredModel.objects.filter(name="fraud").first() or services.create_model(name="fraud", actor=owner)
+    def add(data: bytes, *, parent: int | None = None, model: str = "fraud") -> ModelVersion:
+        registered = RegisteredModel.objects.filter(name=model).first() or services.create_model(
+            name=model, actor=owner
+        )
         with django_capture_on_commit_callbacks(execute=False):
-            version = services.upload_version(model, io.BytesIO(data), actor=owner, parent_number=parent).version
+            version = services.upload_version(registered, io.BytesIO(data), actor=owner, parent_number=parent).version
         services.run_validation(version.validation_jobs.get().pk)
         version.refresh_from_db()
         assert version.status == VersionStatus.READY, version.status_reason
