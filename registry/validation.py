@@ -305,10 +305,11 @@ def run_in_child(
 
 
 def run_module_in_child(
-    module: str, head: list[str], timeout_s: float, memory_bytes: int, tail: list[str]
+    module: str, head: list[str], timeout_s: float, memory_bytes: int, tail: list[str], what: str = "validation"
 ) -> ValidationOutcome:
     """`python -m module *head memory_bytes cpu_s *tail` in a child that limits itself (see `_main`),
-    whose last stdout line is the outcome as JSON; never raises for a bad model."""
+    whose last stdout line is the outcome as JSON; never raises for a bad model. `what` names the
+    work in the reasons for a child stopped by its limits."""
     cpu_s = math.ceil(timeout_s) + 1
     # One thread each: the limit is per process, and thread pools multiply stacks and arenas.
     threads = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
@@ -328,7 +329,7 @@ def run_module_in_child(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
-        return ValidationOutcome(ok=False, reason=f"validation took longer than {timeout_s:g} s and was stopped")
+        return ValidationOutcome(ok=False, reason=f"{what} took longer than {timeout_s:g} s and was stopped")
 
     for line in reversed(stdout.decode(errors="replace").splitlines()):
         try:
@@ -339,10 +340,10 @@ def run_module_in_child(
     log = [f"validator stderr: {line}" for line in stderr.decode(errors="replace").strip().splitlines()[-5:]]
     code = process.returncode
     if code == -signal.SIGXCPU:
-        reason = f"the validator process used more than its CPU time limit of {cpu_s} s and was stopped"
+        reason = f"the {what} process used more than its CPU time limit of {cpu_s} s and was stopped"
         return ValidationOutcome(ok=False, reason=reason, log=log)
     how = f"signal {signal.Signals(-code).name}" if -code in signal.valid_signals() else f"exit code {code}"
-    reason = f"the validator process died ({how}), likely from exceeding the memory limit of {memory_bytes} bytes"
+    reason = f"the {what} process died ({how}), likely from exceeding the memory limit of {memory_bytes} bytes"
     return ValidationOutcome(ok=False, reason=reason, log=log)
 
 
@@ -362,16 +363,16 @@ def _main(argv: list[str]) -> int:
     return report(lambda: validate_file(path, max_bytes, max_batch_size))
 
 
-def report(validate: Callable[[], ValidationOutcome]) -> int:
+def report(validate: Callable[[], ValidationOutcome], what: str = "validation") -> int:
     """A child's last step: the outcome of `validate` as one JSON line on stdout, the channel to
     `run_module_in_child`, whatever went wrong."""
     try:
         outcome = validate()
     except MemoryError:
         limit = resource.getrlimit(resource.RLIMIT_AS)[0]
-        outcome = ValidationOutcome(ok=False, reason=f"validation ran out of memory (limit {limit} bytes)")
+        outcome = ValidationOutcome(ok=False, reason=f"{what} ran out of memory (limit {limit} bytes)")
     except Exception as error:
-        outcome = ValidationOutcome(ok=False, reason=f"validation failed unexpectedly: {first_line(error)}")
+        outcome = ValidationOutcome(ok=False, reason=f"{what} failed unexpectedly: {first_line(error)}")
     print(json.dumps(asdict(outcome)), flush=True)
     return 0
 
