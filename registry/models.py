@@ -319,3 +319,10 @@ class QuantizationJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} quantization of {self.version} ({self.status})"
+
+    @property
+    def in_progress(self) -> bool:
+        """Still converting, or its result still being validated."""
+        if self.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+            return True
+        return self.result is not None and self.result.status in (VersionStatus.PENDING, VersionStatus.VALIDATING)
