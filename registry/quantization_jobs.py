@@ -15,6 +15,7 @@ from django.utils import timezone
 from audit.services import record
 from registry import storage
 from registry.models import JobStatus, QuantizationJob, VersionStatus
+from registry.validation_jobs import validation_slots
 
 logger = logging.getLogger(__name__)
 
@@ -57,13 +58,14 @@ def run_quantization(job_id: int) -> QuantizationJob | None:
                     "storage was changed or damaged): restore it from a backup or upload the model again",
                 )
             target = str(Path(scratch) / "converted.onnx")
-            outcome = quantization.run_in_child(
-                path,
-                target,
-                job.method,
-                timeout_s=conf["VALIDATION_TIMEOUT_SECONDS"],
-                memory_bytes=conf["VALIDATION_MEMORY_BYTES"],
-            )
+            with validation_slots():  # the validator's memory budget, shared with validations
+                outcome = quantization.run_in_child(
+                    path,
+                    target,
+                    job.method,
+                    timeout_s=conf["VALIDATION_TIMEOUT_SECONDS"],
+                    memory_bytes=conf["VALIDATION_MEMORY_BYTES"],
+                )
             log = outcome.log
             if not outcome.ok:
                 return _fail(job, log, outcome.reason)
