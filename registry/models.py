@@ -274,3 +274,55 @@ class ValidationJob(models.Model):
 
     def __str__(self) -> str:
         return f"validation of {self.version} ({self.status})"
+
+
+class QuantizationMethod(models.TextChoices):
+    INT8_DYNAMIC = "int8_dynamic", "INT8 dynamic"
+    FP16 = "fp16", "FP16"
+
+
+class QuantizationJob(models.Model):
+    """The background conversion of a ready version to a cheaper precision; its result is a
+    new version of the same model whose parent is the source (registry/quantization_jobs.py)."""
+
+    AUDIT_MODEL_NAME = "version__model__name"  # see RegisteredModel.AUDIT_MODEL_NAME
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="quantization_jobs")
+    method = models.CharField(max_length=16, choices=QuantizationMethod.choices)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    progress = models.CharField(max_length=200, blank=True, help_text="The step running now, in words.")
+    reason = models.TextField(blank=True, help_text="Why the job failed, in words a user can act on.")
+    log = models.TextField(blank=True, help_text="What the conversion did, step by step.")
+    result = models.ForeignKey(
+        ModelVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="quantized_by_jobs"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # Two clicks race to the same conversion: the second insert fails here. A failed job
+            # does not count, so it can be tried again.
+            models.UniqueConstraint(
+                fields=["version", "method"],
+                condition=Q(status__in=["queued", "running", "succeeded"]),
+                name="registry_quantization_once_per_method",
+                violation_error_message="This version is already being or has been quantized this way.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} quantization of {self.version} ({self.status})"
+
+    @property
+    def in_progress(self) -> bool:
+        """Still converting, or its result still being validated."""
+        if self.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+            return True
+        return self.result is not None and self.result.status in (VersionStatus.PENDING, VersionStatus.VALIDATING)

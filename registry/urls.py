@@ -1,6 +1,6 @@
 from django.urls import path
 
-from registry import fallback_views, pipeline_views, serving_views, views
+from registry import fallback_views, pipeline_views, quantization_views, serving_views, views
 
 app_name = "registry"
 urlpatterns = [
@@ -13,5 +13,6 @@ urlpatterns = [
     path("<str:name>/versions/new/", pipeline_views.pipeline_version_new, name="pipeline-version-new"),
     path("<str:name>/versions/<int:number>/", views.version_detail, name="version"),
     path("<str:name>/versions/<int:number>/cache/", serving_views.version_cache, name="version-cache"),
+    path("<str:name>/versions/<int:number>/quantize/", quantization_views.version_quantize, name="version-quantize"),
     path("<str:name>/versions/<int:number>/<str:verb>/", views.version_action, name="version-action"),
 ]

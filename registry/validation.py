@@ -305,11 +305,13 @@ def run_in_child(
 
 
 def run_module_in_child(
-    module: str, head: list[str], timeout_s: float, memory_bytes: int, tail: list[str]
+    module: str, head: list[str], timeout_s: float, memory_bytes: int, tail: list[str], what: str = "validation"
 ) -> ValidationOutcome:
     """`python -m module *head memory_bytes cpu_s *tail` in a child that limits itself (see `_main`),
-    whose last stdout line is the outcome as JSON; never raises for a bad model."""
-    payload, reason, log = run_json_child(module, head, timeout_s, memory_bytes, tail)
+    whose last stdout line is the outcome as JSON; never raises for a bad model. `what` names the
+    work in the reasons for a child stopped by its limits."""
+    process_name = "validator" if what == "validation" else what
+    payload, reason, log = run_json_child(module, head, timeout_s, memory_bytes, tail, what, process_name)
     if payload is None:
         return ValidationOutcome(ok=False, reason=reason, log=log)
     try:
@@ -384,16 +386,16 @@ def _main(argv: list[str]) -> int:
     return report(lambda: validate_file(path, max_bytes, max_batch_size))
 
 
-def report(validate: Callable[[], ValidationOutcome]) -> int:
+def report(validate: Callable[[], ValidationOutcome], what: str = "validation") -> int:
     """A child's last step: the outcome of `validate` as one JSON line on stdout, the channel to
     `run_module_in_child`, whatever went wrong."""
     try:
         outcome = validate()
     except MemoryError:
         limit = resource.getrlimit(resource.RLIMIT_AS)[0]
-        outcome = ValidationOutcome(ok=False, reason=f"validation ran out of memory (limit {limit} bytes)")
+        outcome = ValidationOutcome(ok=False, reason=f"{what} ran out of memory (limit {limit} bytes)")
     except Exception as error:
-        outcome = ValidationOutcome(ok=False, reason=f"validation failed unexpectedly: {first_line(error)}")
+        outcome = ValidationOutcome(ok=False, reason=f"{what} failed unexpectedly: {first_line(error)}")
     print(json.dumps(asdict(outcome)), flush=True)
     return 0
 

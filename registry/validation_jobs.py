@@ -27,10 +27,10 @@ _slots: threading.BoundedSemaphore | None = None
 _slots_lock = threading.Lock()
 
 
-def _validation_slots() -> threading.BoundedSemaphore:
-    """At most TURNOUT_VALIDATION_CONCURRENCY children per process: each may use
-    TURNOUT_VALIDATION_MEMORY_BYTES, and the worker's thread pool would otherwise start
-    as many as it has threads."""
+def validation_slots() -> threading.BoundedSemaphore:
+    """At most TURNOUT_VALIDATION_CONCURRENCY children per process (validations and
+    quantizations together): each may use TURNOUT_VALIDATION_MEMORY_BYTES, and the worker's
+    thread pool would otherwise start as many as it has threads."""
     global _slots
     with _slots_lock:
         if _slots is None:
@@ -41,7 +41,7 @@ def _validation_slots() -> threading.BoundedSemaphore:
 def run_validation(job_id: int) -> ValidationJob | None:
     """Validate a version in a child process with memory and time limits, one slot of
     TURNOUT_VALIDATION_CONCURRENCY at a time; see `_run` for what a run does."""
-    with _validation_slots():
+    with validation_slots():
         return _run(job_id)
 
 

@@ -22,7 +22,7 @@ from controlplane.htmx import HtmxHttpRequest
 from controlplane.htmx import redirect as _redirect
 from controlplane.htmx import sentence as _sentence
 from controlplane.htmx import wants_partial as _wants_partial
-from registry import pipeline_services, services
+from registry import pipeline_services, quantization_services, services
 from registry.fallback_forms import FallbackForm, fits_the_form
 from registry.fallback_policy import parse as parse_policy
 from registry.forms import AliasForm, NewModelForm, ResponseCacheForm, UploadForm
@@ -292,10 +292,14 @@ def version_page(
 ) -> HttpResponse:
     """The version's page (or its body, for htmx); `cache_form` bound when a change was refused."""
     signature = version.signature
+    quantizations = [] if version.is_pipeline else list(quantization_services.jobs_of(version))
     context = {
         "model": version.model,
         "version": version,
-        "polling": version.status in IN_PROGRESS,
+        # The body refreshes itself while this version's validation or a quantization of it runs.
+        "polling": version.status in IN_PROGRESS or any(job.in_progress for job in quantizations),
+        "validating": version.status in IN_PROGRESS,
+        "quantizations": quantizations,
         "signature_rows": _signature_rows(signature),
         "batch_dim": signature.get("batch_dim") if signature else None,
         "metadata_json": json.dumps(version.metadata, indent=2, sort_keys=True),
