@@ -8,7 +8,7 @@ from variants.models import CapacityReport, Comparison
 from variants.services import DEFAULT_ROWS, MAX_ROWS
 
 
-class ComparisonSerializer(serializers.ModelSerializer):
+class VersionComparisonSerializer(serializers.ModelSerializer):
     version = serializers.IntegerField(source="version.number", read_only=True)
     baseline = serializers.IntegerField(source="baseline.number", read_only=True)
 

@@ -20,7 +20,7 @@ from variants.api.serializers import (
     CapacityReportSerializer,
     CapacityRequestSerializer,
     ComparisonRequestSerializer,
-    ComparisonSerializer,
+    VersionComparisonSerializer,
 )
 from variants.capacity_services import CapacityRefused, apply_recommendation, start_capacity_report
 from variants.models import CapacityReport, Comparison
@@ -29,18 +29,18 @@ from variants.services import ComparisonRefused, start_comparison
 
 class ComparisonsView(ModelScopedMixin, GenericAPIView[Comparison]):
     permission_classes = [IsAuthenticated, CanMaintainParentModel]
-    serializer_class = ComparisonSerializer
+    serializer_class = VersionComparisonSerializer
 
     def version(self) -> ModelVersion:
         return get_object_or_404(ModelVersion, model=self.get_registered_model(), number=self.kwargs["number"])
 
     @extend_schema(
         summary="List a version's comparisons with its baseline",
-        responses={200: ComparisonSerializer(many=True), **ERRORS},
+        responses={200: VersionComparisonSerializer(many=True), **ERRORS},
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         found = Comparison.objects.filter(version=self.version()).select_related("version", "baseline")
-        return Response(ComparisonSerializer(found, many=True).data)
+        return Response(VersionComparisonSerializer(found, many=True).data)
 
     @extend_schema(
         summary="Compare a version with its parent (or another baseline) before it takes traffic",
@@ -50,7 +50,7 @@ class ComparisonsView(ModelScopedMixin, GenericAPIView[Comparison]):
             "batch 1 and at the max batch size. 202 with the comparison; GET `comparisons/` for its result."
         ),
         request=ComparisonRequestSerializer,
-        responses={202: ComparisonSerializer, **ERRORS},
+        responses={202: VersionComparisonSerializer, **ERRORS},
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         version = self.version()
@@ -67,7 +67,7 @@ class ComparisonsView(ModelScopedMixin, GenericAPIView[Comparison]):
             )
         except ComparisonRefused as exc:
             raise exceptions.ValidationError({"detail": str(exc)}) from None
-        return Response(ComparisonSerializer(comparison).data, status=status.HTTP_202_ACCEPTED)
+        return Response(VersionComparisonSerializer(comparison).data, status=status.HTTP_202_ACCEPTED)
 
 
 class CapacityReportsView(ModelScopedMixin, GenericAPIView[CapacityReport]):
