@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
@@ -15,6 +15,7 @@ from controlplane.htmx import redirect as htmx_redirect
 from registry.models import ModelVersion
 from registry.permissions import can_maintain
 from registry.views import not_a_maintainer
+from rollouts import services as rollouts
 from variants.capacity_services import CapacityRefused, apply_recommendation, start_capacity_report
 from variants.models import CapacityReport, Comparison
 from variants.services import ComparisonRefused, start_comparison
@@ -71,3 +72,25 @@ def capacity(request: HtmxHttpRequest, name: str, number: int, pk: int | None = 
     except CapacityRefused as exc:
         messages.error(request, str(exc))
     return htmx_redirect(request, reverse("registry:version", args=[name, number]) + "#comparisons")
+
+
+@login_required
+@require_POST
+def start_rollout(request: HtmxHttpRequest, name: str, number: int, kind: str) -> HttpResponse:
+    """One click from a comparison: a shadow (every request copied) or a canary (the default steps and
+    gates) of this version against production, started by the rollouts service; its page follows it."""
+    version = get_object_or_404(ModelVersion.objects.select_related("model"), model__name=name, number=number)
+    if not can_maintain(request.user, version.model):
+        return not_a_maintainer(request, version.model, "start a rollout")
+    if kind not in ("shadow", "canary"):
+        raise Http404(f"no such rollout kind: {kind}")
+    try:
+        if kind == "shadow":
+            rollout = rollouts.start_shadow(version.model, version, actor=request.user)
+        else:
+            rollout = rollouts.start_canary(version.model, version, actor=request.user)
+    except rollouts.RolloutError as exc:
+        messages.error(request, f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
+        return htmx_redirect(request, reverse("registry:version", args=[name, number]) + "#comparisons")
+    messages.success(request, f"{rollout.get_kind_display()} of v{number} started. This page follows it live.")
+    return htmx_redirect(request, reverse("rollouts:detail", args=[rollout.pk]))

@@ -12,8 +12,10 @@ from django.core.files.storage import storages
 from rest_framework.test import APIClient
 
 from audit.models import AuditEntry
+from registry import services as registry
 from registry.demo_models import build_iris_classifier, build_mlp, build_mlp_small
 from registry.models import JobStatus, ModelVersion
+from rollouts.models import Rollout
 from tests.support.clients import signed_in
 from tests.variants.conftest import PARENT, Add, int8
 from variants.models import Comparison
@@ -161,3 +163,27 @@ def test_the_int8_variants_of_the_demo_classifiers_are_compared_as_measured(
     assert agreements["iris"] >= 0.99
     # reported as it is, even below 0.99: the page and the API show the share, not a verdict
     assert 0.9 < agreements["mlp_small"] <= 1.0
+
+
+def test_one_click_starts_a_shadow_of_the_variant_against_production(
+    variant: ModelVersion, owner: Any, viewer: Any
+) -> None:
+    assert variant.parent is not None
+    registry.set_alias(variant.model, registry.PRODUCTION, variant.parent, actor=owner)
+
+    refused = signed_in(viewer).post("/variants/models/fraud/versions/2/start/shadow/")
+    started = signed_in(owner).post("/variants/models/fraud/versions/2/start/shadow/")
+    unknown = signed_in(owner).post("/variants/models/fraud/versions/2/start/party/")
+
+    assert refused.status_code == 403
+    assert unknown.status_code == 404
+    assert started.status_code == 302
+    rollout = Rollout.objects.get()
+    assert started["Location"] == f"/rollouts/{rollout.pk}/"
+    assert rollout.kind == "shadow"
+    assert [(a.name, a.version.number) for a in rollout.arms.order_by("name")] == [("champion", 1), ("shadow", 2)]
+    # a second one is refused by the rollouts service, and says why on the version page
+    again = signed_in(owner).post("/variants/models/fraud/versions/2/start/canary/")
+    assert again.status_code == 302
+    assert again["Location"] == "/models/fraud/versions/2/#comparisons"
+    assert Rollout.objects.count() == 1
