@@ -14,11 +14,15 @@ or the network's (about a millisecond more on the benchmark machine, docs/benchm
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from registry.signature import Signature
+from variants.comparison import inputs_for
 
 RATE_FRACTIONS = (0.1, 0.25, 0.5, 0.7, 0.85, 1.0)
 REQUESTS_PER_RATE = 300
@@ -110,4 +114,36 @@ def recommend(results: list[dict[str, Any]], p99_target_ms: float) -> dict[str, 
         "preferred_batch_sizes": [size] if size > 1 else [],
         "sustained_rps": point["rate_rps"],
         "p99_ms": point["p99_ms"],
+    }
+
+
+def measure(model: Any, signature: Signature, max_batch_size: int, p99_target_ms: float, seed: int) -> dict[str, Any]:
+    """The whole report on one onnxruntime session: the estimated capacity (rows per second at the
+    largest batch), each setting's sweep, and the recommendation."""
+    batched = bool(signature.get("batch_dim"))
+    largest = max_batch_size if batched else 1
+    feeds = inputs_for(signature, largest, seed)
+    names = [o.name for o in model.get_outputs()]
+
+    def run(rows: int) -> float:
+        sample = {k: v[:rows] for k, v in feeds.items()} if batched else feeds
+        started = time.perf_counter()
+        model.run(names, sample)
+        return time.perf_counter() - started
+
+    run(largest)  # warm-up
+    capacity_rps = largest / min(run(largest) for _ in range(5))
+    results = [
+        {
+            "max_batch_size": setting.max_batch_size,
+            "max_queue_delay_ms": setting.max_queue_delay_ms,
+            "points": sweep(run, setting, capacity_rps, seed),
+        }
+        for setting in settings_to_try(max_batch_size, batched)
+    ]
+    return {
+        "p99_target_ms": p99_target_ms,
+        "estimated_capacity_rps": capacity_rps,
+        "settings": results,
+        "recommendation": recommend(results, p99_target_ms),
     }

@@ -10,7 +10,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -18,6 +17,7 @@ from audit.services import record
 from registry import services as registry
 from registry import storage
 from registry.models import JobStatus, ModelVersion, VersionStatus
+from variants import jobs
 from variants.models import CapacityReport
 
 logger = logging.getLogger(__name__)
@@ -55,17 +55,10 @@ def _enqueue(report_id: int) -> None:
 
 def run_capacity_report(report_id: int) -> CapacityReport | None:
     """Claim a queued report and run it; safe to run twice (only a queued one is claimed)."""
-    claimed = CapacityReport.objects.filter(pk=report_id, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING, started_at=timezone.now()
-    )
-    report = CapacityReport.objects.select_related("version__model").filter(pk=report_id).first()
+    report, claimed = jobs.claim(CapacityReport, report_id, "version__model")
     if report is None or not claimed:
         return report
     version = report.version
-    conf = settings.TURNOUT
-    # Here, not at the top: it imports onnxruntime, which web processes never need.
-    from registry.validation import run_json_child
-
     try:
         with (
             storage.local_copy(version.artifact) as path,
@@ -73,27 +66,12 @@ def run_capacity_report(report_id: int) -> CapacityReport | None:
         ):
             signature_path = Path(scratch) / "signature.json"
             signature_path.write_text(json.dumps(version.signature))
-            payload, reason, log = run_json_child(
-                "variants.capacity_child",
-                [path],
-                timeout_s=conf["VALIDATION_TIMEOUT_SECONDS"],
-                memory_bytes=conf["VALIDATION_MEMORY_BYTES"],
-                tail=[str(version.max_batch_size), str(report.p99_target_ms), str(report.seed), str(signature_path)],
-                task="the capacity run",
-                process_name="capacity",
-            )
+            tail = [str(version.max_batch_size), str(report.p99_target_ms), str(report.seed), str(signature_path)]
+            found = jobs.run_child("variants.capacity_child", [path], tail, "the capacity run", "capacity")
     except OSError as exc:
         logger.exception("capacity report %s: cannot read the artifact", report.pk)
-        payload, reason, log = None, f"the stored artifact could not be read: {exc}", []
-    report.finished_at = timezone.now()
-    if payload is None or not payload.get("ok"):
-        report.status = JobStatus.FAILED
-        why = reason if payload is None else str(payload.get("reason") or "the capacity run failed")
-        report.reason = "\n".join([why, *log]).strip()
-    else:
-        report.status, report.result = JobStatus.SUCCEEDED, payload["result"]
-    report.save(update_fields=["status", "reason", "result", "finished_at", "updated_at"])
-    return report
+        found = (None, f"the stored artifact could not be read: {exc}", [])
+    return jobs.conclude(report, *found, failed="the capacity run failed")
 
 
 def apply_recommendation(report: CapacityReport, *, actor: Any) -> ModelVersion:

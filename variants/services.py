@@ -10,13 +10,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from audit.services import record
 from registry import storage
-from registry.models import JobStatus, ModelVersion, VersionStatus
+from registry.models import ModelVersion, VersionStatus
+from variants import jobs
 from variants.models import Comparison
 
 logger = logging.getLogger(__name__)
@@ -69,54 +68,24 @@ def _enqueue(comparison_id: int) -> None:
 
 def run_comparison(comparison_id: int) -> Comparison | None:
     """Claim a queued comparison and run it; safe to run twice (only a queued one is claimed)."""
-    claimed = Comparison.objects.filter(pk=comparison_id, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING, started_at=timezone.now()
-    )
-    comparison = Comparison.objects.select_related("version__model", "baseline").filter(pk=comparison_id).first()
+    comparison, claimed = jobs.claim(Comparison, comparison_id, "version__model", "baseline")
     if comparison is None or not claimed:
         return comparison
     version, baseline = comparison.version, comparison.baseline
-    conf = settings.TURNOUT
-    # Here, not at the top: it imports onnxruntime, which web processes never need.
-    from registry.validation import run_json_child
-
     try:
         with contextlib.ExitStack() as files, tempfile.TemporaryDirectory(prefix="turnout-compare-") as scratch:
             variant_path = files.enter_context(storage.local_copy(version.artifact))
             baseline_path = files.enter_context(storage.local_copy(baseline.artifact))
             signature_path = Path(scratch) / "signature.json"
             signature_path.write_text(json.dumps(baseline.signature))
-            payload, reason, log = run_json_child(
-                "variants.compare_child",
-                [variant_path, baseline_path],
-                timeout_s=conf["VALIDATION_TIMEOUT_SECONDS"],
-                memory_bytes=conf["VALIDATION_MEMORY_BYTES"],
-                tail=[str(version.max_batch_size), str(comparison.rows), str(comparison.seed), str(signature_path)],
-                task="the comparison",
-                process_name="comparison",
+            tail = [str(version.max_batch_size), str(comparison.rows), str(comparison.seed), str(signature_path)]
+            found = jobs.run_child(
+                "variants.compare_child", [variant_path, baseline_path], tail, "the comparison", "comparison"
             )
     except OSError as exc:
         logger.exception("comparison %s: cannot read an artifact", comparison.pk)
-        return _finish(comparison, JobStatus.FAILED, reason=f"a stored artifact could not be read: {exc}")
-    if payload is None or not payload.get("ok"):
-        why = reason if payload is None else str(payload.get("reason") or "the comparison failed")
-        return _finish(comparison, JobStatus.FAILED, reason=why, log=log)
-    result = dict(payload["result"])
-    result["size_bytes"] = {"variant": version.size_bytes, "baseline": baseline.size_bytes}
-    return _finish(comparison, JobStatus.SUCCEEDED, result=result)
-
-
-def _finish(
-    comparison: Comparison,
-    status: str,
-    *,
-    reason: str = "",
-    result: dict[str, Any] | None = None,
-    log: list[str] | None = None,
-) -> Comparison:
-    comparison.status = status
-    comparison.reason = "\n".join([reason, *(log or [])]).strip()
-    comparison.result = result
-    comparison.finished_at = timezone.now()
-    comparison.save(update_fields=["status", "reason", "result", "finished_at", "updated_at"])
-    return comparison
+        found = (None, f"a stored artifact could not be read: {exc}", [])
+    payload = found[0]
+    if payload is not None and payload.get("ok"):
+        payload["result"]["size_bytes"] = {"variant": version.size_bytes, "baseline": baseline.size_bytes}
+    return jobs.conclude(comparison, *found, failed="the comparison failed")

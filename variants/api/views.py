@@ -27,12 +27,16 @@ from variants.models import CapacityReport, Comparison
 from variants.services import ComparisonRefused, start_comparison
 
 
-class ComparisonsView(ModelScopedMixin, GenericAPIView[Comparison]):
-    permission_classes = [IsAuthenticated, CanMaintainParentModel]
-    serializer_class = VersionComparisonSerializer
+class VersionScopedMixin(ModelScopedMixin):
+    """For views under `/models/{model_name}/versions/{number}/`."""
 
     def version(self) -> ModelVersion:
         return get_object_or_404(ModelVersion, model=self.get_registered_model(), number=self.kwargs["number"])
+
+
+class ComparisonsView(VersionScopedMixin, GenericAPIView[Comparison]):
+    permission_classes = [IsAuthenticated, CanMaintainParentModel]
+    serializer_class = VersionComparisonSerializer
 
     @extend_schema(
         summary="List a version's comparisons with its baseline",
@@ -70,12 +74,9 @@ class ComparisonsView(ModelScopedMixin, GenericAPIView[Comparison]):
         return Response(VersionComparisonSerializer(comparison).data, status=status.HTTP_202_ACCEPTED)
 
 
-class CapacityReportsView(ModelScopedMixin, GenericAPIView[CapacityReport]):
+class CapacityReportsView(VersionScopedMixin, GenericAPIView[CapacityReport]):
     permission_classes = [IsAuthenticated, CanMaintainParentModel]
     serializer_class = CapacityReportSerializer
-
-    def version(self) -> ModelVersion:
-        return get_object_or_404(ModelVersion, model=self.get_registered_model(), number=self.kwargs["number"])
 
     @extend_schema(summary="List a version's capacity reports", responses={200: CapacityReportSerializer(many=True)})
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
