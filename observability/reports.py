@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from controlplane.redis_client import get_redis, redis_keys
 from dataplane.priority import LEVELS
+from observability.counts import Counts
 from observability.queries import (
     HOUR,
     MINUTE_RESOLUTION_UP_TO,
@@ -30,7 +31,6 @@ from observability.queries import (
     stage_window,
     window,
 )
-from observability.rollup import Counts
 from observability.stages import StageFigures
 from registry.models import ModelVersion, PipelineStage, RegisteredModel, VersionStatus
 
