@@ -117,6 +117,8 @@ class ModelResult:
     raw: Raw
     cells: dict[tuple[str, int], Cell] = field(default_factory=dict)  # ("on"|"off", concurrency)
     provider: str = ""
+    baseline: dict[int, Cell] = field(default_factory=dict)  # concurrency -> the per-request server's cell
+    lean: dict[int, Cell] = field(default_factory=dict)  # concurrency -> the hand-tuned per-request server's
 
     def cell(self, mode: str, conc: int) -> Cell | None:
         return self.cells.get((mode, conc))
@@ -675,6 +677,36 @@ def run_wrk(
     return cell
 
 
+def measure_baseline(
+    args: argparse.Namespace, results: dict[str, ModelResult], artifacts: dict[str, bytes], bodies: dict[str, Path]
+) -> None:
+    """The per-request FastAPI server (bench/per_request.py) on the same bodies and concurrencies,
+    in this run, after our stack has stopped: the peer the c64 and c1 goals are ratios against."""
+    from per_request import PerRequestServer  # bench/, this script's folder
+
+    from ops.benchmark import BENCH_MODELS
+
+    if not artifacts:
+        return
+    with PerRequestServer(artifacts, OUT / "baseline-models", free_port(), workers=args.baseline_workers) as server:
+        meter = CpuMeter({"baseline": server.pids()})
+        for key in artifacts:
+            for style, root in (("per-request", server.url), ("lean", f"{server.url}/lean")):
+                check_answer(root, key, bodies[key].read_bytes(), BENCH_MODELS[key].output_dim)
+                target = f"{root}/v2/models/{key}/infer"
+                for conc in CONCURRENCIES:
+                    wait_quiet(args.quiet_wait, args.quiet_threshold)
+                    if args.warmup > 0:
+                        run_wrk(target, bodies[key], conc, args.warmup)
+                    cell = run_wrk(target, bodies[key], conc, args.seconds, meter)
+                    (results[key].baseline if style == "per-request" else results[key].lean)[conc] = cell
+                    print(
+                        f"  {key:9} {style:11} c{conc:<2}: {cell.rps:9.1f} req/s  "
+                        f"p50 {cell.p50_ms:8.3f} ms  p99 {cell.p99_ms:8.3f} ms  cpu% {cpu_text(cell.cpu)}",
+                        flush=True,
+                    )
+
+
 # --- profiling --------------------------------------------------------------------
 @contextlib.contextmanager
 def profiling(enabled: bool, stack: Stack | None, label: str, seconds: float) -> Iterator[None]:
@@ -745,6 +777,27 @@ def bars(results: dict[str, ModelResult]) -> list[Bar]:
         on64, on1 = small.cell("on", 64), small.cell("on", 1)
         out.append(Bar("mlp_small", "c64 >= 3,000 req/s", None if on64 is None else on64.rps >= 3000))
         out.append(Bar("mlp_small", "c1 p50 <= 1 ms", None if on1 is None else on1.p50_ms <= 1.0))
+    # The hot-path goals against the per-request server measured in the same run.
+    for key, slack_ms in (("mlp_small", 0.2), ("mlp_large", 0.5)):
+        result = results.get(key)
+        if result is None:
+            continue
+        on64, on1 = result.cell("on", 64), result.cell("on", 1)
+        theirs64, theirs1 = result.baseline.get(64), result.baseline.get(1)
+        out.append(
+            Bar(
+                key,
+                "c64 req/s >= 2 x per-request c64",
+                None if on64 is None or theirs64 is None else on64.rps >= 2 * theirs64.rps,
+            )
+        )
+        out.append(
+            Bar(
+                key,
+                f"c1 p50 <= per-request c1 p50 + {slack_ms} ms",
+                None if on1 is None or theirs1 is None else on1.p50_ms <= theirs1.p50_ms + slack_ms,
+            )
+        )
     return out
 
 
@@ -800,6 +853,25 @@ def table_rows(results: dict[str, ModelResult]) -> tuple[list[str], list[list[st
 
     row("c64 req/s / raw b64 1-thread (on)", ratio_single)
     row("c1 p50 - raw b1 p50 ms (on)", c1_over_raw)
+
+    for label, attr in (("per-request", "baseline"), ("lean per-request", "lean")):
+
+        def peer(r: ModelResult, conc: int, field: str, attr: str = attr) -> str:
+            cell = getattr(r, attr).get(conc)
+            return fmt(None if cell is None else getattr(cell, field), 3 if field != "rps" else 1)
+
+        def over_peer(r: ModelResult, attr: str = attr) -> str:
+            ours, theirs = r.cell("on", 64), getattr(r, attr).get(64)
+            return "-" if ours is None or theirs is None else f"{ours.rps / theirs.rps:.2f}"
+
+        def c1_minus_peer(r: ModelResult, attr: str = attr) -> str:
+            ours, theirs = r.cell("on", 1), getattr(r, attr).get(1)
+            return "-" if ours is None or theirs is None else f"{ours.p50_ms - theirs.p50_ms:+.3f}"
+
+        row(f"{label} c64 req/s", lambda r, f=peer: f(r, 64, "rps"))
+        row(f"{label} c1 p50 ms", lambda r, f=peer: f(r, 1, "p50_ms"))
+        row(f"c64 req/s / {label} c64 (on)", over_peer)
+        row(f"c1 p50 - {label} c1 p50 ms (on)", c1_minus_peer)
     row("c1 p50 on / off", on_over_off)
     row("execution provider", lambda r: r.provider or "-")
     for bar in bars(results):
@@ -925,6 +997,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--cache",
         action="store_true",
         help="instead of the usual cells, the response cache's: hits and misses at concurrency 64 (bench/cache.py)",
+    )
+    parser.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="skip the per-request FastAPI baseline (bench/per_request.py) measured after our stack",
+    )
+    parser.add_argument(
+        "--baseline-workers", type=int, default=2, help="uvicorn workers of the per-request baseline (default 2)"
     )
     parser.add_argument("--hold", action="store_true", help="keep our stack up after the run until Ctrl-C")
     parser.add_argument(
@@ -1058,6 +1139,9 @@ def main(argv: list[str] | None = None) -> int:
         if sink is not None:
             sink.close()
 
+    if args.baseline and not args.cache:
+        measure_baseline(args, results, artifacts, bodies)
+
     for key in keys:
         print(f"raw onnxruntime again: {key} ...", flush=True)
         wait_quiet(args.quiet_wait, args.quiet_threshold)
@@ -1135,6 +1219,8 @@ def main(argv: list[str] | None = None) -> int:
                     "raw": vars(r.raw),
                     "provider": r.provider,
                     "cells": {f"{mode}-c{conc}": vars(c) for (mode, conc), c in r.cells.items()},
+                    "per_request": {f"c{conc}": vars(c) for conc, c in r.baseline.items()},
+                    "lean_per_request": {f"c{conc}": vars(c) for conc, c in r.lean.items()},
                 }
                 for k, r in results.items()
             },
