@@ -77,7 +77,7 @@ drill: setup
 ## suite, a tool) may load both.
 protos: setup
 	$(BIN)/python -m grpc_tools.protoc -Igateway/grpc_generated=gateway/proto \
-		--python_out=. --pyi_out=. --grpc_python_out=. gateway/grpc_generated/grpc_predict_v2.proto
+		--python_out=. --grpc_python_out=. gateway/grpc_generated/grpc_predict_v2.proto
 	sed -i 's/_descriptor_pool.Default().AddSerializedFile(/_descriptor_pool.DescriptorPool().AddSerializedFile(/' \
 		gateway/grpc_generated/grpc_predict_v2_pb2.py
 	touch gateway/grpc_generated/__init__.py

@@ -35,6 +35,8 @@ async def read_request_body(scope: Scope, receive: Receive, limit: int) -> bytes
             [(b"accept-encoding", ", ".join(SUPPORTED).encode())],
         )
     raw = await read_body(scope, receive, limit)
+    if not raw:
+        return raw  # nothing to inflate (tritonclient sends its last Content-Encoding with bodiless calls)
     if encoding == b"gzip":
         return inflate(raw, _GZIP, limit, "gzip")
     # "deflate" is a zlib stream by the HTTP standard; a raw deflate stream is what some clients send.

@@ -320,6 +320,17 @@ def _json_data(datatype: str, array: np.ndarray) -> Any:
     return flat if flat.dtype.isnative else flat.astype(flat.dtype.newbyteorder("="))
 
 
+def selected_outputs(
+    request: ParsedRequest, outputs: list[tuple[str, str, np.ndarray]]
+) -> list[tuple[str, str, np.ndarray]]:
+    """The outputs the request asked for, in its order (all of them when it named none)."""
+    selected = request.outputs
+    if selected is None:
+        return outputs
+    order = {name: index for index, name in enumerate(selected)}
+    return sorted((o for o in outputs if o[0] in order), key=lambda o: order[o[0]])
+
+
 def encode_response(
     model_name: str,
     model_version: str,
@@ -328,10 +339,7 @@ def encode_response(
     parameters: dict[str, Any],
 ) -> tuple[bytes, int | None]:
     """The response body, and the JSON header's length when binary outputs follow it."""
-    selected = request.outputs
-    if selected is not None:
-        order = {name: index for index, name in enumerate(selected)}
-        outputs = sorted((o for o in outputs if o[0] in order), key=lambda o: order[o[0]])
+    outputs = selected_outputs(request, outputs)
     entries = []
     blobs = []
     for name, datatype, array in outputs:

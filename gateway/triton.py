@@ -62,7 +62,11 @@ DATA_TYPES = {
     "BYTES": "TYPE_STRING",
 }
 # Registry states in Triton's words.
-STATES: dict[str, str] = {VersionStatus.READY: "READY", VersionStatus.VALIDATING: "LOADING", VersionStatus.PENDING: "LOADING"}
+STATES: dict[str, str] = {
+    VersionStatus.READY: "READY",
+    VersionStatus.VALIDATING: "LOADING",
+    VersionStatus.PENDING: "LOADING",
+}
 
 
 def duration(count: float, ns: float) -> dict[str, int]:
