@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
 from gateway.grpc_server import serve
 
@@ -28,7 +29,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.TURNOUT["GRPC_ENABLED"]:
-            raise CommandError("gRPC is turned off (TURNOUT_GRPC_ENABLED=false)")
+            # Idle rather than exit: under honcho (`make run`) one process ending stops them all.
+            self.stderr.write("gRPC is turned off (TURNOUT_GRPC_ENABLED=false); idle until stopped")
+            signal.sigwait({signal.SIGTERM, signal.SIGINT})
+            return
         processes = max(1, int(options["processes"]))
         # Separate processes started afresh, never forked: grpc's core must not be forked once started.
         # SO_REUSEPORT (grpc_server.server_options) lets them all bind the same port.
