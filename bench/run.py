@@ -247,8 +247,10 @@ class Stack:
         log_level: str = "",
         tracing: dict[str, str] | None = None,
         prefix: str = PREFIX,
+        grpc_in_web: bool = False,
     ) -> None:
         self.web_workers = web_workers
+        self.grpc_in_web = grpc_in_web
         self.prefix = prefix
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -263,6 +265,8 @@ class Stack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if grpc_in_web:
+            self.env.update({"TURNOUT_GRPC_IN_WEB": "true", "TURNOUT_GRPC_BIND": self.grpc_target})
         if log_level:
             self.env["LOG_LEVEL"] = log_level
         self.env.update(tracing or {})
@@ -310,7 +314,8 @@ class Stack:
         # The gRPC transport: as many processes as gunicorn has workers, sharing its port (SO_REUSEPORT).
         grpc_server = [str(BIN / "python"), "manage.py", "serve_grpc", "--bind", self.grpc_target]
         grpc_server += ["--processes", str(self.web_workers)]
-        for name, args in (("worker", worker), ("web", web), ("grpc", grpc_server)):
+        commands = [("worker", worker), ("web", web)] + ([] if self.grpc_in_web else [("grpc", grpc_server)])
+        for name, args in commands:
             log_path = OUT / f"{name}.log"
             self.logs[name] = log_path
             with log_path.open("wb") as log:
@@ -335,10 +340,12 @@ class Stack:
         """The processes that do the work: gunicorn's workers (not its master), the Celery worker."""
         process = self.processes[name]
         if name in ("web", "grpc"):
+            # serve_grpc's first process serves too, beside the ones it started; gunicorn's master does not.
+            own = [process.pid] if name == "grpc" else []
             children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
             with contextlib.suppress(OSError):
-                return [int(pid) for pid in children.read_text().split()]
-            return []
+                return own + [int(pid) for pid in children.read_text().split()]
+            return own
         return [process.pid]
 
     def stop(self) -> None:
@@ -928,6 +935,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds before each cell (default 3)")
     parser.add_argument("--raw-seconds", type=float, default=3.0, help="seconds per raw onnxruntime measurement")
     parser.add_argument(
+        "--grpc-in-web",
+        action="store_true",
+        help="serve gRPC inside the web processes (TURNOUT_GRPC_IN_WEB) instead of serve_grpc processes",
+    )
+    parser.add_argument(
         "--models",
         default="mlp_small,mlp_large,mlp_large_int8,sentiment",
         help="comma-separated: mlp_small, mlp_large, mlp_large_int8 (its INT8 variant), sentiment (the demo pipeline)",
@@ -1053,14 +1065,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.url:
             url = args.url.rstrip("/")
         else:
-            stack = Stack(args.web_workers, args.intra_op_threads, args.log_level, traced, prefix)
+            stack = Stack(args.web_workers, args.intra_op_threads, args.log_level, traced, prefix, args.grpc_in_web)
             print(f"starting web ({args.web_workers} worker(s)) and worker on {stack.url} ...", flush=True)
             stack.start()
             url = stack.url
         wait_ready(url, served_names(keys), args.ready_timeout, stack)
         roles = {"redis": redis_server_pids()}
         if stack is not None:
-            roles = {"web": stack.pids("web"), "grpc": stack.pids("grpc"), "worker": stack.pids("worker"), **roles}
+            roles = {"web": stack.pids("web"), "worker": stack.pids("worker"), **roles}
+            if "grpc" in stack.processes:
+                roles["grpc"] = stack.pids("grpc")
         meter = CpuMeter(roles)
         stage_meter = StageMeter(OUT / "prometheus") if stack is not None else None
 
@@ -1139,7 +1153,8 @@ def main(argv: list[str] | None = None) -> int:
         threads = str(args.intra_op_threads) if args.intra_op_threads else "0 (onnxruntime's choice)"
         stack_text = (
             f"own: gunicorn with {args.web_workers} uvicorn worker(s), "
-            f"1 Celery worker (onnxruntime intra-op threads {threads}, not spinning)"
+            f"1 Celery worker (onnxruntime intra-op threads {threads}, not spinning); gRPC "
+            + ("inside the web processes" if args.grpc_in_web else f"in {args.web_workers} serve_grpc process(es)")
         )
     tracing_text = "off"
     if sink is not None:

@@ -441,6 +441,8 @@ TURNOUT: dict[str, Any] = {
     "GRPC_ENABLED": env_bool("TURNOUT_GRPC_ENABLED", True),
     "GRPC_BIND": env_str("TURNOUT_GRPC_BIND", "127.0.0.1:8001"),
     "GRPC_PROCESSES": env_int("TURNOUT_GRPC_PROCESSES", 1, 1),
+    # Serve gRPC inside each web process instead (beside HTTP, on TURNOUT_GRPC_BIND); then run no serve_grpc.
+    "GRPC_IN_WEB": env_bool("TURNOUT_GRPC_IN_WEB", False),
     # The response cache and the fallbacks' cached answers (gateway/response_cache.py): the memory all
     # stored answers may take in Redis together (soonest-expiring evicted past it), and the largest
     # single answer stored (bigger ones are not cached).

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from django.conf import settings
+
 from gateway import http_models, triton_http
 from gateway.core import GatewayCore
 from gateway.http import Receive, Scope, Send, method_not_allowed, send_error, send_json
@@ -26,6 +28,7 @@ Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 class Gateway(GatewayCore):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._grpc: Any = None  # the gRPC server, when TURNOUT_GRPC_IN_WEB runs it in this process
         # path -> (allowed methods, handler)
         self.routes: dict[str, tuple[tuple[str, ...], Handler]] = {
             "/v2": (("GET",), self.server_metadata_http),
@@ -65,11 +68,23 @@ class Gateway(GatewayCore):
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if settings.TURNOUT["GRPC_IN_WEB"]:
+                    await self._start_grpc()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._grpc is not None:
+                    await self._grpc.stop(5)
                 await self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _start_grpc(self) -> None:
+        """gRPC in this process, on this core: each web process binds the same port (SO_REUSEPORT)."""
+        # Imported only when asked: grpc's core starts threads of its own once loaded.
+        from gateway.grpc_server import start_server
+
+        self.notices.ensure_started()
+        self._grpc = await start_server(self, str(settings.TURNOUT["GRPC_BIND"]))
 
     async def server_metadata_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, 200, self.server_metadata())

@@ -7,8 +7,9 @@ rollouts, batching, fallbacks and metrics are the HTTP gateway's. Statuses map t
 (STATUS_CODES); the answer's headers travel as trailing metadata (x-request-id, ratelimit,
 x-turnout-*, server-timing, retry-after). The call's gRPC deadline is the request's deadline.
 
-Runs in its own process (`manage.py serve_grpc`, the Procfile's `grpc`): docs/architecture.md
-says why. grpc's own message compression (gzip, deflate) works both ways.
+Runs in its own process (`manage.py serve_grpc`, the Procfile's `grpc`), or with
+TURNOUT_GRPC_IN_WEB inside each web process beside HTTP, sharing its core (gateway/app.py's
+lifespan): docs/architecture.md compares the two. grpc's own message compression (gzip, deflate) works both ways.
 """
 
 from __future__ import annotations
@@ -223,15 +224,21 @@ def server_options() -> list[tuple[str, Any]]:
     ]
 
 
-async def serve(bind: str, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> None:
-    """Serve on `bind` until `stop` is set (or SIGTERM / SIGINT), then drain for up to 10 s."""
-    core = GatewayCore()
+async def start_server(core: GatewayCore, bind: str) -> Any:
+    """A started grpc.aio server of `core` on `bind` (its own process's, or a web process's)."""
     server = grpc.aio.server(options=server_options())
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(core), server)
     if server.add_insecure_port(bind) == 0:
         raise OSError(f"cannot listen on {bind} (TURNOUT_GRPC_BIND)")
     await server.start()
     logger.info("gRPC inference service listening on %s", bind)
+    return server
+
+
+async def serve(bind: str, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> None:
+    """Serve on `bind` until `stop` is set (or SIGTERM / SIGINT), then drain for up to 10 s."""
+    core = GatewayCore()
+    server = await start_server(core, bind)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
