@@ -19,7 +19,7 @@ from tritonclient.utils import InferenceServerException
 from accounts import services
 from registry.demo_models import build_mlp
 from tests.support.clients import bearer
-from tests.support.processes import GrpcProcess, WebProcess, wait_for
+from tests.support.processes import GrpcProcess, WebProcess, free_port, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -141,8 +141,11 @@ def test_grpc_deadline_is_the_request_deadline(servers: Any, model: str, secret:
 
 
 def test_http_client_statistics_repository_configuration_and_gzip(
-    servers: Any, model: str, owner: Any, secret: str
+    servers: Any, serve: Callable[..., Any], owner: Any, secret: str
 ) -> None:
+    # A model of its own: the other tests' answers stay in this run's statistics.
+    model = "inf-stats"
+    serve(model, MODEL)
     _, web = servers
     client = httpclient.InferenceServerClient(web.url.removeprefix("http://"))
     headers = bearer(secret)
@@ -187,3 +190,25 @@ def test_http_client_statistics_repository_configuration_and_gzip(
     assert entry["inference_stats"]["compute_infer"]["count"] == 2
     assert entry["execution_count"] >= 1
     assert sum(b["batch_size"] * b["compute_infer"]["count"] for b in entry["batch_stats"]) >= 2
+
+
+def test_grpc_inside_the_web_process_serves_the_same_rules(
+    model: str, secret: str, artifact_dir: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    web = WebProcess(
+        tmp_path / "web.log",
+        ARTIFACT_ROOT=str(artifact_dir),
+        TURNOUT_GRPC_IN_WEB="true",
+        TURNOUT_GRPC_BIND=f"127.0.0.1:{port}",
+    )
+    try:
+        assert web.wait_ready(), web.log()
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+        result = client.infer(model, [grpc_input(ROWS)], headers=bearer(secret))
+        np.testing.assert_allclose(result.as_numpy("output"), expected(ROWS), rtol=1e-5)
+        with pytest.raises(InferenceServerException) as no_key:
+            client.infer(model, [grpc_input(ROWS)])
+        assert status_of(no_key.value) == "StatusCode.UNAUTHENTICATED"
+    finally:
+        web.stop()
