@@ -1,7 +1,7 @@
-"""A closed-loop gRPC load generator for `make bench`: `concurrency` callers on one grpc.aio channel
-per 16 callers, each sending batch-1 ModelInfer requests (the input in raw_input_contents, as
-tritonclient.grpc sends it) back to back for `seconds`. Run as its own process (as wrk is), so its
-CPU is not the server's:
+"""A closed-loop gRPC load generator for `make bench`: `concurrency` callers, on one grpc.aio channel
+(a TCP connection of its own) per 16 callers, each sending batch-1 ModelInfer requests (the input
+in raw_input_contents, as tritonclient.grpc sends it) back to back for `seconds`. Run as its own
+process (as wrk is), so its CPU is not the server's:
 
     python bench/grpc_load.py HOST:PORT MODEL INPUT_DIM CONCURRENCY SECONDS API_KEY
 
@@ -39,7 +39,12 @@ async def run(target: str, model: str, input_dim: int, concurrency: int, seconds
     # the client's own cost per call stays small beside the server's (it shares the machine).
     request = message.SerializeToString()
     metadata = (("authorization", f"Bearer {key}"),)
-    channels = [grpc.aio.insecure_channel(target) for _ in range(-(-concurrency // CALLERS_PER_CHANNEL))]
+    # A subchannel pool of each channel's own: grpc otherwise shares one TCP connection between channels to
+    # the same target, and one connection is served by one of the server's processes (SO_REUSEPORT
+    # spreads connections, not calls).
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    count = -(-concurrency // CALLERS_PER_CHANNEL)
+    channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(count)]
     stubs = [channel.unary_unary(METHOD) for channel in channels]
     latencies: list[float] = []
     errors = 0

@@ -88,7 +88,7 @@ class Command(BaseCommand):
                     "Turnout is starting.",
                     f"  Dashboard:   {base}/   (user {credentials['username']}, password {credentials['password']})",
                     f"  API docs:    {base}/api/docs/ (management), {base}/api/inference/docs/ (inference)",
-                    f"  gRPC:        {settings.TURNOUT['GRPC_BIND']} (inference.GRPCInferenceService, tritonclient.grpc)",
+                    f"  gRPC:        {settings.TURNOUT['GRPC_BIND']} (inference.GRPCInferenceService)",
                     f"  Demo API key: {credentials['api_key']}",
                     f"  Readiness:   curl -s {base}/v2/health/ready",
                     f"  Inference:   {curl}",
