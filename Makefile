@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 LOCK := requirements/dev.lock
 
-.PHONY: run setup test lint format typecheck check lock bench drill
+.PHONY: run setup test lint format typecheck check lock bench drill protos
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -70,3 +70,14 @@ bench: setup
 ## Fault drill: load while a worker is killed, Redis and PostgreSQL restart (private ones; docs/operations.md).
 drill: setup
 	$(BIN)/python bench/fault_drill.py $(DRILL_ARGS)
+
+## Regenerate the gRPC stubs (gateway/grpc_generated/) from gateway/proto/grpc_predict_v2.proto.
+## The messages go into a descriptor pool of their own instead of protobuf's default one:
+## Triton's client stubs define the same names (package inference), and a process (the test
+## suite, a tool) may load both.
+protos: setup
+	$(BIN)/python -m grpc_tools.protoc -Igateway/grpc_generated=gateway/proto \
+		--python_out=. --grpc_python_out=. gateway/grpc_generated/grpc_predict_v2.proto
+	sed -i 's/_descriptor_pool.Default().AddSerializedFile(/_descriptor_pool.DescriptorPool().AddSerializedFile(/' \
+		gateway/grpc_generated/grpc_predict_v2_pb2.py
+	touch gateway/grpc_generated/__init__.py

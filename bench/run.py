@@ -249,11 +249,14 @@ class Stack:
         log_level: str = "",
         tracing: dict[str, str] | None = None,
         prefix: str = PREFIX,
+        grpc_in_web: bool = False,
     ) -> None:
         self.web_workers = web_workers
+        self.grpc_in_web = grpc_in_web
         self.prefix = prefix
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_target = f"127.0.0.1:{free_port()}"
         self.env = dict(os.environ)
         self.env.update(
             {
@@ -264,6 +267,8 @@ class Stack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if grpc_in_web:
+            self.env.update({"TURNOUT_GRPC_IN_WEB": "true", "TURNOUT_GRPC_BIND": self.grpc_target})
         if log_level:
             self.env["LOG_LEVEL"] = log_level
         self.env.update(tracing or {})
@@ -308,7 +313,11 @@ class Stack:
             "--loglevel",
             self.env.get("LOG_LEVEL", "INFO"),
         ]
-        for name, args in (("worker", worker), ("web", web)):
+        # The gRPC transport: as many processes as gunicorn has workers, sharing its port (SO_REUSEPORT).
+        grpc_server = [str(BIN / "python"), "manage.py", "serve_grpc", "--bind", self.grpc_target]
+        grpc_server += ["--processes", str(self.web_workers)]
+        commands = [("worker", worker), ("web", web)] + ([] if self.grpc_in_web else [("grpc", grpc_server)])
+        for name, args in commands:
             log_path = OUT / f"{name}.log"
             self.logs[name] = log_path
             with log_path.open("wb") as log:
@@ -332,11 +341,13 @@ class Stack:
     def pids(self, name: str) -> list[int]:
         """The processes that do the work: gunicorn's workers (not its master), the Celery worker."""
         process = self.processes[name]
-        if name == "web":
+        if name in ("web", "grpc"):
+            # serve_grpc's first process serves too, beside the ones it started; gunicorn's master does not.
+            own = [process.pid] if name == "grpc" else []
             children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
             with contextlib.suppress(OSError):
-                return [int(pid) for pid in children.read_text().split()]
-            return []
+                return own + [int(pid) for pid in children.read_text().split()]
+            return own
         return [process.pid]
 
     def stop(self) -> None:
@@ -619,6 +630,50 @@ class StageMeter:
             out["rows_per_run"] = delta("turnout_worker_batch_size_sum") / runs
             out["runs_per_s"] = runs / seconds
         return out
+
+
+# --- gRPC (bench/grpc_load.py, a process of its own as wrk is) -----------------------
+
+
+def run_grpc(
+    target: str, model: str, input_dim: int, concurrency: int, seconds: float, meter: CpuMeter | None = None
+) -> Cell:
+    args = [str(BIN / "python"), str(BENCH / "grpc_load.py"), target, model, str(input_dim), str(concurrency)]
+    args += [str(max(1.0, seconds)), API_KEY]
+    before = meter.snapshot() if meter is not None else None
+    done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60, check=False)  # noqa: S603
+    if done.returncode != 0:
+        raise BenchError(f"grpc_load failed ({done.returncode}): {done.stderr or done.stdout}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    if figures["errors"]:
+        raise BenchError(f"the gRPC load saw {figures['errors']} errors")
+    cell = Cell(figures["rps"], figures["p50_ms"], figures["p99_ms"], figures["requests"], figures["mean_ms"])
+    if meter is not None and before is not None:
+        cell.cpu = CpuMeter.usage(before, meter.snapshot())
+    return cell
+
+
+def grpc_rows(results: dict[str, ModelResult]) -> tuple[list[str], list[list[str]]]:
+    """gRPC beside HTTP JSON (batching on, the same run): batch-1 latency at c1, throughput at c64."""
+    header = ["model", "HTTP c1 p50 ms", "gRPC c1 p50 ms", "HTTP c64 req/s", "gRPC c64 req/s", "gRPC/HTTP c64"]
+    rows = []
+    for key, result in results.items():
+        http1, grpc1 = result.cell("on", 1), result.cell("grpc", 1)
+        http64, grpc64 = result.cell("on", 64), result.cell("grpc", 64)
+        if grpc1 is None or grpc64 is None:
+            continue
+        ratio = grpc64.rps / http64.rps if http64 is not None and http64.rps else None
+        rows.append(
+            [
+                key,
+                fmt(http1.p50_ms if http1 else None, 3),
+                fmt(grpc1.p50_ms, 3),
+                fmt(http64.rps if http64 else None, 0),
+                fmt(grpc64.rps, 0),
+                fmt(ratio, 2),
+            ]
+        )
+    return header, rows
 
 
 # --- wrk ------------------------------------------------------------------------
@@ -952,6 +1007,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds before each cell (default 3)")
     parser.add_argument("--raw-seconds", type=float, default=3.0, help="seconds per raw onnxruntime measurement")
     parser.add_argument(
+        "--grpc-in-web",
+        action="store_true",
+        help="serve gRPC inside the web processes (TURNOUT_GRPC_IN_WEB) instead of serve_grpc processes",
+    )
+    parser.add_argument(
         "--models",
         default="mlp_small,mlp_large,mlp_large_int8,sentiment",
         help="comma-separated: mlp_small, mlp_large, mlp_large_int8 (its INT8 variant), sentiment (the demo pipeline)",
@@ -1086,7 +1146,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.url:
             url = args.url.rstrip("/")
         else:
-            stack = Stack(args.web_workers, args.intra_op_threads, args.log_level, traced, prefix)
+            stack = Stack(args.web_workers, args.intra_op_threads, args.log_level, traced, prefix, args.grpc_in_web)
             print(f"starting web ({args.web_workers} worker(s)) and worker on {stack.url} ...", flush=True)
             stack.start()
             url = stack.url
@@ -1094,6 +1154,8 @@ def main(argv: list[str] | None = None) -> int:
         roles = {"redis": redis_server_pids()}
         if stack is not None:
             roles = {"web": stack.pids("web"), "worker": stack.pids("worker"), **roles}
+            if "grpc" in stack.processes:
+                roles["grpc"] = stack.pids("grpc")
         meter = CpuMeter(roles)
         stage_meter = StageMeter(OUT / "prometheus") if stack is not None else None
 
@@ -1128,6 +1190,19 @@ def main(argv: list[str] | None = None) -> int:
                         f"p50 {cell.p50_ms:8.3f} ms  p99 {cell.p99_ms:8.3f} ms  cpu% {cpu_text(cell.cpu)}",
                         flush=True,
                     )
+                if mode == "on" and stack is not None and spec.build is not None:
+                    for conc in CONCURRENCIES:
+                        wait_quiet(args.quiet_wait, args.quiet_threshold)
+                        if args.warmup > 0:
+                            run_grpc(stack.grpc_target, name, spec.input_dim, conc, args.warmup)
+                        cell = run_grpc(stack.grpc_target, name, spec.input_dim, conc, args.seconds, meter)
+                        stack.check_alive()
+                        results[key].cells[("grpc", conc)] = cell
+                        print(
+                            f"  {key:9} gRPC raw    c{conc:<2}: {cell.rps:9.1f} req/s  "
+                            f"p50 {cell.p50_ms:8.3f} ms  p99 {cell.p99_ms:8.3f} ms  cpu% {cpu_text(cell.cpu)}",
+                            flush=True,
+                        )
         if args.hold and stack is not None:
             print(f"holding the stack at {stack.url}; Ctrl-C to stop", flush=True)
             while True:
@@ -1162,7 +1237,8 @@ def main(argv: list[str] | None = None) -> int:
         threads = str(args.intra_op_threads) if args.intra_op_threads else "0 (onnxruntime's choice)"
         stack_text = (
             f"own: gunicorn with {args.web_workers} uvicorn worker(s), "
-            f"1 Celery worker (onnxruntime intra-op threads {threads}, not spinning)"
+            f"1 Celery worker (onnxruntime intra-op threads {threads}, not spinning); gRPC "
+            + ("inside the web processes" if args.grpc_in_web else f"in {args.web_workers} serve_grpc process(es)")
         )
     tracing_text = "off"
     if sink is not None:
@@ -1194,6 +1270,11 @@ def main(argv: list[str] | None = None) -> int:
         f"(the machine has {os.cpu_count()}); other: every other process on the machine"
         + (", the stack under test included." if args.url else ".")
     )
+    grpc_header, grpc_table = grpc_rows(results)
+    grpc_markdown = render_markdown(grpc_header, grpc_table)
+    if grpc_table:
+        print("\ngRPC (bench/grpc_load.py, raw_input_contents) beside HTTP JSON (wrk), batching on, same run:\n")
+        print(render_text(grpc_header, grpc_table))
     print(f"\n{detail_note}\n")
     print(render_text(detail_header, detail_table))
     worst = max((c.cpu.get("other", 0.0) for r in results.values() for c in r.cells.values()), default=0.0)
@@ -1205,6 +1286,11 @@ def main(argv: list[str] | None = None) -> int:
             "",
             render_markdown(header, rows),
             "",
+            *(
+                ["gRPC (bench/grpc_load.py) beside HTTP JSON (wrk), batching on, same run:", "", grpc_markdown, ""]
+                if grpc_table
+                else []
+            ),
             detail_note,
             "",
             render_markdown(detail_header, detail_table),

@@ -433,6 +433,16 @@ TURNOUT: dict[str, Any] = {
     # Largest inference request body (bytes) and longest per-request timeout a client may ask for.
     "MAX_REQUEST_BYTES": env_int("TURNOUT_MAX_REQUEST_BYTES", 64 * 1024**2, 1024),
     "MAX_REQUEST_TIMEOUT_SECONDS": env_float("TURNOUT_MAX_REQUEST_TIMEOUT_SECONDS", 600.0, 0.001),
+    # Inference answers at least this large (bytes) are gzipped for a client that sends
+    # `Accept-Encoding: gzip` (gateway/compression.py); smaller ones cost more to compress than they save.
+    "GZIP_MIN_RESPONSE_BYTES": env_int("TURNOUT_GZIP_MIN_RESPONSE_BYTES", 64 * 1024, 1),
+    # The Open Inference Protocol over gRPC (gateway/grpc_server.py, `manage.py serve_grpc`): on or off,
+    # the address it listens on (Triton's port by default), and how many server processes share it.
+    "GRPC_ENABLED": env_bool("TURNOUT_GRPC_ENABLED", True),
+    "GRPC_BIND": env_str("TURNOUT_GRPC_BIND", "127.0.0.1:8001"),
+    "GRPC_PROCESSES": env_int("TURNOUT_GRPC_PROCESSES", 1, 1),
+    # Serve gRPC inside each web process instead (beside HTTP, on TURNOUT_GRPC_BIND); then run no serve_grpc.
+    "GRPC_IN_WEB": env_bool("TURNOUT_GRPC_IN_WEB", False),
     # The response cache and the fallbacks' cached answers (gateway/response_cache.py): the memory all
     # stored answers may take in Redis together (soonest-expiring evicted past it), and the largest
     # single answer stored (bigger ones are not cached).

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from gateway.docs_views import grpc_proto, inference_schema
 from observability.views import metrics as metrics_view
 
 urlpatterns = [
@@ -19,4 +20,12 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    # The inference API (/v2, HTTP and gRPC): a hand-written document (gateway/openapi/inference.yaml).
+    path("api/inference/schema/", inference_schema, name="inference-schema"),
+    path(
+        "api/inference/docs/",
+        SpectacularSwaggerView.as_view(url_name="inference-schema", title="Turnout inference API"),
+        name="inference-docs",
+    ),
+    path("api/inference/grpc_predict_v2.proto", grpc_proto, name="inference-grpc-proto"),
 ]

@@ -25,7 +25,7 @@ clear_metrics_dir() {
 }
 
 case "$role" in
-    web|worker|beat)
+    web|grpc|worker|beat)
         clear_metrics_dir
         ;;
 esac
@@ -41,6 +41,14 @@ case "$role" in
             --workers "${WEB_CONCURRENCY:-2}" \
             --graceful-timeout 10 \
             --worker-tmp-dir /dev/shm \
+            "$@"
+        ;;
+    grpc)
+        # The Open Inference Protocol over gRPC on Triton's port; several processes share it
+        # (SO_REUSEPORT). TURNOUT_GRPC_ENABLED=false makes it exit with a message.
+        exec python manage.py serve_grpc \
+            --bind "0.0.0.0:${TURNOUT_GRPC_PORT:-8001}" \
+            --processes "${TURNOUT_GRPC_PROCESSES:-1}" \
             "$@"
         ;;
     worker)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import orjson
 
 from dataplane.wire import WireReply
@@ -22,12 +24,13 @@ CACHE_HEADER = b"x-turnout-cache"
 
 @dataclass
 class Served:
-    """What an inference produced, for the response and for what runs after it."""
+    """What an inference produced, for the response (each transport encodes it) and for what runs after it."""
 
     request: ParsedRequest
     reply: WireReply
-    body: bytes
-    json_length: int | None  # binary extension: the JSON header's length
+    model_name: str
+    outputs: list[tuple[str, str, np.ndarray]]  # (name, datatype, array), before the request's selection
+    parameters: dict[str, Any]  # the response's parameters: arm, cache, fallback
     timeout_s: float
     version: int  # the version whose outputs these are (a fallback's, when one answered)
     status: int = 200

@@ -1,72 +1,37 @@
-"""The Open Inference Protocol (KServe V2) gateway: a plain ASGI application.
+"""The Open Inference Protocol (KServe V2) gateway over HTTP: a plain ASGI application.
 
 Mounted beside Django in controlplane/asgi.py for every path under `/v2`.
 Nothing here runs Django's request machinery; the registry is read through an
 in-process catalog and requests travel to the workers over Redis streams.
+The parts shared with the gRPC transport (gateway/grpc_server.py) are `GatewayCore`'s
+(gateway/core.py); this module only speaks HTTP.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from django.conf import settings
 
-from controlplane.redis_client import redis_keys
-from gateway.auth import KeyAuth
-from gateway.catalog import Catalog
-from gateway.dispatch import Dispatcher
-from gateway.health import Readiness
+from gateway import http_models, triton_http
+from gateway.core import GatewayCore
 from gateway.http import Receive, Scope, Send, method_not_allowed, send_error, send_json
-from gateway.model_endpoints import ModelEndpoints
-from gateway.notices import Notices
 from gateway.protocol import ProtocolError
-from gateway.shadows import ShadowCopies
-from observability import tracing
-from observability.recorder import Recorder
 
 logger = logging.getLogger(__name__)
-
-SERVER_NAME = "turnout"
-SERVER_VERSION = "0.1.0"
-# Protocol extensions this server implements; advertised by `GET /v2`.
-EXTENSIONS = ["binary_tensor_data"]
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class Gateway:
-    def __init__(self, readiness: Readiness | None = None) -> None:
-        # Here rather than at lifespan startup: a server run without lifespan events still traces.
-        # (Each gunicorn worker builds its own Gateway after the fork, so the exporter's thread is its own.)
-        conf = settings.TURNOUT
-        tracing.configure(
-            tracing.GATEWAY_SERVICE,
-            enabled=bool(conf["TRACING"]),
-            ratio=float(conf["TRACING_SAMPLE_RATIO"]),
-            endpoint=str(conf["TRACING_ENDPOINT"]),
-        )
-        self.readiness = readiness or Readiness()
-        keys = redis_keys()
-        self.dispatcher = Dispatcher(settings.REDIS_URL, keys)
-        self.notices = Notices(self.dispatcher.redis)
-        self.catalog = Catalog()
-        self.keys = KeyAuth(self.dispatcher.redis, self.notices, keys)
-        self.recorder = Recorder(self.dispatcher.redis, keys, enabled=bool(settings.TURNOUT["METRICS_ENABLED"]))
-        self.shadows = ShadowCopies(self.dispatcher, self.recorder)
-        self.models = ModelEndpoints(
-            self.catalog,
-            self.keys,
-            self.dispatcher,
-            self.recorder,
-            self.shadows,
-            require_key=bool(settings.TURNOUT["REQUIRE_API_KEY"]),
-        )
-        self.notices.on(keys.catalog_channel(), self.catalog.invalidate)
-        self.notices.on(keys.keys_channel(), self.keys.invalidate)
+class Gateway(GatewayCore):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._grpc: Any = None  # the gRPC server, when TURNOUT_GRPC_IN_WEB runs it in this process
         # path -> (allowed methods, handler)
         self.routes: dict[str, tuple[tuple[str, ...], Handler]] = {
-            "/v2": (("GET",), self.server_metadata),
+            "/v2": (("GET",), self.server_metadata_http),
             "/v2/health/live": (("GET",), self.live),
             "/v2/health/ready": (("GET",), self.ready),
         }
@@ -75,10 +40,14 @@ class Gateway:
         path = scope["path"].rstrip("/") or "/"
         method = scope["method"]
         try:
-            if path.startswith("/v2/models/"):
+            if path.startswith(("/v2/models/", "/v2/repository/")):
                 self.notices.ensure_started()
-                await self.models.handle(path[len("/v2/models/") :], method, scope, receive, send)
-                return
+                if await triton_http.handle(self, path, method, scope, receive, send):
+                    return
+                if path.startswith("/v2/models/"):
+                    rest = path[len("/v2/models/") :]
+                    await http_models.handle(self.models, rest, method, scope, receive, send)
+                    return
             route = self.routes.get(path)
             if route is None:
                 raise ProtocolError(404, f"no such endpoint: {scope['path']}")
@@ -99,28 +68,32 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if settings.TURNOUT["GRPC_IN_WEB"]:
+                    await self._start_grpc()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._grpc is not None:
+                    await self._grpc.stop(5)
                 await self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def close(self) -> None:
-        await self.recorder.close()
-        await self.notices.close()
-        self.catalog.close()
-        self.keys.close()
-        await self.dispatcher.close()
-        await self.readiness.close()
+    async def _start_grpc(self) -> None:
+        """gRPC in this process, on this core: each web process binds the same port (SO_REUSEPORT)."""
+        # Imported only when asked: grpc's core starts threads of its own once loaded.
+        from gateway.grpc_server import start_server
 
-    async def server_metadata(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_json(send, 200, {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS})
+        self.notices.ensure_started()
+        self._grpc = await start_server(self, str(settings.TURNOUT["GRPC_BIND"]))
+
+    async def server_metadata_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, 200, self.server_metadata())
 
     async def live(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, 200, {"live": True})
 
     async def ready(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ready, report = await self.readiness.check()
+        ready, report = await self.server_ready()
         if not ready:
             down = [name for name, result in report.items() if not result["ok"] and result.get("required", True)]
             logger.warning("not ready: %s down", ", ".join(down))

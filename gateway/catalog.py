@@ -40,6 +40,8 @@ class VersionEntry:
     status_reason: str = ""
     stages: tuple[str, ...] = ()  # a pipeline version's stage names, in order; empty for a model
     cache_ttl_seconds: int = 0  # the response cache's TTL for this version's answers; 0: no cache
+    max_queue_delay_ms: float = 0.0  # the batching settings, for Triton's model configuration
+    preferred_batch_sizes: tuple[int, ...] = ()
 
     @property
     def ready(self) -> bool:
@@ -84,6 +86,8 @@ def _load_model(name: str) -> ModelEntry | None:
                 status_reason=v.status_reason,
                 stages=tuple(s.name for s in sorted(v.stages.all(), key=lambda s: s.position)),
                 cache_ttl_seconds=v.cache_ttl_seconds,
+                max_queue_delay_ms=v.max_queue_delay_ms,
+                preferred_batch_sizes=tuple(v.preferred_batch_sizes or ()),
             )
             for v in ModelVersion.objects.filter(model=model).prefetch_related("stages")
         }

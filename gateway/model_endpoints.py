@@ -1,8 +1,15 @@
-"""The `/v2/models/{name}[/versions/{version}][/ready | /infer | /feedback]` endpoints:
-model metadata, readiness, inference and feedback.
+"""Model metadata, readiness and inference, whichever transport asked: the rules of the
+Open Inference Protocol's model endpoints in one place (authentication, scope, rate limit,
+catalog, routing, validation, response cache, enqueue, fallbacks, recording).
 
-Each request becomes one `Call`, which carries what the steps after routing need
-(the scope, the response headers so far, the key, the model and version, the arm).
+Each request becomes one `Call`, which carries what the steps after routing need (the
+request's scope, the response headers so far, the key, the model and version, the arm).
+The transports build it and turn its outcome into their answer: HTTP in
+gateway/http_models.py, gRPC in gateway/grpc_server.py. A `Call`'s `scope` is the ASGI scope
+for HTTP; gRPC builds one of the same shape from its metadata (headers, client, method, path),
+so authentication, routing keys, tracing and the access log read both alike. The transport
+also gives the `parse` function that turns its body into a `ParsedRequest` (both end in
+gateway/protocol.py's `parse_payload`).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +37,8 @@ from gateway.catalog import Catalog, ModelEntry, RegistryUnavailable, VersionEnt
 from gateway.dispatch import Dispatcher
 from gateway.fallbacks import Fallbacks, outputs_of, response_parameters
 from gateway.feedback import Feedback, remember_arm
-from gateway.http import Receive, Scope, Send, header, method_not_allowed, read_body, send_bytes, send_json
-from gateway.protocol import ParsedRequest, ProtocolError, encode_response, parse_request
+from gateway.http import Scope, header
+from gateway.protocol import ParsedRequest, ProtocolError
 from gateway.response_cache import ResponseCache, digest
 from gateway.shadows import ShadowCopies
 from observability import tracing
@@ -41,21 +49,21 @@ logger = logging.getLogger(__name__)
 
 PLATFORM = "onnx_onnxv1"
 PIPELINE_PLATFORM = "turnout_pipeline"  # stages run back to back in one worker, as Triton's "ensemble"
-JSON_TYPES = (b"application/json", b"application/octet-stream")
 MODEL_NAME = re.compile(NAME_VALIDATOR.regex)
 REJECT_REASONS = {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "rate_limited", 503: "unavailable"}
 Headers = list[tuple[bytes, bytes]]
+# The transport's body, checked against the version's signature and max batch size.
+Parser = Callable[[dict[str, Any], int], Awaitable[ParsedRequest]]
 
 
 @dataclass(slots=True)
 class Call:
     """One request to a model endpoint, filled in as it is routed."""
 
-    scope: Scope
-    receive: Receive
-    send: Send
+    scope: Scope  # ASGI's, or gRPC's metadata in the same shape (see the module docstring)
     request_id: str
-    headers: Headers  # response headers so far
+    headers: Headers  # response headers (gRPC: trailing metadata) so far
+    parse: Parser | None = None  # the transport's body parser; inference only
     key: KeyRecord | None = None
     model: ModelEntry | None = None
     entry: VersionEntry | None = None
@@ -65,6 +73,7 @@ class Call:
     request: ParsedRequest | None = None  # once validated
     deadline: float = 0.0  # time.monotonic() at which the client's timeout ends, once validated
     level: str = DEFAULT_LEVEL  # the key's priority level (dataplane/priority.py)
+    obs: Observation | None = None  # an inference's figures, once it has an outcome
 
 
 @dataclass
@@ -99,61 +108,45 @@ class ModelEndpoints:
             lambda model, request: keys.fallback_answer(model, digest(request)),
         )
 
-    async def handle(self, rest: str, method: str, scope: Scope, receive: Receive, send: Send) -> None:
-        parts = rest.split("/")
-        name = parts[0]
-        version: str | None = None
-        if len(parts) >= 3 and parts[1] == "versions":
-            version = parts[2]
-            tail = parts[3:]
-        else:
-            tail = parts[1:]
-        if len(tail) > 1 or (tail and tail[0] not in ("ready", "infer", "feedback")) or not name:
-            raise ProtocolError(404, f"no such endpoint: {scope['path']}")
-        action = tail[0] if tail else ""
-        if action == "feedback" and version is not None:
-            raise ProtocolError(404, f"no such endpoint: {scope['path']}; feedback goes to /v2/models/{name}/feedback")
-        allowed = ("POST",) if action in ("infer", "feedback") else ("GET",)
-        if method == "HEAD" and allowed == ("GET",):
-            method = "GET"
-        if method not in allowed:
-            raise method_not_allowed(method, scope["path"].rstrip("/"), allowed)
-
+    def call(self, scope: Scope, parse: Parser | None = None) -> Call:
         request_id = _request_id(scope)
-        call = Call(scope, receive, send, request_id, [(b"x-request-id", request_id.encode())])
-        if action == "infer" and tracing.enabled():
-            await self._traced(call, name, version)
-        else:
-            await self._serve(call, name, version, action)
+        return Call(scope, request_id, [(b"x-request-id", request_id.encode())], parse)
 
-    async def _traced(self, call: Call, name: str, version: str | None) -> None:
+    async def run(self, call: Call, name: str, version: str | None, action: str) -> Any:
+        """The answer to `action` ("" metadata, "ready", "infer", "feedback") on a model: a JSON-shaped
+        dict, or for "infer" a `Served`; ProtocolError for every refusal. After sending an
+        inference's answer the transport calls `finish`."""
+        if action == "infer" and tracing.enabled():
+            return await self._traced(call, name, version)
+        return await self._serve(call, name, version, action)
+
+    async def _traced(self, call: Call, name: str, version: str | None) -> Any:
         """An inference under its server span, which ends with the answer's status, error or not."""
         trace = call.trace = tracing.start_request(name, version is not None, call.request_id, call.scope["headers"])
         if trace is None:  # turned off meanwhile
-            await self._serve(call, name, version, "infer")
-            return
+            return await self._serve(call, name, version, "infer")
         # Also when not sampled: the id exists, and the client may send it on as its traceparent.
         call.headers.append((tracing.TRACE_ID_HEADER, trace.trace_id.encode()))
         status, error = 500, "internal error"
         try:
-            await self._serve(call, name, version, "infer")
+            served = await self._serve(call, name, version, "infer")
             status, error = 200, ""
+            return served
         except ProtocolError as exc:
             status, error = exc.status, exc.message
             raise
         finally:
             trace.finish(status, error, call.entry.number if call.entry else None, call.arm)
 
-    async def _serve(self, call: Call, name: str, version: str | None, action: str) -> None:
+    async def _serve(self, call: Call, name: str, version: str | None, action: str) -> Any:
         scope = call.scope
         try:
             if self.require_key:
                 with tracing.stage(call.trace, "authenticate"):
                     call.key = await self._authorize(call, name, action)
-            call.model = await self._model(name)
+            call.model = await self.model(name)
             if action == "feedback":
-                await self.feedback(call)
-                return
+                return None  # the transport reads the body and calls `feedback`
             call.entry = routing.named_version(call.model, version)
         except ProtocolError as exc:
             self.recorder.reject(REJECT_REASONS.get(exc.status, "invalid"))
@@ -168,27 +161,31 @@ class ModelEndpoints:
                 routed = routing.route(call.model, call.routed_key)
                 if routed is not None:
                     call.arm, call.entry = routed
-            await self.infer(call)
-        elif action == "ready":
-            await self.ready(call)
-        else:
-            await self.metadata(call)
+            return await self.infer(call)
+        if action == "ready":
+            return await self.ready(call)
+        return await self.metadata(call)
 
     async def _authorize(self, call: Call, name: str, action: str) -> KeyRecord:
+        needed = "infer" if action in ("infer", "feedback") else "read"
+        # An inference is rate-limited in the same Redis script that enqueues it (_run).
+        return await self.authorize(call, name, needed, limit=action != "infer")
+
+    async def authorize(self, call: Call, name: str | None, needed: str, limit: bool = True) -> KeyRecord:
+        """The request's key, if it may act on model `name` (None: no model in particular) with the
+        `needed` action; counted against its rate limit when `limit`."""
         key = await self.keys.authenticate(call.scope)
-        if not key.allows_model(name):
+        if name is not None and not key.allows_model(name):
             # The same answer as for a model that does not exist: a key's
             # scope must not reveal which other models are deployed.
             raise ProtocolError(404, f"unknown model '{name}'")
-        needed = "infer" if action in ("infer", "feedback") else "read"
         if needed not in key.actions:
             raise ProtocolError(403, f"this API key does not have the '{needed}' scope")
-        if action != "infer":
-            # An inference is rate-limited in the same Redis script that enqueues it (_run).
+        if limit:
             call.headers += await self.keys.rate_limit(key)
         return key
 
-    async def _model(self, name: str) -> ModelEntry:
+    async def model(self, name: str) -> ModelEntry:
         if not MODEL_NAME.match(name):
             # Not a name the registry could hold: no look-up at all.
             raise ProtocolError(404, f"unknown model {name!r}")
@@ -200,14 +197,12 @@ class ModelEndpoints:
             raise ProtocolError(404, f"unknown model '{name}'")
         return model
 
-    async def feedback(self, call: Call) -> None:
+    async def feedback(self, call: Call, body: bytes) -> dict[str, Any]:
         """`POST /v2/models/{name}/feedback {"id": ..., "reward": ...}`: an outcome joined to the arm that served it."""
         assert call.model is not None
-        body = await read_body(call.scope, call.receive, 64 * 1024)
-        result = await self.feedbacks.record(call.model.name, body, call.key.public_id if call.key else "")
-        await send_json(call.send, 200, result, call.headers)
+        return await self.feedbacks.record(call.model.name, body, call.key.public_id if call.key else "")
 
-    async def metadata(self, call: Call) -> None:
+    async def metadata(self, call: Call) -> dict[str, Any]:
         model, entry = _routed(call)
         signature = routing.require_ready(model, entry)
         providers = await self._providers(entry)
@@ -226,9 +221,9 @@ class ModelEndpoints:
             "outputs": signature["outputs"],
             "parameters": parameters,
         }
-        await send_json(call.send, 200, body, call.headers)
+        return body
 
-    async def ready(self, call: Call) -> None:
+    async def ready(self, call: Call) -> dict[str, Any]:
         model, entry = _routed(call)
         routing.require_ready(model, entry)
         providers = await self._providers(entry)
@@ -236,17 +231,16 @@ class ModelEndpoints:
             raise ProtocolError(
                 503, f"no live worker serves model '{model.name}' version {entry.number}", [(b"retry-after", b"5")]
             )
-        body = {"name": model.name, "version": str(entry.number), "ready": True, "execution_providers": providers}
-        await send_json(call.send, 200, body, call.headers)
+        return {"name": model.name, "version": str(entry.number), "ready": True, "execution_providers": providers}
 
     async def _providers(self, entry: VersionEntry) -> dict[str, str]:
         """worker name -> execution provider, for the live workers serving this version."""
         return await read_served_by(self.dispatcher.redis, redis_keys(), entry.id, self.worker_ttl_seconds)
 
-    async def infer(self, call: Call) -> None:
+    async def infer(self, call: Call) -> Served:
         model, entry = _routed(call)
         started = time.perf_counter()
-        obs = Observation(model.name, str(entry.number), call.arm, 200, 0.0)
+        obs = call.obs = Observation(model.name, str(entry.number), call.arm, 200, 0.0)
         try:
             try:
                 served = await self._run(call, obs)
@@ -264,23 +258,22 @@ class ModelEndpoints:
         obs.total_ms = (time.perf_counter() - started) * 1000
         self.recorder.record(obs)
         access_log(call.scope, call.request_id, obs)
-        headers = [
-            *call.headers,
+        call.headers += [
             (b"x-turnout-model-version", str(served.version).encode()),
             (b"x-turnout-arm", call.arm.encode()),
             (b"x-turnout-batch-size", str(served.reply.batch_size).encode()),
             (b"server-timing", server_timing(obs).encode()),
         ]
         if obs.fallback:
-            headers.append((b"x-turnout-fallback", obs.fallback.encode()))
-            headers.append((b"x-turnout-fallback-reason", obs.fallback_reason.encode()))
-        if served.json_length is None:
-            await send_bytes(call.send, served.status, served.body, b"application/json", headers)
-        else:
-            headers.append((b"inference-header-content-length", str(served.json_length).encode()))
-            await send_bytes(call.send, served.status, served.body, b"application/octet-stream", headers)
-        # After the client has its answer: nothing below adds to its latency.
-        if not obs.fallback:
+            call.headers.append((b"x-turnout-fallback", obs.fallback.encode()))
+            call.headers.append((b"x-turnout-fallback-reason", obs.fallback_reason.encode()))
+        return served
+
+    def finish(self, call: Call, served: Served) -> None:
+        """Once the client has its answer (nothing here adds to its latency): the fallback
+        chain's kept answer, the arm for feedback, the shadow copy."""
+        obs = call.obs
+        if obs is not None and not obs.fallback:
             self._after(call, served, keep=obs.cache != "hit")
 
     async def _fall_back(self, call: Call, obs: Observation, exc: ProtocolError) -> Served:
@@ -299,8 +292,7 @@ class ModelEndpoints:
         version = answer.version if answer.version is not None else entry.number
         parameters = response_parameters(answer, call.arm)
         outputs = outputs_of(answer, request.outputs)
-        body, json_length = encode_response(model.name, str(version), request, outputs, parameters)
-        return Served(request, reply, body, json_length, 0.0, version, answer.status)
+        return Served(request, reply, model.name, outputs, parameters, 0.0, version, answer.status)
 
     def _after(self, call: Call, served: Served, keep: bool = True) -> None:
         """What follows an answer of the version itself; `keep`: an answer the fallback chain may keep
@@ -357,10 +349,7 @@ class ModelEndpoints:
                 obs.cache = "hit"
                 call.headers.append((CACHE_HEADER, b"hit"))
                 parameters = {"arm": obs.arm, "cache": "hit"}
-                body_out, json_length = encode_response(
-                    model.name, str(entry.number), request, cached.outputs, parameters
-                )
-                return Served(request, cached, body_out, json_length, timeout_s, entry.number)
+                return Served(request, cached, model.name, cached.outputs, parameters, timeout_s, entry.number)
             obs.cache = "miss"
             call.headers.append((CACHE_HEADER, b"miss"))
         with tracing.stage(call.trace, "enqueue"):
@@ -391,29 +380,14 @@ class ModelEndpoints:
             parameters["cache"] = "miss"
             # Runs once this coroutine yields, which is when the answer is being sent.
             in_background(self.cache.put(cache_key, reply, entry.cache_ttl_seconds))
-        body_out, json_length = encode_response(model.name, str(entry.number), request, reply.outputs, parameters)
-        return Served(request, reply, body_out, json_length, timeout_s, entry.number)
+        return Served(request, reply, model.name, reply.outputs, parameters, timeout_s, entry.number)
 
     async def _parse(self, call: Call, model: ModelEntry, entry: VersionEntry) -> ParsedRequest:
-        """The request body, read and checked against the version's signature."""
+        """The request's body, checked against the version's signature by the transport's parser."""
         signature = routing.require_ready(model, entry)
-        scope = call.scope
-        content_type = (header(scope, b"content-type") or b"application/json").split(b";")[0].strip().lower()
-        if content_type not in JSON_TYPES:
-            raise ProtocolError(
-                415, f"unsupported Content-Type {content_type.decode(errors='replace')!r}; send application/json"
-            )
-        raw_length = header(scope, b"inference-header-content-length")
-        header_length: int | None = None
-        if raw_length is not None:
-            try:
-                header_length = int(raw_length)
-            except ValueError:
-                raise ProtocolError(400, "Inference-Header-Content-Length is not a number") from None
-            if header_length < 0:
-                raise ProtocolError(400, "Inference-Header-Content-Length must not be negative")
-        body = await read_body(scope, call.receive, settings.TURNOUT["MAX_REQUEST_BYTES"])
-        return parse_request(body, header_length, signature, entry.max_batch_size)
+        if call.parse is None:
+            raise ProtocolError(500, "internal error: no body parser for this request")
+        return await call.parse(signature, entry.max_batch_size)
 
 
 def _request_id(scope: Scope) -> str:

@@ -202,7 +202,16 @@ def parse_request(
         raise bad(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise bad("the request body must be a JSON object")
+    return parse_payload(payload, binary if header_length is not None else None, signature, max_batch_size)
 
+
+def parse_payload(
+    payload: dict[str, Any], binary: bytes | None, signature: dict[str, Any], max_batch_size: int
+) -> ParsedRequest:
+    """Validate a request already in the JSON shape, against a version's signature. `binary`: the raw
+    tensors its inputs' binary_data_size parameters point into, back to back (None: binary data is
+    not allowed; HTTP without Inference-Header-Content-Length). Both transports end here: HTTP
+    (parse_request) and gRPC (gateway/grpc_codec.py, which puts raw_input_contents in `binary`)."""
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise bad("'id' must be a string")
@@ -247,7 +256,7 @@ def parse_request(
             raise bad(f"input '{name}': 'parameters' must be an object")
         size = input_params.get("binary_data_size")
         if size is not None:
-            if header_length is None:
+            if binary is None:
                 raise bad(f"input '{name}': binary_data_size needs the Inference-Header-Content-Length header")
             if type(size) is not int or size < 0:
                 raise bad(f"input '{name}': binary_data_size must be a non-negative integer")
@@ -262,7 +271,7 @@ def parse_request(
                 raise bad(f"input '{name}': 'data' is missing")
             raw = _json_tensor(name, datatype, item["data"], shape)
         parsed.append(ParsedInput(name, datatype, shape, raw))
-    if offset != len(binary):
+    if binary is not None and offset != len(binary):
         raise bad(f"the body has {len(binary) - offset} bytes after the inputs' binary data")
     missing = [name for name in specs if name not in seen]
     if missing:
@@ -311,6 +320,17 @@ def _json_data(datatype: str, array: np.ndarray) -> Any:
     return flat if flat.dtype.isnative else flat.astype(flat.dtype.newbyteorder("="))
 
 
+def selected_outputs(
+    request: ParsedRequest, outputs: list[tuple[str, str, np.ndarray]]
+) -> list[tuple[str, str, np.ndarray]]:
+    """The outputs the request asked for, in its order (all of them when it named none)."""
+    selected = request.outputs
+    if selected is None:
+        return outputs
+    order = {name: index for index, name in enumerate(selected)}
+    return sorted((o for o in outputs if o[0] in order), key=lambda o: order[o[0]])
+
+
 def encode_response(
     model_name: str,
     model_version: str,
@@ -319,10 +339,7 @@ def encode_response(
     parameters: dict[str, Any],
 ) -> tuple[bytes, int | None]:
     """The response body, and the JSON header's length when binary outputs follow it."""
-    selected = request.outputs
-    if selected is not None:
-        order = {name: index for index, name in enumerate(selected)}
-        outputs = sorted((o for o in outputs if o[0] in order), key=lambda o: order[o[0]])
+    outputs = selected_outputs(request, outputs)
     entries = []
     blobs = []
     for name, datatype, array in outputs:

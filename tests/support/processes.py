@@ -134,3 +134,36 @@ class WebProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
         self._log.close()
+
+
+class GrpcProcess:
+    """`manage.py serve_grpc`, the Open Inference Protocol's gRPC service, as the Procfile runs it."""
+
+    def __init__(self, log_path: Path, **env: str) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        args = [sys.executable, "manage.py", "serve_grpc", "--bind", f"127.0.0.1:{self.port}", "--processes", "1"]
+        self.process = subprocess.Popen(
+            args, cwd=ROOT, env=process_env(**env), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 30) -> bool:
+        return wait_for(lambda: "listening on" in self.log(), timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        self._log.close()
