@@ -27,7 +27,6 @@ from registry.fallback_forms import FallbackForm, fits_the_form
 from registry.fallback_policy import parse as parse_policy
 from registry.forms import AliasForm, NewModelForm, ResponseCacheForm, UploadForm
 from registry.models import Alias, ModelVersion, RegisteredModel, VersionStatus
-from registry.next_steps import next_steps
 from registry.permissions import can_create_models, can_maintain
 
 # Versions whose validation has not finished: their pages refresh themselves.
@@ -320,8 +319,8 @@ def version_page(
         except services.WorkersUnreachable as exc:
             context["workers_error"] = _sentence(str(exc))
     context["can_maintain"] = can_maintain(request.user, version.model)
-    if context["can_maintain"]:
-        context["next"] = next_steps(version)
+    # What to do next (make it production, a canary, a shadow): the rollouts app's section.
+    context["offers_next_steps"] = context["can_maintain"] and version.status == VersionStatus.READY
     context["cache_form"] = cache_form or ResponseCacheForm(initial={"cache_ttl_seconds": version.cache_ttl_seconds})
     template = "registry/_version_body.html" if _wants_partial(request) else "registry/version_detail.html"
     return render(request, template, context, status=status)

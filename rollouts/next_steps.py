@@ -1,6 +1,9 @@
-"""What a maintainer can do next with a version, for its page: make it production, try it
-as a canary or a shadow against production, or archive it; each offered only where the
-services would allow it, with the reason where not."""
+"""What a maintainer can do next with a version, for its page: make it production, or try
+it as a canary or a shadow against production (archiving is the registry's, on the page
+itself); each offered only where the services would allow it, with the reason where not.
+It lives here, not in the registry:
+the registry imports nothing of rollouts, and its version page loads this section by htmx
+(rollouts/version_views.py)."""
 
 from __future__ import annotations
 
@@ -21,13 +24,12 @@ class NextSteps:
     try_out: bool  # offer "start a canary" and "start a shadow"
     active: Rollout | None  # the model's running rollout, which blocks another
     conflict: str | None  # why it cannot take production's traffic
-    archive: bool  # offer "archive" (a version with aliases must lose them first)
 
 
 def next_steps(version: ModelVersion) -> NextSteps | None:
-    """None for a version still validating, failed-and-archived or archived: nothing to offer
-    beyond what its page already says (restore, or upload again)."""
-    if version.status not in (VersionStatus.READY, VersionStatus.FAILED):
+    """None for a version that is not ready: nothing to offer beyond what its page already
+    says (wait for validation, upload again, restore)."""
+    if version.status != VersionStatus.READY:
         return None
     production = services.serving_version(version.model)
     is_production = production is not None and production.pk == version.pk
@@ -41,5 +43,4 @@ def next_steps(version: ModelVersion) -> NextSteps | None:
         try_out=ready and production is not None and not is_production and conflict is None and active is None,
         active=active,
         conflict=conflict,
-        archive=not version.aliases.exists(),
     )

@@ -1,6 +1,7 @@
-"""A version's page leads on: a ready version offers "make production", "start a canary",
-"start a shadow" and "archive" to its maintainers (each only where the services allow it),
-nothing to a viewer; once validation ends, nothing on the page still says it is running."""
+"""A version's page leads on: a ready version offers "make production", "start a canary" and
+"start a shadow" to its maintainers (each only where the services allow it; the section comes
+from rollouts/version_views.py, loaded by htmx, or as a page without JS), nothing to a
+viewer; archiving asks first; once validation ends, nothing on the page says it is running."""
 
 from __future__ import annotations
 
@@ -46,27 +47,34 @@ def add(owner: Any, fraud: RegisteredModel, artifact_root: Path, django_capture_
 
 
 def page(user: Any, number: int) -> str:
-    return signed_in(user).get(f"/models/fraud/versions/{number}/").content.decode()
+    """The next-steps section as the version page loads it (htmx)."""
+    answer = signed_in(user).get(f"/rollouts/models/fraud/versions/{number}/next/", HTTP_HX_REQUEST="true")
+    assert answer.status_code == 200
+    return answer.content.decode()
 
 
 def test_a_viewer_is_offered_no_next_step(add: Add, viewer: Any) -> None:
     add(build_mlp(4, [8], 3, seed=1), production=True)
     add(build_mlp(4, [8], 3, seed=2))
 
-    shown = page(viewer, 2)
+    version_page = signed_in(viewer).get("/models/fraud/versions/2/").content.decode()
+    section = signed_in(viewer).get("/rollouts/models/fraud/versions/2/next/", HTTP_HX_REQUEST="true")
 
-    assert 'id="next-steps"' not in shown
-    assert PRODUCTION_BUTTON not in shown
+    assert 'id="next-steps"' not in version_page
+    assert "Archive this version" not in version_page
+    assert section.status_code == 403
+    assert PRODUCTION_BUTTON not in section.content.decode()
 
 
 def test_a_pending_version_offers_nothing_yet(add: Add, owner: Any) -> None:
     add(build_mlp(4, [8], 3, seed=1), production=True)
     add(build_mlp(4, [8], 3, seed=2), validate=False)
 
-    shown = page(owner, 2)
+    version_page = signed_in(owner).get("/models/fraud/versions/2/").content.decode()
 
-    assert 'id="next-steps"' not in shown
-    assert "Waiting for a worker to start validation" in shown
+    assert 'id="next-steps"' not in version_page
+    assert page(owner, 2) == ""
+    assert "Waiting for a worker to start validation" in version_page
 
 
 def test_an_incompatible_version_is_not_offered_as_canary_or_shadow(add: Add, owner: Any) -> None:
@@ -95,14 +103,22 @@ def test_a_running_rollout_blocks_another_and_says_where_it_is(add: Add, owner: 
 def test_a_ready_version_offers_production_canary_shadow_and_archive(add: Add, owner: Any) -> None:
     add(build_mlp(4, [8], 3, seed=1), production=True)
     add(build_mlp(4, [8], 3, seed=2))
+    browser = signed_in(owner)
 
+    version_page = browser.get("/models/fraud/versions/2/").content.decode()
     shown = page(owner, 2)
+    without_js = browser.get("/rollouts/models/fraud/versions/2/next/").content.decode()
 
+    # The version page loads the section, with a real link behind it
+    assert 'hx-get="/rollouts/models/fraud/versions/2/next/"' in version_page
+    assert 'href="/rollouts/models/fraud/versions/2/next/"' in version_page
+    assert '<button type="submit" class="danger">Archive this version…</button>' in version_page
     assert PRODUCTION_BUTTON in shown
     assert "go to v2 at once instead of v1" in shown
     assert f'<button type="submit" class="primary">{CANARY_BUTTON}</button>' in shown
     assert SHADOW_BUTTON in shown
-    assert '<button type="submit" class="danger">Archive v2…</button>' in shown
+    assert "<html" in without_js
+    assert PRODUCTION_BUTTON in without_js
     # The canary button leads to the form with v2 chosen
     form = signed_in(owner).get("/rollouts/new/fraud/", {"kind": "canary", "version": "2"}).content.decode()
     assert '<option value="2" selected>' in form
@@ -119,7 +135,7 @@ def test_make_production_from_the_version_page_moves_the_alias(add: Add, owner: 
     shown = page(owner, 2)
     assert "v2 is fraud's production version" in shown
     assert PRODUCTION_BUTTON not in shown
-    assert "Archive v2…" not in shown
+    assert "first move or delete its aliases" in signed_in(owner).get("/models/fraud/versions/2/").content.decode()
 
 
 def test_after_validation_nothing_says_it_is_still_running(add: Add, owner: Any, fraud: RegisteredModel) -> None:
@@ -135,4 +151,5 @@ def test_after_validation_nothing_says_it_is_still_running(add: Add, owner: Any,
     for shown in (ready, polled):
         assert "Validation is running" not in shown
         assert "Waiting for a worker" not in shown
-        assert "Make v1 production" in shown
+        assert 'id="next-steps"' in shown
+    assert "Make v1 production" in page(owner, 1)
