@@ -95,6 +95,13 @@ class KeyCreateForm(forms.Form):
         help_text="The key stops working at the end of this day (UTC). Empty: it never expires.",
     )
 
+    future_models = forms.BooleanField(
+        required=False,
+        label="Also for models not created yet",
+        help_text="Without it, each name or pattern (other than *) must match an existing model, "
+        "so that a misspelt name is caught now rather than as 404s later.",
+    )
+
     def clean_model_patterns(self) -> list[str]:
         patterns = parse_patterns(self.cleaned_data["model_patterns"])
         if not patterns:

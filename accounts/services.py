@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from django.apps import apps
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -33,7 +34,12 @@ DEFAULT_PLAN = {"name": "default", "requests_per_window": 100, "window_seconds":
 
 
 class ApiKeyError(Exception):
-    """A key request the service refuses, with a message for the user."""
+    """A key request the service refuses, with a message for the user; `field` names the
+    input at fault, so that the page shows it next to that field."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def pepper() -> bytes:
@@ -120,7 +126,9 @@ def snapshot(key: ApiKey) -> dict[str, Any]:
     }
 
 
-def _clean_scopes(model_patterns: list[str], actions: list[str]) -> tuple[list[str], list[str]]:
+def _clean_scopes(
+    model_patterns: list[str], actions: list[str], *, future_models: bool = False
+) -> tuple[list[str], list[str]]:
     patterns = [p.strip() for p in model_patterns if p and p.strip()]
     if not patterns:
         raise ApiKeyError("give at least one model name or pattern (use * for every model)")
@@ -129,7 +137,28 @@ def _clean_scopes(model_patterns: list[str], actions: list[str]) -> tuple[list[s
         raise ApiKeyError(f"unknown actions {unknown}; choose from {sorted(ACTIONS)}")
     if not actions:
         raise ApiKeyError(f"give at least one action: {sorted(ACTIONS)}")
+    # A manage key may create the models its patterns name; other keys reach only existing ones.
+    if not future_models and KeyAction.MANAGE not in actions:
+        check_patterns_match(patterns)
     return patterns, sorted(set(actions))
+
+
+def check_patterns_match(patterns: list[str]) -> None:
+    """Every pattern but * matches at least one registered model: a typo ("frod") would make a
+    key that reaches nothing, and its requests fail with 404 long after it was made."""
+    registered = apps.get_model("registry", "RegisteredModel")._default_manager
+    names = list(registered.order_by("name").values_list("name", flat=True))
+    unmatched = [p for p in patterns if p != "*" and not any(fnmatch.fnmatchcase(n, p) for n in names)]
+    if not unmatched:
+        return
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    which = ", ".join(f"'{p}'" for p in unmatched)
+    raise ApiKeyError(
+        f"{which} {'matches' if len(unmatched) == 1 else 'match'} no model "
+        f"({'models are: ' + shown if names else 'there is no model yet'}); check the spelling, "
+        "or allow models not created yet if the key is meant for them",
+        "model_patterns",
+    )
 
 
 def create_key(
@@ -140,13 +169,17 @@ def create_key(
     actions: list[str],
     expires_at: dt.datetime | None = None,
     actor: Any = None,
+    future_models: bool = False,
 ) -> tuple[ApiKey, str]:
-    """A new key and its secret; the secret is returned here and never again."""
+    """A new key and its secret; the secret is returned here and never again.
+
+    Each model pattern must match a registered model (check_patterns_match) unless the key
+    may manage models, or `future_models` says it is meant for models not created yet."""
     if not name.strip():
         raise ApiKeyError("give the key a name")
     if expires_at is not None and expires_at <= timezone.now():
         raise ApiKeyError("the expiry must be in the future")
-    patterns, actions = _clean_scopes(model_patterns, actions)
+    patterns, actions = _clean_scopes(model_patterns, actions, future_models=future_models)
     public_id = keyformat.new_public_id()
     secret = keyformat.compose(public_id)
     with transaction.atomic():

@@ -111,7 +111,12 @@ def _own_key(request: HttpRequest, public_id: str) -> ApiKey:
 
 
 def _row_context() -> dict[str, Any]:
-    return {"grace_choices": GRACE_CHOICES, "default_grace": default_grace(), "now": timezone.now()}
+    return {
+        "grace_choices": GRACE_CHOICES,
+        "default_grace": default_grace(),
+        "default_grace_text": dict(GRACE_CHOICES).get(default_grace(), ""),
+        "now": timezone.now(),
+    }
 
 
 def _page_context(request: HttpRequest, form: KeyCreateForm, **extra: Any) -> dict[str, Any]:
@@ -142,9 +147,11 @@ def key_create(request: HtmxHttpRequest) -> HttpResponse:
                 model_patterns=data["model_patterns"],
                 actions=data["actions"],
                 expires_at=form.expires_at(),
+                future_models=data["future_models"],
             )
         except services.ApiKeyError as exc:
-            form.add_error(None, _sentence(str(exc)))
+            # The service owns the rules; a pattern that matches no model is the patterns' error.
+            form.add_error(exc.field if exc.field in form.fields else None, _sentence(str(exc)))
         else:
             context = _page_context(request, KeyCreateForm(), secret=secret, secret_key=key)
             template = "accounts/_key_created.html" if request.htmx else "accounts/keys.html"
@@ -153,10 +160,30 @@ def key_create(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, template, _page_context(request, form))
 
 
+def revoke_effect(key: ApiKey) -> str:
+    """What revoking does, grace period included: none, unlike a rotation."""
+    text = f"Requests with '{key.name}' ({key.prefix}) are refused at once: a revoked key has no grace period"
+    if key.previous_valid_until and key.previous_valid_until > timezone.now():
+        text += (
+            f", and its previous secret, which still worked until {key.previous_valid_until:%Y-%m-%d %H:%M} UTC "
+            "after the last rotation, stops too"
+        )
+    grace = dict(GRACE_CHOICES).get(default_grace(), "24 hours")
+    return (
+        f"{text}. This cannot be undone. To replace the secret without cutting clients off, rotate it instead: "
+        f"the old secret keeps working for the grace period you choose ({grace} unless changed)."
+    )
+
+
 @login_required
 @require_POST
 def key_revoke(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
-    key = services.revoke_key(_own_key(request, public_id), actor=request.user)
+    """Revokes on a POST with `confirm=yes` (htmx sends it once its confirm dialog is accepted);
+    without it, a page that says what revoking does, so that it also asks first without JS."""
+    key = _own_key(request, public_id)
+    if request.POST.get("confirm") != "yes":
+        return render(request, "accounts/confirm_revoke.html", {"key": key, "effect": revoke_effect(key)})
+    key = services.revoke_key(key, actor=request.user)
     if request.htmx:
         return render(request, "accounts/_key_row.html", {"key": key, **_row_context()})
     messages.success(request, f"Key '{key.name}' revoked: requests with it are refused from now on.")

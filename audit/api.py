@@ -13,37 +13,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.apps import apps
-from django.db.models import CharField, Q, QuerySet
-from django.db.models.functions import Cast
+from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, viewsets
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 
+from audit import filters
 from audit.models import AuditEntry
-
-# Query parameter -> model field; each an exact match.
-FILTERS = {
-    "object_type": ("object_type", "e.g. `registry.alias`, `registry.modelversion`, `registry.registeredmodel`."),
-    "object_id": ("object_id", "The changed object's id; use with object_type."),
-    "action": ("action", "A dotted verb, e.g. `alias.moved`, `version.uploaded`."),
-    "actor": ("actor_name", "The username of whoever made the change, or `system`."),
-}
 
 
 def entries_in_key_scope(queryset: QuerySet[AuditEntry], key: Any) -> QuerySet[AuditEntry]:
     """The entries about objects of the models `key.allows_model` accepts."""
-    scope = Q(pk__in=[])
-    for model in apps.get_models():
-        path = getattr(model, "AUDIT_MODEL_NAME", None)
-        if path is None:
-            continue
-        objects = model._default_manager
-        names = [name for name in objects.values_list(path, flat=True).distinct() if key.allows_model(name)]
-        ids = objects.filter(**{f"{path}__in": names}).values_list(Cast("pk", CharField()), flat=True)
-        scope |= Q(object_type=model._meta.label_lower, object_id__in=ids)
-    return queryset.filter(scope)
+    return filters.about_models(queryset, key.allows_model)
 
 
 def key_scope(auth: Any) -> Any:
@@ -76,7 +59,7 @@ class AuditEntrySerializer(serializers.ModelSerializer):
         summary="List audit entries, newest first",
         parameters=[
             OpenApiParameter(param, OpenApiTypes.STR, description=help_text)
-            for param, (_, help_text) in FILTERS.items()
+            for param, (_, help_text) in filters.PARAMETERS.items()
         ],
     ),
     retrieve=extend_schema(summary="Show an audit entry"),
@@ -92,7 +75,8 @@ class AuditEntryViewSet(viewsets.ReadOnlyModelViewSet):
         if (key := key_scope(self.request.auth)) is not None:
             queryset = entries_in_key_scope(queryset, key)
         if self.action == "list":
-            for param, (field, _) in FILTERS.items():
-                if value := self.request.query_params.get(param):
-                    queryset = queryset.filter(**{field: value})
+            chosen = filters.parse(self.request.query_params)
+            if chosen.errors:
+                raise ValidationError(chosen.errors)
+            queryset = filters.apply(queryset, chosen)
         return queryset

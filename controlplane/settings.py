@@ -448,6 +448,11 @@ TURNOUT: dict[str, Any] = {
     # single answer stored (bigger ones are not cached).
     "RESPONSE_CACHE_MAX_BYTES": env_int("TURNOUT_RESPONSE_CACHE_MAX_BYTES", 256 * 1024**2, 1024),
     "RESPONSE_CACHE_MAX_ENTRY_BYTES": env_int("TURNOUT_RESPONSE_CACHE_MAX_ENTRY_BYTES", 1024**2, 64),
+    # A canary's early abort (rollouts/analysis.py): before its step's min_requests, it is rolled back
+    # once this many of its requests show, by an always-valid one-sided test at this significance
+    # level, an error rate above the champion's plus the error gate's margin (docs/operations.md).
+    "CANARY_EARLY_ABORT_MIN_REQUESTS": env_int("TURNOUT_CANARY_EARLY_ABORT_MIN_REQUESTS", 20, 1),
+    "CANARY_EARLY_ABORT_ALPHA": env_float("TURNOUT_CANARY_EARLY_ABORT_ALPHA", 0.001, 1e-12, 0.1),
     # Largest feedback reward, in absolute value, for numeric metrics (binary ones take 0 or 1).
     "FEEDBACK_MAX_ABS_REWARD": env_float("TURNOUT_FEEDBACK_MAX_ABS_REWARD", 1e9, 1e-9),
     # Workers: which models to serve (comma-separated glob patterns), memory budget for

@@ -11,7 +11,8 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError, connection
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from controlplane.htmx import HtmxHttpRequest
@@ -93,8 +94,11 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def health(request: HtmxHttpRequest) -> HttpResponse:
-    template = "dashboard/_health.html" if request.htmx else "dashboard/home.html"
-    return render(request, template, _service_parts())
+    """The overview's services table, for its polling; opened as a page, the overview itself
+    (rendering the overview here would lack its figures and repeat the table)."""
+    if not _wants_partial(request):
+        return redirect(reverse("dashboard:home") + "#health")
+    return render(request, "dashboard/_health.html", _service_parts())
 
 
 @login_required

@@ -173,7 +173,7 @@ def bench_key() -> str:
         ):
             return secret
     key, secret = key_services.create_key(
-        user, name="make bench", model_patterns=["bench-*"], actions=["infer", "read"], actor=None
+        user, name="make bench", model_patterns=["bench-*"], actions=["infer", "read"], actor=None, future_models=True
     )
     key_services.set_limits(key, actor=None, plan=None, **UNLIMITED)
     KEY_FILE.parent.mkdir(parents=True, exist_ok=True)

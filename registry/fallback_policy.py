@@ -162,38 +162,3 @@ def parse(data: Any) -> FallbackPolicy:
         raise PolicyError("chain names the same fallback version twice")
     reserve = _integer(data.get("reserve_ms", DEFAULT_RESERVE_MS), "reserve_ms", 0, MAX_RESERVE_MS)
     return FallbackPolicy(frozenset(on), steps, reserve)
-
-
-def _shape_fits(given: Sequence[int], expected: Sequence[int]) -> bool:
-    return len(given) == len(expected) and all(
-        e == -1 or g == -1 or g == e for g, e in zip(given, expected, strict=True)
-    )
-
-
-def incompatibility(served: Mapping[str, Any], fallback: Mapping[str, Any]) -> str | None:
-    """Why a version with signature `fallback` cannot answer requests made for `served`, or None.
-
-    It must take every input the served version takes, with the same datatype and a shape that
-    fits, and nothing more; and give every output the served version gives, with the same datatype.
-    """
-    wanted = {t["name"]: t for t in served.get("inputs", [])}
-    taken = {t["name"]: t for t in fallback.get("inputs", [])}
-    for name, tensor in wanted.items():
-        other = taken.get(name)
-        if other is None:
-            return f"it has no input '{name}'"
-        if other["datatype"] != tensor["datatype"]:
-            return f"input '{name}' is {other['datatype']} there, {tensor['datatype']} here"
-        if not _shape_fits(tensor["shape"], other["shape"]):
-            return f"input '{name}' has shape {other['shape']} there, {tensor['shape']} here"
-    extra = sorted(set(taken) - set(wanted))
-    if extra:
-        return f"it needs input(s) this model's requests do not carry: {', '.join(extra)}"
-    given = {t["name"]: t for t in fallback.get("outputs", [])}
-    for tensor in served.get("outputs", []):
-        other = given.get(tensor["name"])
-        if other is None:
-            return f"it has no output '{tensor['name']}'"
-        if other["datatype"] != tensor["datatype"]:
-            return f"output '{tensor['name']}' is {other['datatype']} there, {tensor['datatype']} here"
-    return None

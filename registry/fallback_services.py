@@ -10,9 +10,10 @@ from django.db import transaction
 
 from audit.services import record
 from registry.events import catalog_changed
-from registry.fallback_policy import FallbackPolicy, PolicyError, incompatibility, parse
+from registry.fallback_policy import FallbackPolicy, PolicyError, parse
 from registry.models import Alias, ModelVersion, RegisteredModel, VersionStatus
 from registry.services import PRODUCTION, RegistryError
+from registry.signature import incompatibility
 
 
 def _reference_signature(model: RegisteredModel) -> tuple[str, dict[str, Any]] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict
 
 # onnxruntime's type strings for the tensor types the Open Inference Protocol can carry.
@@ -65,3 +66,43 @@ def _spec(kind: str, arg: Any) -> TensorSpec:
         )
     shape = [dim if isinstance(dim, int) and dim >= 0 else -1 for dim in arg.shape]
     return {"name": arg.name, "datatype": datatype, "shape": shape}
+
+
+def _shape_fits(given: Sequence[int], expected: Sequence[int]) -> bool:
+    return len(given) == len(expected) and all(
+        e == -1 or g == -1 or g == e for g, e in zip(given, expected, strict=True)
+    )
+
+
+def incompatibility(
+    served: Mapping[str, Any], fallback: Mapping[str, Any], *, here: str = "here", there: str = "there"
+) -> str | None:
+    """Why a version with signature `fallback` cannot answer requests made for `served`, or None.
+
+    The one rule of signature compatibility: fallback versions (registry/fallback_services.py) and
+    versions taking a rollout's traffic beside the production version (rollouts/services.py) follow it.
+    It must take every input the served version takes, with the same datatype and a shape that
+    fits, and nothing more; and give every output the served version gives, with the same datatype.
+    `here` and `there` name the served version and the other one in the reason.
+    """
+    wanted = {t["name"]: t for t in served.get("inputs", [])}
+    taken = {t["name"]: t for t in fallback.get("inputs", [])}
+    for name, tensor in wanted.items():
+        other = taken.get(name)
+        if other is None:
+            return f"it has no input '{name}'"
+        if other["datatype"] != tensor["datatype"]:
+            return f"input '{name}' is {other['datatype']} {there}, {tensor['datatype']} {here}"
+        if not _shape_fits(tensor["shape"], other["shape"]):
+            return f"input '{name}' has shape {other['shape']} {there}, {tensor['shape']} {here}"
+    extra = sorted(set(taken) - set(wanted))
+    if extra:
+        return f"it needs input(s) this model's requests do not carry: {', '.join(extra)}"
+    given = {t["name"]: t for t in fallback.get("outputs", [])}
+    for tensor in served.get("outputs", []):
+        other = given.get(tensor["name"])
+        if other is None:
+            return f"it has no output '{tensor['name']}'"
+        if other["datatype"] != tensor["datatype"]:
+            return f"output '{tensor['name']}' is {other['datatype']} {there}, {tensor['datatype']} {here}"
+    return None

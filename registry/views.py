@@ -11,12 +11,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError
 from django.db.models import OuterRef, Q, QuerySet, Subquery
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from controlplane.htmx import HtmxHttpRequest
 from controlplane.htmx import redirect as _redirect
@@ -226,7 +226,8 @@ def _receive_upload(request: HtmxHttpRequest, model: RegisteredModel) -> HttpRes
         return _render_upload(request, {"model": model, "form": form}, status=status)
     number = result.version.number
     if result.created:
-        messages.success(request, f"Uploaded version {number}. Validation is running; this page follows it.")
+        # Where validation stands is the page's own (polled) status, not a message that would go stale.
+        messages.success(request, f"Uploaded version {number}.")
     else:
         archived = (
             " It is archived: restore it on its page to serve it again."
@@ -318,6 +319,8 @@ def version_page(
         except services.WorkersUnreachable as exc:
             context["workers_error"] = _sentence(str(exc))
     context["can_maintain"] = can_maintain(request.user, version.model)
+    # What to do next (make it production, a canary, a shadow): the rollouts app's section.
+    context["offers_next_steps"] = context["can_maintain"] and version.status == VersionStatus.READY
     context["cache_form"] = cache_form or ResponseCacheForm(initial={"cache_ttl_seconds": version.cache_ttl_seconds})
     template = "registry/_version_body.html" if _wants_partial(request) else "registry/version_detail.html"
     return render(request, template, context, status=status)
@@ -332,9 +335,17 @@ VERSION_VERBS = {
 }
 
 
+ARCHIVE_EFFECT = (
+    "{model} v{number} stops being served: requests for it get 404, and it can take no alias or rollout "
+    "traffic. Its artifact and history are kept, and it can be restored later."
+)
+
+
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def version_action(request: HtmxHttpRequest, name: str, number: int, verb: str) -> HttpResponse:
+    """Load, unload and restore act at once; archive first shows what it will do (GET, or a POST
+    without `confirm=yes`) and acts on the confirmation's POST, with or without JS."""
     version = get_object_or_404(
         ModelVersion.objects.select_related("model", "model__owner"), model__name=name, number=number
     )
@@ -342,6 +353,13 @@ def version_action(request: HtmxHttpRequest, name: str, number: int, verb: str) 
         raise Http404(f"no action {verb!r}")
     if not can_maintain(request.user, version.model):
         return not_a_maintainer(request, version.model, f"{verb} this version")
+    if verb == "archive" and (request.method == "GET" or request.POST.get("confirm") != "yes"):
+        effect = ARCHIVE_EFFECT.format(model=name, number=number)
+        return render(
+            request, "registry/confirm_archive.html", {"model": version.model, "version": version, "effect": effect}
+        )
+    if request.method == "GET":
+        return HttpResponseNotAllowed(["POST"])
     try:
         if verb in ("archive", "restore"):
             change = services.archive_version if verb == "archive" else services.restore_version

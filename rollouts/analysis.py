@@ -11,27 +11,14 @@ from typing import Any
 
 from django.utils import timezone
 
-from observability.queries import MINUTE, Figures, Window, collect, merged
-from rollouts import services
+from observability.queries import Figures
+from rollouts import safety, services
+from rollouts.figures import arm_figures
 from rollouts.models import Arm, Rollout, RolloutKind, RolloutStatus
 from rollouts.rewards import rewards
 from rollouts.statistics import Comparison, Moments, compare
 
 logger = logging.getLogger(__name__)
-
-
-def arm_figures(rollout: Rollout, since: dt.datetime, now: dt.datetime | None = None) -> dict[str, Figures]:
-    now = now or timezone.now()
-    start = int(since.timestamp() // MINUTE) * MINUTE
-    win = Window("rollout", now, start, MINUTE)
-    data = collect(win, rollout.model.name)
-    figures = {}
-    for arm in rollout.arms.select_related("version"):
-        selected = [
-            bins for (_, version, name), bins in data.items() if name == arm.name and version == str(arm.version.number)
-        ]
-        figures[arm.name] = Figures.of(merged(selected), win.seconds)
-    return figures
 
 
 @dataclass
@@ -59,6 +46,23 @@ class CanaryAnalysis:
         }
 
 
+def early_abort_gate(canary: Figures, champion: Figures, margin: float) -> Gate:
+    """Before min_requests: failed once the canary's failure rate is above the champion's plus
+    `margin` by the always-valid one-sided test (rollouts/statistics.py, failure_excess), which
+    may be repeated at every analysis without a healthy canary being stopped by chance more
+    often than alpha; waiting (None) otherwise, never passed (the full gates judge that)."""
+    minimum, alpha = safety.early_abort_settings()
+    test = safety.excess(canary, champion, margin)
+    return Gate(
+        "early_abort",
+        False if test.decided else None,
+        test.difference,
+        margin,
+        f"before min_requests: canary error rate minus champion's, rolled back from {minimum} requests when "
+        f"above the margin beyond doubt (always-valid p = {test.p_value:.2g}, alpha {alpha:g})",
+    )
+
+
 def analyze_canary(rollout: Rollout, now: dt.datetime | None = None) -> CanaryAnalysis:
     """Gates of the current step: the canary since the step began against the champion
     over the whole rollout (at 100 % the champion gets no more traffic)."""
@@ -73,9 +77,14 @@ def analyze_canary(rollout: Rollout, now: dt.datetime | None = None) -> CanaryAn
 
     minimum = int(gates_config.get("min_requests") or 0)
     enough = canary.requests >= minimum and champion.requests > 0
-    gates.append(Gate("min_requests", enough, canary.requests, minimum, "canary requests in this step"))
+    # Not enough requests yet is waiting, never a failure.
+    gates.append(
+        Gate("min_requests", True if enough else None, canary.requests, minimum, "canary requests in this step")
+    )
 
     limit = gates_config.get("max_error_rate_increase")
+    if limit is not None and not enough:
+        gates.append(early_abort_gate(canary, champion, float(limit)))
     if limit is not None:
         increase = None
         # Answers a fallback gave count as failures: a canary that only succeeds through its
@@ -123,7 +132,7 @@ def analyze_canary(rollout: Rollout, now: dt.datetime | None = None) -> CanaryAn
         )
         figures["rewards"] = {name: {"n": m.n, "mean": m.mean} for name, m in moments.items()}
 
-    failed = next((g for g in gates if g.passed is False and g.name != "min_requests"), None)
+    failed = next((g for g in gates if g.passed is False), None)
     at = now.isoformat()
     if failed is not None:
         return CanaryAnalysis("rollback", gates, figures, at)
@@ -139,12 +148,12 @@ def apply(rollout: Rollout, analysis: CanaryAnalysis) -> Rollout:
     Rollout.objects.filter(pk=rollout.pk).update(last_analysis=analysis.as_json())
     payload = analysis.as_json()
     if analysis.action == "rollback":
-        failed = next(g for g in analysis.gates if g.passed is False and g.name != "min_requests")
+        failed = next(g for g in analysis.gates if g.passed is False)
         return services.rollback(rollout, gate=failed.name, figures=payload)
     if analysis.action == "advance":
         return services.set_canary_step(rollout, rollout.step + 1, figures=payload)
     if analysis.action == "promote":
-        return services.promote(rollout, actor=None, figures=payload)
+        return services.promote(rollout, actor=None, figures=payload, judged=True)
     return rollout
 
 

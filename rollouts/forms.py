@@ -9,9 +9,11 @@ from typing import Any
 from django import forms
 from django.core.validators import RegexValidator
 
+from registry import services as registry
 from registry.forms import VersionChoiceField
 from registry.models import ModelVersion, RegisteredModel, VersionStatus
 from rollouts import services
+from rollouts.safety import signature_conflicts
 
 HEADER_NAME = RegexValidator(r"^[A-Za-z0-9-]{1,64}$", "Letters, digits and '-' only, e.g. x-routing-key.")
 ARM_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -30,6 +32,35 @@ def _numbers(raw: str) -> list[float]:
     return values
 
 
+class VersionSelect(forms.Select):
+    """A version picker whose versions that cannot take production's traffic are shown, marked and disabled."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.refused: set[str] = set()
+
+    def create_option(self, name: str, value: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        option = super().create_option(name, value, *args, **kwargs)
+        if str(value) in self.refused:
+            option["attrs"]["disabled"] = True
+        return option
+
+
+class RolloutVersionField(VersionChoiceField):
+    """A version picker that marks the versions whose signature does not fit production's."""
+
+    widget = VersionSelect
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conflicts: dict[int, str] = {}
+
+    def label_from_instance(self, obj: Any) -> str:
+        if obj.number in self.conflicts:
+            return f"v{obj.number}: its signature does not fit production's, it cannot take traffic"
+        return super().label_from_instance(obj)
+
+
 class RolloutForm(forms.Form):
     """Fields every kind shares; `model` is given by the page."""
 
@@ -45,10 +76,16 @@ class RolloutForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.model = model
         self.ready = model.versions.filter(status=VersionStatus.READY).order_by("-number")
+        # Marked for the user; the refusal itself is the service's (rollouts/safety.py).
+        self.conflicts = signature_conflicts(registry.serving_version(model), self.ready)
         for field in self.fields.values():
             if isinstance(field, VersionChoiceField):
                 field.queryset = self.ready
                 field.error_messages["invalid_choice"] = "Choose a ready version of this model."
+                if isinstance(field, RolloutVersionField):
+                    field.conflicts = self.conflicts
+                if isinstance(field.widget, VersionSelect):
+                    field.widget.refused = {str(number) for number in self.conflicts}
 
     def clean_routing_header(self) -> str:
         return str(self.cleaned_data["routing_header"]).lower()
@@ -58,10 +95,10 @@ class RolloutForm(forms.Form):
 
 
 class CanaryForm(RolloutForm):
-    version = VersionChoiceField(
+    version = RolloutVersionField(
         queryset=ModelVersion.objects.none(),
         to_field_name="number",
-        empty_label=None,
+        empty_label="Choose a version",
         help_text="The new version; it takes a growing share of the traffic while its gates hold.",
     )
     steps = forms.CharField(
@@ -187,10 +224,10 @@ class ExperimentForm(RolloutForm):
 
 
 class ShadowForm(RolloutForm):
-    version = VersionChoiceField(
+    version = RolloutVersionField(
         queryset=ModelVersion.objects.none(),
         to_field_name="number",
-        empty_label=None,
+        empty_label="Choose a version",
         help_text="It receives a copy of the requests after the champion answered; clients never see its answers.",
     )
     fraction = forms.FloatField(initial=1.0, help_text="Share of requests copied, from above 0 to 1 (1 = all of them).")

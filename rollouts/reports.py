@@ -13,7 +13,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from rollouts.analysis import analyze_canary, arm_figures, experiment_report
+from rollouts.analysis import analyze_canary, experiment_report
+from rollouts.figures import arm_figures
 from rollouts.models import Rollout, RolloutKind, RolloutStatus
 
 
@@ -38,16 +39,24 @@ def canary_analysis(rollout: Rollout, now: dt.datetime | None = None) -> dict[st
     return rollout.last_analysis
 
 
-def traffic_arms(rollout: Rollout, now: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """Each arm's figures since the rollout began (until it ended)."""
-    figures = arm_figures(rollout, rollout.started_at, _until(rollout, now))
+def traffic_arms(
+    rollout: Rollout, now: dt.datetime | None = None, judged: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Each arm's figures since the rollout began (until it ended), or those a canary's gates
+    judged (`judged`: the analysis's own figures), so that the page's two tables agree."""
+    if judged is None:
+        figures = {
+            name: f.as_json() for name, f in arm_figures(rollout, rollout.started_at, _until(rollout, now)).items()
+        }
+    else:
+        figures = judged
     return [
         {
             "name": arm.name,
             "version": arm.version.number,
             "weight": round(arm.weight, 4),
             "is_control": arm.is_control,
-            "figures": figures[arm.name].as_json(),
+            "figures": figures[arm.name],
             "reward": None,
             "comparison": None,
         }
@@ -107,9 +116,19 @@ def shadow_agreement(arms: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def live_report(rollout: Rollout, now: dt.datetime | None = None) -> dict[str, Any]:
     """Everything the rollout page and `GET /api/rollouts/{id}/` show beyond the row itself."""
-    arms = experiment_arms(rollout, now) if rollout.kind == RolloutKind.EXPERIMENT else traffic_arms(rollout, now)
+    analysis = canary_analysis(rollout, now)
+    judged = None
+    if rollout.status == RolloutStatus.RUNNING and analysis is not None:
+        judged = analysis["figures"]
+    if rollout.kind == RolloutKind.EXPERIMENT:
+        arms = experiment_arms(rollout, now)
+    else:
+        arms = traffic_arms(rollout, now, judged)
     return {
         "arms": arms,
-        "analysis": canary_analysis(rollout, now),
+        # What span the arms' figures cover: "gates" (the canary since its step began, the
+        # champion since the rollout began, as the gates judge them) or "rollout" (all of it).
+        "window": "gates" if judged is not None else "rollout",
+        "analysis": analysis,
         "agreement": shadow_agreement(arms) if rollout.kind == RolloutKind.SHADOW else None,
     }

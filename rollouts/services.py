@@ -20,6 +20,7 @@ from registry.events import catalog_changed
 from registry.models import ModelVersion, RegisteredModel, VersionStatus
 from rollouts.models import ACTIVE, Arm, Rollout, RolloutKind, RolloutStatus
 from rollouts.rewards import persist_rewards
+from rollouts.safety import promotion_blocker, signature_conflict
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,13 @@ def _ready(model: RegisteredModel, version: ModelVersion) -> ModelVersion:
     return version
 
 
+def _fits(champion: ModelVersion | None, version: ModelVersion, field: str = "version") -> ModelVersion:
+    why = signature_conflict(champion, version)
+    if why is not None:
+        raise RolloutError(why, field)
+    return version
+
+
 def _champion(model: RegisteredModel) -> ModelVersion:
     champion = registry.serving_version(model)
     if champion is None:
@@ -157,6 +165,7 @@ def start_canary(
     _ready(model, version)
     if version.pk == champion.pk:
         raise RolloutError(f"version {version.number} is already the production version")
+    _fits(champion, version)
     merged = {**DEFAULT_CANARY, **(config or {})}
     merged["gates"] = {**DEFAULT_CANARY["gates"], **((config or {}).get("gates") or {})}
     steps = check_steps(merged["steps"])
@@ -183,6 +192,11 @@ def start_experiment(
 ) -> Rollout:
     control = check_arms(arms, control)
     check_statistics(metric, minimum_effect, alpha)
+    # Every arm answers the model's requests: each must fit production's signature, or
+    # without a production version, the control arm's.
+    reference = registry.serving_version(model) or next(version for name, version, _ in arms if name == control)
+    for _, version, _ in arms:
+        _fits(reference, version, "arms")
     total = sum(weight for _, _, weight in arms)
     built = [
         Arm(name=name, version=_ready(model, version), weight=100 * weight / total, is_control=name == control)
@@ -197,6 +211,7 @@ def start_shadow(
 ) -> Rollout:
     champion = _champion(model)
     _ready(model, version)
+    _fits(champion, version)
     check_fraction(fraction)
     arms = [
         Arm(name="champion", version=champion, weight=100, is_control=True),
@@ -268,14 +283,26 @@ def rollback(rollout: Rollout, *, gate: str, figures: dict[str, Any], actor: Any
 
 
 def promote(
-    rollout: Rollout, *, actor: Any, arm_name: str | None = None, figures: dict[str, Any] | None = None
+    rollout: Rollout,
+    *,
+    actor: Any,
+    arm_name: str | None = None,
+    figures: dict[str, Any] | None = None,
+    judged: bool = False,
 ) -> Rollout:
-    """Move `production` to the canary (or the chosen arm) and end the rollout."""
+    """Move `production` to the canary (or the chosen arm) and end the rollout.
+
+    Refused when that arm fails, beyond doubt, more often than the champion (rollouts/safety.py),
+    unless `judged`: the canary analysis promotes only once its own gates passed."""
     arms = {arm.name: arm for arm in rollout.arms.select_related("version")}
     if arm_name is None:
         arm_name = {"canary": "canary", "shadow": "shadow"}.get(rollout.kind, "")
     if arm_name not in arms:
         raise RolloutError(f"no arm named '{arm_name}'; arms are {sorted(arms)}")
+    if not judged and rollout.is_active:
+        blocker = promotion_blocker(rollout, arm_name)
+        if blocker is not None:
+            raise RolloutError(blocker)
     with transaction.atomic():
         locked = _transition(
             rollout,

@@ -127,3 +127,49 @@ def sequential_sample_size(
         else:
             low = middle + 1
     return low
+
+
+@dataclass(frozen=True)
+class FailureExcess:
+    """Whether a candidate's failure rate is, beyond doubt, above a reference's plus a margin."""
+
+    difference: float | None  # candidate failure rate - reference failure rate; None without requests
+    p_value: float  # always-valid, for "the excess is no more than the margin"; 1.0 when not judged
+    decided: bool  # p_value <= alpha with enough candidate requests: stop the candidate now
+
+
+def failure_excess(
+    candidate_failures: int,
+    candidate_n: int,
+    reference_failures: int,
+    reference_n: int,
+    *,
+    margin: float,
+    alpha: float,
+    min_requests: int,
+    tau: float = 0.1,
+) -> FailureExcess:
+    """One-sided test of H0: p_candidate - p_reference <= margin, safe to repeat at every look.
+
+    The mSPRT statistic above (normal mixture over the difference, scale `tau`), on the
+    difference minus the margin, with each arm's variance from its Agresti-Caffo adjusted rate
+    ((failures + 1) / (n + 2)): the raw rate's variance is 0 at 0 % or 100 %, which would make a
+    canary failing every request look like no evidence at all. Only an excess counts (a
+    candidate better than the reference is never stopped), so the error rate of the one-sided
+    decision is at most the two-sided test's alpha.
+    """
+    if candidate_n <= 0 or reference_n <= 0:
+        return FailureExcess(None, 1.0, False)
+    difference = candidate_failures / candidate_n - reference_failures / reference_n
+    if candidate_n < min_requests:
+        return FailureExcess(difference, 1.0, False)
+    adjusted_candidate = (candidate_failures + 1) / (candidate_n + 2)
+    adjusted_reference = (reference_failures + 1) / (reference_n + 2)
+    excess = adjusted_candidate - adjusted_reference - margin
+    if excess <= 0:
+        return FailureExcess(difference, 1.0, False)
+    variance = adjusted_candidate * (1 - adjusted_candidate) / (candidate_n + 2) + adjusted_reference * (
+        1 - adjusted_reference
+    ) / (reference_n + 2)
+    p_value = msprt_p_value(excess, variance, tau * tau)
+    return FailureExcess(difference, p_value, p_value <= alpha)

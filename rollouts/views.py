@@ -15,11 +15,11 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import DatabaseError
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from audit.models import AuditEntry
 from controlplane.htmx import HtmxHttpRequest
@@ -35,6 +35,7 @@ from rollouts import services
 from rollouts.forms import FORMS, RolloutForm
 from rollouts.models import ACTIVE, Rollout, RolloutKind, RolloutStatus
 from rollouts.reports import live_report
+from rollouts.safety import promotion_blocker, signature_conflict
 
 HISTORY_PAGE_SIZE = 50
 VERBS = ("pause", "resume", "promote", "abort", "stop")
@@ -56,6 +57,18 @@ def split_text(rollout: Rollout) -> str:
     return " · ".join(f"{a.name} v{a.version.number} {a.weight:.4g} %" for a in arms)
 
 
+def ended_text(rollout: Rollout) -> str:
+    """Where the traffic went when the rollout ended: 'Promoted: v3 took 100 % of the traffic'."""
+    if rollout.is_active:
+        return ""
+    outcome = rollout.outcome or {}
+    if rollout.status == RolloutStatus.PROMOTED:
+        return f"Promoted: v{outcome.get('version', '?')} took 100 % of the traffic"
+    control = next((arm for arm in rollout.arms.all() if arm.is_control), None)
+    serving = f"v{control.version.number}" if control else "the production version"
+    return f"{rollout.get_status_display()}: {serving} serves 100 % of the traffic"
+
+
 def outcome_text(rollout: Rollout) -> str:
     outcome = rollout.outcome or {}
     if rollout.status == RolloutStatus.PROMOTED:
@@ -72,7 +85,10 @@ def outcome_text(rollout: Rollout) -> str:
 
 
 def _rows(rollouts: QuerySet[Rollout] | list[Rollout]) -> list[dict[str, Any]]:
-    return [{"rollout": r, "split": split_text(r), "outcome": outcome_text(r)} for r in rollouts]
+    return [
+        {"rollout": r, "split": split_text(r) if r.is_active else ended_text(r), "outcome": outcome_text(r)}
+        for r in rollouts
+    ]
 
 
 def _with_arms(queryset: QuerySet[Rollout]) -> QuerySet[Rollout]:
@@ -109,9 +125,14 @@ def rollout_list(request: HtmxHttpRequest) -> HttpResponse:
 
 def _initial(model: RegisteredModel, kind: str, asked: str = "") -> dict[str, Any]:
     """A sensible start: the version asked for (`?version=`, from a comparison's "start a shadow"),
-    else the newest ready version that is not in production."""
+    else the newest ready version that is not in production; never one that does not fit production."""
     production = registry.serving_version(model)
-    ready = list(model.versions.filter(status=VersionStatus.READY).order_by("-number"))
+    # A version whose signature does not fit production's is never preselected (nor startable).
+    ready = [
+        v
+        for v in model.versions.filter(status=VersionStatus.READY).order_by("-number")
+        if signature_conflict(production, v) is None
+    ]
     newest = next((v for v in ready if production is None or v.pk != production.pk), None)
     if asked.isdigit():
         newest = next((v for v in ready if v.number == int(asked)), newest)
@@ -202,6 +223,7 @@ def _live_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
     context: dict[str, Any] = {
         "rollout": rollout,
         "split": split_text(rollout),
+        "ended": ended_text(rollout),
         "outcome": outcome_text(rollout),
         "step": _canary_step(rollout, now),
         "can_maintain": can_maintain(request.user, rollout.model),
@@ -218,6 +240,10 @@ def _live_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
             fallen = arm["figures"]["fallback_rate"]
             arm["fallback_percent"] = None if fallen is None else 100 * fallen
         context["report"] = report
+        if rollout.is_active and context["can_maintain"]:
+            # A failing arm is not offered for promotion (the service refuses it too).
+            names = [a["name"] for a in report["arms"] if not a["is_control"]]
+            context["promotion_blocked"] = {name: promotion_blocker(rollout, name, now) for name in names}
         if rollout.is_active:
             context["window_name"], context["charts"] = _charts(rollout, report["arms"], now)
     except (redis.RedisError, DatabaseError) as exc:
@@ -234,14 +260,85 @@ def rollout_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return render(request, template, context)
 
 
+def _arm(rollout: Rollout, name: str) -> Any:
+    return next((arm for arm in rollout.arms.all() if arm.name == name), None)
+
+
+def effect_text(rollout: Rollout, verb: str, arm_name: str | None = None) -> str:
+    """What an irreversible action will do, in the words the confirmation shows."""
+    model = rollout.model.name
+    control = next((arm for arm in rollout.arms.all() if arm.is_control), None)
+    production = f"v{control.version.number}" if control else "the production version"
+    if verb == "promote":
+        name = arm_name or {"canary": "canary", "shadow": "shadow"}.get(rollout.kind, "")
+        arm = _arm(rollout, name)
+        target = f"v{arm.version.number}" if arm else name
+        if rollout.kind == RolloutKind.SHADOW:
+            return (
+                f"{target}, which has only answered copies so far, answers every request to {model} at once; "
+                f"{production} stops serving and the shadow ends. Going back means setting production to "
+                f"{production} again by hand."
+            )
+        return (
+            f"Production moves from {production} to {target} at once: {target} answers 100 % of {model}'s "
+            f"requests and the {rollout.get_kind_display().lower()} ends. Going back means setting production "
+            f"to {production} again by hand."
+        )
+    if verb == "abort":
+        return (
+            f"All of {model}'s traffic goes back to {production} at once and the "
+            f"{rollout.get_kind_display().lower()} ends for good (it cannot be resumed; start a new one to try again)."
+        )
+    if rollout.kind == RolloutKind.SHADOW:
+        return f"The shadow stops receiving copies and ends; {production} keeps answering every request."
+    return (
+        f"The experiment ends without promoting any arm: all of {model}'s traffic goes to {production}; "
+        "the figures gathered so far stay on this page."
+    )
+
+
+CONFIRMED = {"pause": False, "resume": False, "promote": True, "abort": True, "stop": True}
+VERB_LABELS = {"promote": "Promote", "abort": "Abort", "stop": "Stop"}
+
+
+def _confirm(request: HtmxHttpRequest, rollout: Rollout, verb: str, arm: str | None) -> HttpResponse:
+    blocker = promotion_blocker(rollout, arm or _default_arm(rollout)) if verb == "promote" else None
+    context = {
+        "rollout": rollout,
+        "verb": verb,
+        "label": VERB_LABELS[verb],
+        "arm": arm or "",
+        "effect": effect_text(rollout, verb, arm),
+        "blocker": blocker,
+        "danger": verb != "promote",
+    }
+    return render(request, "rollouts/confirm.html", context)
+
+
+def _default_arm(rollout: Rollout) -> str:
+    return {"canary": "canary", "shadow": "shadow"}.get(rollout.kind, "")
+
+
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def rollout_action(request: HtmxHttpRequest, pk: int, verb: str) -> HttpResponse:
-    rollout = get_object_or_404(Rollout.objects.select_related("model", "model__owner"), pk=pk)
+    """Pause and resume act at once; promote, abort and stop first show what they will do (GET, or
+    a POST without `confirm=yes`) and act only on the confirmation's POST, with or without JS."""
+    rollout = get_object_or_404(_with_arms(Rollout.objects.select_related("model__owner")), pk=pk)
     if verb not in VERBS:
         raise Http404(f"no action {verb!r}")
     if not can_maintain(request.user, rollout.model):
         return not_a_maintainer(request, rollout.model, f"{verb} this rollout")
+    arm = (request.POST.get("arm") or request.GET.get("arm") or "").strip() or None
+    if request.method == "GET" and not CONFIRMED[verb]:
+        return HttpResponseNotAllowed(["POST"])
+    if CONFIRMED[verb] and (request.method == "GET" or request.POST.get("confirm") != "yes"):
+        if not rollout.is_active:
+            messages.error(
+                request, f"Not done: this rollout has already ended ({rollout.get_status_display().lower()})."
+            )
+            return _redirect(request, reverse("rollouts:detail", args=[rollout.pk]))
+        return _confirm(request, rollout, verb, arm)
     try:
         if verb == "pause":
             services.pause(rollout, actor=request.user)
@@ -254,7 +351,6 @@ def rollout_action(request: HtmxHttpRequest, pk: int, verb: str) -> HttpResponse
                 raise services.RolloutError("a canary ends with abort or promote")
             services.stop_experiment(rollout, actor=request.user)
         else:
-            arm = request.POST.get("arm") or None
             done = services.promote(rollout, actor=request.user, arm_name=arm)
             messages.success(request, f"Promoted: {outcome_text(done)}.")
     except services.RolloutError as exc:

@@ -53,7 +53,7 @@ def test_a_new_user_creates_uses_rotates_and_revokes_a_key(keyed_gateway_client:
     assert wait_for(lambda: _status(gateway, new) == 404, timeout=1.0)
     assert _status(gateway, secret) == 404  # the old secret, within its grace period
 
-    revoked = htmx_post(client, f"/keys/{key.public_id}/revoke/", {}, token)
+    revoked = htmx_post(client, f"/keys/{key.public_id}/revoke/", {"confirm": "yes"}, token)
 
     assert revoked.status_code == 200
     assert wait_for(lambda: _status(gateway, new) == 401, timeout=1.0)
@@ -73,7 +73,7 @@ def test_another_users_key_page_cannot_revoke_my_key(
     other = browser(outsider)
     other_token = csrf_token(other, "/keys/")
 
-    response = htmx_post(other, f"/keys/{key.public_id}/revoke/", {}, other_token)
+    response = htmx_post(other, f"/keys/{key.public_id}/revoke/", {"confirm": "yes"}, other_token)
 
     assert response.status_code == 404
     assert _status(keyed_gateway_client, secret) == 404

@@ -83,7 +83,7 @@ def test_another_user_can_neither_see_nor_change_my_key(
     token = csrf_token(client, "/keys/")
 
     page = client.get("/keys/").content.decode()
-    revoke = htmx_post(client, f"/keys/{key.public_id}/revoke/", {}, token)
+    revoke = htmx_post(client, f"/keys/{key.public_id}/revoke/", {"confirm": "yes"}, token)
     rotate = htmx_post(client, f"/keys/{key.public_id}/rotate/", {"grace": "3600"}, token)
     admins_page = browser(admin).get("/keys/").content.decode()
 
@@ -188,7 +188,7 @@ def test_revoke_rerenders_the_row_as_revoked(viewer: Any, viewer_key: tuple[ApiK
     token = client.cookies["csrftoken"].value
     assert 'hx-confirm="Revoke' in page
 
-    response = htmx_post(client, f"/keys/{key.public_id}/revoke/", {}, token)
+    response = htmx_post(client, f"/keys/{key.public_id}/revoke/", {"confirm": "yes"}, token)
 
     text = response.content.decode()
     assert response.status_code == 200
@@ -274,7 +274,9 @@ def test_without_htmx_revoke_returns_to_the_page_with_a_message(viewer: Any, vie
     client = browser(viewer)
     token = csrf_token(client, "/keys/")
 
-    response = client.post(f"/keys/{key.public_id}/revoke/", {"csrfmiddlewaretoken": token}, follow=True)
+    response = client.post(
+        f"/keys/{key.public_id}/revoke/", {"csrfmiddlewaretoken": token, "confirm": "yes"}, follow=True
+    )
 
     assert response.redirect_chain == [("/keys/", 302)]
     assert "Key &#x27;scoring job&#x27; revoked" in response.content.decode()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit.models import AuditEntry
@@ -54,3 +56,25 @@ def test_audit_filters_by_object_action_and_actor(
     assert one.status_code == 200
     assert one.json()["before"]["description"] == "Card fraud scores"
     assert AuditEntry.objects.count() == 3
+
+
+def test_a_bad_date_filter_is_a_400_naming_the_parameter(viewer_api: APIClient, fraud: RegisteredModel) -> None:
+    response = viewer_api.get("/api/audit/", {"until": "soon"})
+
+    assert response.status_code == 400
+    assert response.json() == {"until": "'soon' is not a date: write YYYY-MM-DD, e.g. 2026-12-06."}
+
+
+def test_audit_filters_by_model_and_date_range(
+    viewer_api: APIClient, owner: Any, fraud: RegisteredModel, iris: RegisteredModel
+) -> None:
+    today = timezone.localdate()
+
+    by_model = viewer_api.get("/api/audit/", {"model": "fraud"})
+    in_range = viewer_api.get("/api/audit/", {"since": today.isoformat(), "until": today.isoformat()})
+    later = viewer_api.get("/api/audit/", {"since": (today + dt.timedelta(days=1)).isoformat()})
+
+    assert by_model.status_code == 200
+    assert [(e["action"], e["object_id"]) for e in by_model.json()["results"]] == [("model.created", str(fraud.pk))]
+    assert in_range.json()["count"] == AuditEntry.objects.count() == 2
+    assert later.json()["count"] == 0

@@ -50,9 +50,13 @@ def test_health_partial_for_htmx(client: Client, viewer: Any) -> None:
     client.force_login(viewer)
 
     partial = client.get("/health/", headers={"HX-Request": "true"})
-    full = client.get("/health/")
+    full = client.get("/health/", follow=True)
 
     assert partial.status_code == 200
     assert b"<html" not in partial.content
     assert b"Services" in partial.content
+    assert b'href="/#health">Refresh</a>' in partial.content
+    # Opened as a page (the Refresh link without JS, a bookmark): the overview, its table once.
+    assert full.redirect_chain == [("/#health", 302)]
     assert b"<html" in full.content
+    assert full.content.count(b"<h2>Services</h2>") == 1

@@ -60,7 +60,9 @@ def test_missing_malformed_unknown_revoked_and_expired_keys_get_the_same_401(
 def test_a_key_outside_its_model_scope_sees_404_and_without_the_action_403(
     keyed_gateway_client: AsgiClient, viewer: Any, ready_model: str
 ) -> None:
-    _, other_models = services.create_key(viewer, name="o", model_patterns=["fraud-*"], actions=["read", "infer"])
+    _, other_models = services.create_key(
+        viewer, name="o", model_patterns=["fraud-*"], actions=["read", "infer"], future_models=True
+    )
     _, read_only = services.create_key(viewer, name="ro", model_patterns=["*"], actions=["read"])
 
     hidden = keyed_gateway_client.get(f"/v2/models/{ready_model}", headers=bearer(other_models))

@@ -45,7 +45,7 @@ def gateway(keyed_gateway_client: AsgiClient) -> Gateway:
 @pytest.fixture
 def alice(viewer: Any) -> str:
     """The secret of the key that makes the requests."""
-    return keys.create_key(viewer, name="alice", model_patterns=["inf-*"], actions=["infer"])[1]
+    return keys.create_key(viewer, name="alice", model_patterns=["inf-*"], actions=["infer"], future_models=True)[1]
 
 
 @pytest.fixture

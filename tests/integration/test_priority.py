@@ -40,7 +40,9 @@ def secret_on(user: Any, level: str) -> str:
     plan = Plan.objects.create(
         name=f"tier-{level}", requests_per_window=10_000, window_seconds=1, burst=10_000, priority=level
     )
-    key, secret = account_services.create_key(user, name=level, model_patterns=["inf-*"], actions=["infer"])
+    key, secret = account_services.create_key(
+        user, name=level, model_patterns=["inf-*"], actions=["infer"], future_models=True
+    )
     account_services.set_limits(key, actor=user, plan=plan)
     return secret
 

@@ -219,10 +219,27 @@ def test_page_offers_archive_to_maintainers_only_and_explains_aliases(add: Add, 
 
 
 @pytest.mark.django_db
+def test_archiving_from_the_page_asks_first_and_names_the_effect(add: Add, owner: Any) -> None:
+    add(MLP, production=True)
+    version = add(build_mlp(4, [8], 2, seed=12))
+    browser = signed_in(owner)
+
+    asked = browser.get("/models/fraud/versions/2/archive/").content.decode()
+    posted_without = browser.post("/models/fraud/versions/2/archive/")
+
+    assert "fraud v2 stops being served: requests for it get 404" in asked
+    assert '<button type="submit" class="danger">Yes, archive v2</button>' in asked
+    assert posted_without.status_code == 200
+    assert 'name="confirm" value="yes"' in posted_without.content.decode()
+    assert status_of(version) == VersionStatus.READY
+    assert browser.get("/models/fraud/versions/2/load/").status_code == 405
+
+
+@pytest.mark.django_db
 def test_viewer_cannot_archive_from_the_page(add: Add, viewer: Any) -> None:
     version = add(MLP)
 
-    response = signed_in(viewer).post("/models/fraud/versions/1/archive/")
+    response = signed_in(viewer).post("/models/fraud/versions/1/archive/", {"confirm": "yes"})
 
     assert response.status_code == 403
     assert status_of(version) == VersionStatus.READY
@@ -236,7 +253,7 @@ def test_maintainer_archives_and_restores_from_the_page_and_the_alias_form_stops
     version = add(build_mlp(4, [8], 2, seed=12))
     browser = signed_in(owner)
 
-    archived = browser.post("/models/fraud/versions/2/archive/", follow=True)
+    archived = browser.post("/models/fraud/versions/2/archive/", {"confirm": "yes"}, follow=True)
     model_page = browser.get("/models/fraud/").content.decode()
 
     assert archived.redirect_chain == [("/models/fraud/versions/2/", 302)]
@@ -258,7 +275,7 @@ def test_maintainer_archives_and_restores_from_the_page_and_the_alias_form_stops
 def test_page_refuses_archiving_an_aliased_version_with_the_reason(add: Add, owner: Any) -> None:
     version = add(MLP, production=True)
 
-    response = signed_in(owner).post("/models/fraud/versions/1/archive/", follow=True)
+    response = signed_in(owner).post("/models/fraud/versions/1/archive/", {"confirm": "yes"}, follow=True)
 
     assert "Not done: The alias &#x27;production&#x27; points at version 1" in response.content.decode()
     assert status_of(version) == VersionStatus.READY

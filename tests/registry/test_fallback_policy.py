@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from registry.fallback_policy import DEFAULT_RESERVE_MS, PolicyError, incompatibility, parse
+from registry.fallback_policy import DEFAULT_RESERVE_MS, PolicyError, parse
+from registry.signature import incompatibility
 
 
 @pytest.mark.parametrize(

@@ -130,7 +130,7 @@ def test_set_alias_through_the_form_and_the_audit_page_shows_it(
     audit = browser.get("/audit/", {"action": "alias.created"}).content.decode()
     assert "<code>alias.created</code>" in audit
     assert "iris@production" in audit
-    assert "&quot;version&quot;: 1" in audit
+    assert "<code>version</code>: 1" in audit
 
 
 def test_version_page_shows_metadata_lineage_and_serving_settings(

@@ -399,8 +399,10 @@ def test_a_canary_shows_its_gates_and_the_analysis_changes_nothing(owner_api: AP
     analysis = owner_api.get(f"/api/rollouts/{rollout.pk}/analysis/")
 
     gates = {g["name"]: g for g in shown["report"]["analysis"]["gates"]}
-    assert list(gates) == ["min_requests", "error_rate_increase", "p95_ratio"]
+    assert list(gates) == ["min_requests", "early_abort", "error_rate_increase", "p95_ratio"]
     assert (gates["min_requests"]["value"], gates["min_requests"]["threshold"]) == (0, 50)
+    assert gates["min_requests"]["passed"] is None  # waiting for requests, not failed
+    assert gates["early_abort"]["passed"] is None
     assert gates["p95_ratio"]["passed"] is None  # not enough data yet
     assert [a["figures"]["requests"] for a in shown["report"]["arms"]] == [0, 0]
     assert analysis.status_code == 200

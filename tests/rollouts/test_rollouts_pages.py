@@ -220,7 +220,7 @@ def test_the_live_page_refreshes_its_figures_every_5_seconds(owner_page: Client,
     assert f'hx-get="/rollouts/{rollout.pk}/" hx-trigger="every 5s"' in page
     assert "<html" in page
     assert "<html" not in partial
-    for part in ("Step 1 of 4", "Gates", "min_requests", "p95_ratio", "waiting for data", "p95 ms", "Transitions"):
+    for part in ("Step 1 of 4", "Gates", "min_requests", "p95_ratio", "waiting", "p95 ms", "Transitions"):
         assert part in partial, part
     assert "rollout.canary_started" in partial
 
@@ -229,7 +229,7 @@ def test_pause_resume_and_abort_from_the_page(owner_page: Client, catalog: Catal
     rollout = services.start_canary(fraud(), version(2), actor=catalog.owner)
 
     for verb, status in [("pause", "paused"), ("resume", "running"), ("abort", "aborted")]:
-        answer = owner_page.post(f"/rollouts/{rollout.pk}/{verb}/")
+        answer = owner_page.post(f"/rollouts/{rollout.pk}/{verb}/", {"confirm": "yes"} if verb == "abort" else {})
         assert answer.status_code == 302
         assert answer["Location"] == f"/rollouts/{rollout.pk}/"
         rollout.refresh_from_db()
@@ -245,7 +245,9 @@ def test_pause_resume_and_abort_from_the_page(owner_page: Client, catalog: Catal
     ]
     ended = text(owner_page.get(f"/rollouts/{rollout.pk}/"))
     assert "hx-trigger" not in ended
-    assert "aborted: aborted by olga" in ended
+    assert "Aborted: v1 serves 100 % of the traffic." in ended
+    assert "Aborted: aborted by olga" in ended
+    assert "Traffic" not in ended  # an ended rollout states its outcome, not its last split
 
 
 def test_a_refused_transition_is_explained_and_changes_nothing(owner_page: Client, catalog: Catalog) -> None:
@@ -260,7 +262,9 @@ def test_a_refused_transition_is_explained_and_changes_nothing(owner_page: Clien
     assert owner_page.get(f"/rollouts/{rollout.pk}/pause/").status_code == 405
 
 
-def test_an_experiment_is_stopped_and_its_winner_promoted_with_one_button(owner_page: Client, catalog: Catalog) -> None:
+def test_an_experiment_is_stopped_and_its_winner_promoted_after_confirmation(
+    owner_page: Client, catalog: Catalog
+) -> None:
     rollout = services.start_experiment(
         fraud(), [("control", version(1), 50), ("treatment", version(2), 50)], actor=catalog.owner
     )
@@ -268,7 +272,14 @@ def test_an_experiment_is_stopped_and_its_winner_promoted_with_one_button(owner_
     assert "Stop and promote treatment (v2)" in page
     assert "Feedback" in page
 
-    answer = owner_page.post(f"/rollouts/{rollout.pk}/promote/", {"arm": "treatment"})
+    # The button asks first: the confirmation names the effect, nothing changed yet
+    asked = text(owner_page.get(f"/rollouts/{rollout.pk}/promote/", {"arm": "treatment"}))
+    assert "Production moves from v1 to v2 at once" in asked
+    assert 'name="confirm" value="yes"' in asked
+    rollout.refresh_from_db()
+    assert rollout.status == RolloutStatus.RUNNING
+
+    answer = owner_page.post(f"/rollouts/{rollout.pk}/promote/", {"arm": "treatment", "confirm": "yes"})
 
     assert answer.status_code == 302
     rollout.refresh_from_db()

@@ -14,11 +14,12 @@ equal, so the simulation tests the module's own arithmetic.
 from __future__ import annotations
 
 import math
+import random
 
 import numpy as np
 import pytest
 
-from rollouts.statistics import Comparison, Moments, compare, msprt_p_value, sequential_sample_size
+from rollouts.statistics import Comparison, Moments, compare, failure_excess, msprt_p_value, sequential_sample_size
 
 EXPERIMENTS = 2_000
 CHECK_EVERY = 100
@@ -133,3 +134,57 @@ def test_the_p_value_is_one_without_data_and_never_rises() -> None:
     assert earlier.significant
     assert later.p_value == earlier.p_value
     assert msprt_p_value(0.0, 0.0, TAU_SQ) == 1.0
+
+
+# --- The canary's early abort: one-sided, always valid ------------------------------------------------------------
+
+
+def test_failure_excess_needs_the_minimum_and_both_arms() -> None:
+    assert failure_excess(19, 19, 0, 1000, margin=0.01, alpha=0.001, min_requests=20).decided is False
+    assert failure_excess(20, 20, 0, 0, margin=0.01, alpha=0.001, min_requests=20).decided is False
+    assert failure_excess(0, 0, 0, 1000, margin=0.01, alpha=0.001, min_requests=20).difference is None
+
+
+def test_a_candidate_better_than_the_reference_is_never_stopped() -> None:
+    assert failure_excess(0, 500, 400, 500, margin=0.0, alpha=0.5, min_requests=20).p_value == 1.0
+
+
+def test_every_request_failing_is_decided_at_20_requests() -> None:
+    found = failure_excess(20, 20, 5, 1000, margin=0.01, alpha=0.001, min_requests=20)
+    assert found.decided
+    assert found.difference == pytest.approx(0.995)
+
+
+def test_healthy_candidates_are_not_stopped_by_noise_however_often_looked_at() -> None:
+    # 300 canaries with the champion's own failure rate, looked at after every 10 of their
+    # requests up to 2,000 (200 looks each), for rates from 0 to 20 %: none stopped. The
+    # decision's false-positive rate is at most alpha (0.001) over all looks together.
+    stopped = 0
+    for rate in (0.0, 0.01, 0.05, 0.2):
+        for seed in range(75):
+            rng = random.Random(seed)
+            cf = cn = rf = rn = 0
+            for _ in range(200):
+                cn += 10
+                cf += sum(rng.random() < rate for _ in range(10))
+                rn += 190
+                rf += sum(rng.random() < rate for _ in range(190))
+                if failure_excess(cf, cn, rf, rn, margin=0.01, alpha=0.001, min_requests=20).decided:
+                    stopped += 1
+                    break
+    assert stopped == 0
+
+
+def test_a_clearly_worse_candidate_is_stopped_soon() -> None:
+    # 30 % failures against 1 %: stopped before the default min_requests (100) in each of 50 runs.
+    for seed in range(50):
+        rng = random.Random(seed)
+        cf = cn = rf = rn = 0
+        while True:
+            cn += 10
+            cf += sum(rng.random() < 0.3 for _ in range(10))
+            rn += 190
+            rf += sum(rng.random() < 0.01 for _ in range(190))
+            if failure_excess(cf, cn, rf, rn, margin=0.01, alpha=0.001, min_requests=20).decided:
+                break
+        assert cn < 100, (seed, cn, cf)
