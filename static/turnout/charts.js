@@ -16,7 +16,7 @@
   var HEIGHT = 200;
   // Show every point of a series with fewer values than this, or with isolated ones:
   // a line needs two neighbours, and sparse traffic has none.
-  var SPARSE = 90;
+  var SPARSE = 12;
   var charts = [];
 
   function source(id) {
@@ -36,9 +36,25 @@
     };
   }
 
+  function pad(n) {
+    return n < 10 ? "0" + n : String(n);
+  }
+
+  // 24-hour UTC labels: "14:05" within two days, "12-06 14:00" (month-day) beyond.
+  function utcLabels(u, splits) {
+    var span = splits.length > 1 ? splits[splits.length - 1] - splits[0] : 0;
+    return splits.map(function (ts) {
+      var d = new Date(ts * 1e3);
+      var time = pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes());
+      if (span < 2 * 86400) return time;
+      var day = pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate());
+      return d.getUTCHours() || d.getUTCMinutes() ? day + " " + time : day;
+    });
+  }
+
   function axes(extraY) {
     var t = theme();
-    var x = { stroke: t.axis, grid: { stroke: t.grid, width: 1 }, ticks: { stroke: t.grid, width: 1 } };
+    var x = { stroke: t.axis, space: 70, values: utcLabels, grid: { stroke: t.grid, width: 1 }, ticks: { stroke: t.grid, width: 1 } };
     var y = Object.assign({ size: 56, stroke: t.axis, grid: { stroke: t.grid, width: 1 }, ticks: { stroke: t.grid, width: 1 } }, extraY || {});
     return [x, y];
   }
@@ -77,7 +93,7 @@
         width: width(el),
         height: HEIGHT,
         tzDate: utc,
-        series: [{ label: "time (UTC)" }].concat(series),
+        series: [{ label: "time (UTC)", value: function (u, ts) { return ts == null ? "—" : new Date(ts * 1e3).toISOString().slice(0, 16).replace("T", " "); } }].concat(series),
         axes: axes(),
         scales: { y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
       },
@@ -164,7 +180,9 @@
       if (!lines.length) return null;
       var aligned = align(lines, metric);
       var series = aligned.columns.map(function (values, i) {
-        return line(labels[i] || ids[i], PALETTE[i % PALETTE.length], unit, values);
+        // No requests is a zero rate, but no point worth marking.
+        var marked = metric === "per_second" ? values.map(function (v) { return v || null; }) : values;
+        return line(labels[i] || ids[i], PALETTE[i % PALETTE.length], unit, marked);
       });
       return timeChart(el, aligned.x, series, aligned.columns);
     },
@@ -176,6 +194,7 @@
       // Evenly spaced bars labelled with the batch size, whatever the sizes are.
       var positions = b.sizes.map(function (_, i) { return i; });
       var ax = axes();
+      ax[0].space = 30;
       ax[0].splits = function () { return positions; };
       ax[0].values = function (u, splits) { return splits.map(function (i) { return b.sizes[i]; }); };
       return {

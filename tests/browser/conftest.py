@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connections
 
 from tests.browser import checks
 from tests.support.processes import WebProcess, WorkerProcess, wait_for
@@ -118,6 +119,10 @@ def browser(stack: Stack) -> Iterator[Any]:
         launched = playwright.chromium.launch(executable_path=chromium_or_skip(), args=["--no-sandbox"])
         yield launched
         launched.close()
+        # While that loop runs, Django keeps this thread's connections in a context of
+        # their own (asgiref's Local): the tests' one must be closed here, or it would
+        # keep the test database from being dropped.
+        connections.close_all()
 
 
 @pytest.fixture

@@ -41,6 +41,13 @@ def seed(registry: Registry, stack: Any) -> dict[str, Any]:
     _, secret = accounts_services.create_key(
         owner, name="seed traffic", model_patterns=["*"], actions=["infer", "read"]
     )
+    # The admin's own key, with a long name and several patterns: the keys page's widest row.
+    accounts_services.create_key(
+        admin,
+        name="nightly scoring job of the fraud team",
+        model_patterns=["brw-*", "fraud-*", "churn"],
+        actions=["infer", "read", "manage"],
+    )
     for model in ("brw-browser", "brw-ab", "brw-canary"):
         assert wait_for(lambda m=model: infer(stack, m, secret) == 200, timeout=60), stack.logs()
     for i in range(40):

@@ -41,6 +41,13 @@ def test_live_overview_keeps_focus_and_pauses(new_page: Any, stack: Any) -> None
     expect(status).to_have_text(re.compile(r"Updated at \d\d:\d\d:\d\d \(UTC\)"))
     assert page.evaluate("document.activeElement.textContent") == "brw-browser"
     assert canvas.evaluate("c => c.isConnected && c.dataset.marker") == "first"
+    # The model page's charts are updated in place too, not drawn anew.
+    page.goto("/dashboard/models/brw-ab/")
+    chart = page.locator("#compare-versions-p95 canvas")
+    chart.evaluate("c => { c.dataset.marker = 'first'; }")
+    before = status.inner_text()
+    expect(status).not_to_have_text(before, timeout=12_000)
+    assert chart.evaluate("c => c.isConnected && c.dataset.marker") == "first"
     page.get_by_role("button", name="Pause updates").click()
     expect(page.get_by_role("button", name="Resume updates")).to_have_attribute("aria-pressed", "true")
     paused_at = status.inner_text()

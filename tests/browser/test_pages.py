@@ -61,6 +61,17 @@ def test_every_page_fits_and_passes_axe(new_page: Any, stack: Any, width: int, c
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.parametrize("width", [390, 1440])
+def test_key_actions_are_on_screen(new_page: Any, stack: Any, width: int) -> None:
+    page = new_page(width=width)
+    steps.log_in(page, "ada")
+    visit(page, "/keys/")
+    for name in ("Rotate", "Revoke"):
+        box = page.get_by_role("button", name=name).bounding_box()
+        assert box is not None
+        assert 0 <= box["x"] and box["x"] + box["width"] <= width, (name, box)
+
+
 def test_charts_draw_sparse_data_on_one_scale_in_utc(new_page: Any, stack: Any) -> None:
     page = new_page()
     steps.log_in(page, "ada")
