@@ -15,7 +15,8 @@
   var PALETTE = ["#1a73e8", "#d93025", "#f29900", "#8e24aa", "#00897b", "#6d4c41", "#e52592", "#5f6368"];
   var HEIGHT = 200;
   // Show every point of a series with fewer values than this, or with isolated ones:
-  // a line needs two neighbours, and sparse traffic has none.
+  // a line needs two neighbours, and a percentile of a minute without traffic is null
+  // (rates and counts are 0 there, so their lines always draw).
   var SPARSE = 12;
   var charts = [];
 
@@ -127,7 +128,7 @@
           legend: { show: false },
           cursor: { show: false },
           axes: [{ show: false }, { show: false }],
-          series: [{}, { stroke: COLORS.line, fill: "rgba(30, 142, 62, 0.15)", width: 1, points: { show: sparse(d.per_second.map(function (v) { return v || null; })), size: 3, fill: COLORS.line } }],
+          series: [{}, { stroke: COLORS.line, fill: "rgba(30, 142, 62, 0.15)", width: 1, points: { show: false } }],
           scales: { y: { range: function (u, min, max) { return [0, max > 0 ? max : 1]; } } },
         },
         data: [d.x, d.per_second],
@@ -148,7 +149,7 @@
       var d = source(el.dataset.source);
       if (!d) return null;
       var t = d.timeline;
-      return timeChart(el, t.x, [line("requests/s", COLORS.line, "/s", t.per_second.map(function (v) { return v || null; }))], [t.per_second]);
+      return timeChart(el, t.x, [line("requests/s", COLORS.line, "/s", t.per_second)], [t.per_second]);
     },
     errors: function (el) {
       var d = source(el.dataset.source);
@@ -157,7 +158,7 @@
       var codes = Object.keys(t.errors);
       if (!codes.length) return null;
       var series = codes.map(function (code, i) {
-        var s = line(code, PALETTE[i % PALETTE.length], "", t.errors[code].map(function (v) { return v || null; }));
+        var s = line(code, PALETTE[i % PALETTE.length], "", t.errors[code]);
         s.value = function (u, v) { return v == null ? "—" : String(v); };
         return s;
       });
@@ -180,9 +181,7 @@
       if (!lines.length) return null;
       var aligned = align(lines, metric);
       var series = aligned.columns.map(function (values, i) {
-        // No requests is a zero rate, but no point worth marking.
-        var marked = metric === "per_second" ? values.map(function (v) { return v || null; }) : values;
-        return line(labels[i] || ids[i], PALETTE[i % PALETTE.length], unit, marked);
+        return line(labels[i] || ids[i], PALETTE[i % PALETTE.length], unit, values);
       });
       return timeChart(el, aligned.x, series, aligned.columns);
     },

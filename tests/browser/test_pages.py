@@ -89,7 +89,8 @@ def test_charts_draw_sparse_data_on_one_scale_in_utc(new_page: Any, stack: Any) 
 
 
 def test_screenshots(new_page: Any, stack: Any, request: pytest.FixtureRequest) -> None:
-    """`--screenshots DIR` refreshes docs/screenshots (light theme, 1440 px, and the overview at 390 px)."""
+    """`--screenshots DIR` refreshes docs/screenshots: light theme at 1440 px, the overview at 390 px,
+    and the model page in the dark theme."""
     folder = request.config.getoption("--screenshots")
     if not folder:
         pytest.skip("pass --screenshots DIR to write the screenshots")
@@ -112,3 +113,7 @@ def test_screenshots(new_page: Any, stack: Any, request: pytest.FixtureRequest) 
     steps.log_in(phone, "ada")
     visit(phone, "/")
     phone.screenshot(path=str(out / "overview-390.png"), full_page=True)
+    dark = new_page(width=1440, color_scheme="dark")
+    steps.log_in(dark, "ada")
+    visit(dark, "/dashboard/models/brw-ab/")
+    dark.screenshot(path=str(out / "model-dark.png"), full_page=True)
