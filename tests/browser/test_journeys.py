@@ -45,9 +45,13 @@ def test_live_overview_keeps_focus_and_pauses(new_page: Any, stack: Any) -> None
     page.goto("/dashboard/models/brw-ab/")
     chart = page.locator("#compare-versions-p95 canvas")
     chart.evaluate("c => { c.dataset.marker = 'first'; }")
+    page.locator("#compare-versions-p95 .u-over").hover()  # the cursor (crosshair, legend values) follows the mouse
+    cursor = page.locator("#compare-versions-p95 .u-cursor-x")
+    expect(cursor).not_to_have_class(re.compile("u-off"))
     before = status.inner_text()
     expect(status).not_to_have_text(before, timeout=12_000)
     assert chart.evaluate("c => c.isConnected && c.dataset.marker") == "first"
+    expect(cursor).not_to_have_class(re.compile("u-off"))
     page.get_by_role("button", name="Pause updates").click()
     expect(page.get_by_role("button", name="Resume updates")).to_have_attribute("aria-pressed", "true")
     paused_at = status.inner_text()
