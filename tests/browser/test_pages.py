@@ -91,7 +91,8 @@ def test_charts_draw_sparse_data_on_one_scale_in_utc(new_page: Any, stack: Any) 
 def test_screenshots(new_page: Any, stack: Any, request: pytest.FixtureRequest) -> None:
     """`--screenshots DIR` refreshes docs/screenshots: light theme at 1440 px, the overview at 390 px,
     and the model page in the dark theme."""
-    folder = request.config.getoption("--screenshots")
+    # Registered by tests/browser/conftest.py, which a run from the root may load too late for options.
+    folder = request.config.getoption("--screenshots", default=None)
     if not folder:
         pytest.skip("pass --screenshots DIR to write the screenshots")
     out = Path(folder)
