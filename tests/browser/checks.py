@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from axe_playwright_python.sync_playwright import Axe
+
 # Run in the page. A table passes if it fits its container, or is itself a horizontal
 # scroll container (turnout.css) whose hidden columns are announced by the visible
 # hint live.js adds. Any other element whose box reaches past the viewport's right
@@ -89,8 +91,6 @@ def layout_problems(page: Any) -> list[str]:
 
 def accessibility_violations(page: Any) -> list[str]:
     """axe-core's WCAG 2 A/AA violations on the page, one line per rule and element."""
-    from axe_playwright_python.sync_playwright import Axe
-
     options = {"resultTypes": ["violations"], "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21aa"]}}
     results = Axe().run(page, options=options)
     found = []

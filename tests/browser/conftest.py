@@ -22,8 +22,10 @@ from typing import Any
 
 import pytest
 from django.db import connections
+from playwright.sync_api import sync_playwright
 
 from tests.browser import checks
+from tests.browser.seed import seed
 from tests.support.processes import WebProcess, WorkerProcess, wait_for
 from tests.support.serving import committed_registry, require_test_database, worker_queue
 
@@ -84,8 +86,6 @@ def browser_queue() -> str:
 @pytest.fixture(scope="package")
 def stack(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     chromium_or_skip()
-    from tests.browser.seed import seed
-
     artifacts = tmp_path_factory.mktemp("browser-artifacts")
     logs = tmp_path_factory.mktemp("browser-logs")
     with committed_registry(django_db_blocker, artifacts) as registry:
@@ -109,8 +109,6 @@ def stack(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest
 
 @pytest.fixture(scope="package")
 def browser(stack: Stack) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
     with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
         # Playwright's sync API keeps an asyncio loop on the test thread (driven by
         # greenlets, never running our code), which Django's async-safety check
