@@ -147,6 +147,10 @@ def test_model_page_shows_each_versions_charts_and_the_dashboard_figures(
     )
     for kind in ("latency", "throughput", "errors", "batches", "queue"):
         assert f'data-chart="{kind}" data-source="charts-v1"'.encode() in full.content
+    # Both versions on one chart, one scale (charts.js draws it from their timelines).
+    assert b'data-chart="compare" data-metric="p95" data-sources="charts-v2 charts-v1 " data-labels="v2|v1"' in (
+        full.content
+    )
     assert b"No errors in the last 1h." in full.content  # version 2 had none
 
 
