@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+import onnxruntime as ort
 import pytest
 
 from accounts import services as key_services
@@ -117,7 +119,7 @@ class Traffic:
 @pytest.fixture
 def ci(stack: Stack, owner: Any, tmp_path: Path) -> Callable[..., Ran]:
     """`turnout` as a CI job runs it: the owner's key with the manage action in TURNOUT_API_KEY."""
-    _, secret = key_services.create_key(owner, name="ci", model_patterns=["cli-*"], actions=["manage", "read"])
+    _, secret = key_services.create_key(owner, name="ci", model_patterns=["cli-*"], actions=["manage", "read", "infer"])
     env = cli_env(tmp_path, TURNOUT_URL=stack.web.url, TURNOUT_API_KEY=secret)
     return lambda *args, timeout=120: run_turnout(list(args), env, timeout=timeout)
 
@@ -206,3 +208,43 @@ def test_a_candidate_that_fails_is_rolled_back_and_watch_exits_5(
     refused_by = {arm for (arm, status) in traffic.statuses if status != 200}
     assert refused_by == {"canary"}, traffic.statuses
     assert {status for (_, status) in traffic.statuses} == {200, 400}
+
+
+def test_infer_sends_a_json_file_and_npy_arrays_as_binary_and_exits_3_on_a_bad_tensor(
+    stack: Stack, ci: Callable[..., Ran], tmp_path: Path
+) -> None:
+    onnx = champion_model(seed=2)
+    assert ci("models", "create", "cli-infer").code == 0
+    number = publish(ci, stack, "cli-infer", write(tmp_path, "v1.onnx", onnx))
+    assert ci("aliases", "set", "cli-infer", "production", str(number)).code == 0
+    session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+    [output] = session.get_outputs()
+    rows = np.array([[0.1, 0.2, 0.3, 0.4], [1.0, 0.5, 0.25, 0.0]], dtype=np.float32)
+    expected = session.run(None, {"input": rows})[0]
+    request = {
+        "id": "req-1",
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": rows[0].tolist()}],
+    }
+    (tmp_path / "request.json").write_text(json.dumps(request))
+    np.save(tmp_path / "rows.npy", rows)
+
+    from_json = ci("--json", "infer", "cli-infer", "--input-file", str(tmp_path / "request.json"))
+    from_npy = ci("--json", "infer", "cli-infer", "--npy", f"input={tmp_path / 'rows.npy'}", "--binary")
+    human = ci("infer", "cli-infer", "--version", str(number), "--npy", f"input={tmp_path / 'rows.npy'}")
+
+    assert (from_json.code, from_npy.code, human.code) == (0, 0, 0), f"{from_json.err}{from_npy.err}{stack.log()}"
+    answer = from_json.json()
+    assert (answer["model_version"], answer["id"]) == (str(number), "req-1")
+    [out] = answer["outputs"]
+    assert (out["name"], out["shape"]) == (output.name, [1, 3])
+    assert np.allclose(out["data"], expected[0].ravel(), atol=1e-5)
+    [binary] = from_npy.json()["outputs"]
+    assert binary["parameters"]["binary_data_size"] == expected.nbytes  # it came back as raw bytes
+    assert np.allclose(binary["data"], expected, atol=1e-5)
+    assert f"cli-infer v{number} arm=pinned" in human.out
+
+    (tmp_path / "bad.json").write_text(json.dumps({"inputs": [{**request["inputs"][0], "shape": [1, 5]}]}))
+    bad = ci("infer", "cli-infer", "--input-file", str(tmp_path / "bad.json"))
+
+    assert bad.code == 3
+    assert "HTTP 400 from POST /v2/models/cli-infer/infer" in bad.err
