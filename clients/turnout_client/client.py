@@ -346,6 +346,7 @@ class Client:
         binary: bool = False,
         headers: dict[str, str] | None = None,
         request_id: str | None = None,
+        parameters: dict[str, Any] | None = None,
     ) -> Any:
         """V2 inference. `inputs`: name -> numpy array, or name -> {"datatype", "shape", "data"}.
         `binary`: tensors travel as raw bytes (the binary data extension), both ways. Returns the
@@ -354,7 +355,9 @@ class Client:
 
         path = f"/v2/models/{_segment(model)}"
         path += f"/versions/{int(version)}/infer" if version is not None else "/infer"
-        body, content_headers = tensors.encode_request(inputs, outputs=outputs, binary=binary, request_id=request_id)
+        body, content_headers = tensors.encode_request(
+            inputs, outputs=outputs, binary=binary, request_id=request_id, parameters=parameters
+        )
         response = self.send("POST", path, content=body, headers={**content_headers, **(headers or {})})
         answer = tensors.decode_response(response.content, response.headers)
         answer["headers"] = {k: v for k, v in response.headers.items() if k.lower().startswith("x-turnout")}

@@ -104,7 +104,8 @@ def error_for(status: int, body: Any) -> ApiError:
 def describe(body: Any) -> str:
     """One readable line from `{"detail": ...}`, `{"error": ...}` or `{"field": ["..."]}`."""
     if isinstance(body, str):
-        return body.strip()[:500]
+        text = body.strip()
+        return "" if text.startswith("<") else text[:500]  # an HTML error page says nothing useful in a terminal
     if not isinstance(body, dict):
         return ""
     for key in ("detail", "error"):

@@ -182,3 +182,27 @@ def test_a_model_is_created_shown_and_given_a_fallback_chain(turnout: Turnout, t
     assert turnout("models", "fallback", "fraud", "--clear").code == 0
     model.refresh_from_db()
     assert model.fallback is None
+
+
+def test_an_admin_manages_plans_and_a_keys_limits_from_the_cli(turnout: Turnout, admin: Any, owner: Any) -> None:
+    _, admin_secret = services.create_key(admin, name="ops", model_patterns=["*"], actions=["manage"])
+    ci_key = ApiKey.objects.get(user=owner, name="ci")
+
+    created = turnout("plans", "create", "gold", "requests_per_window=1000", "burst=2000", "priority=high",
+                      TURNOUT_API_KEY=admin_secret)  # fmt: skip
+    limited = turnout("keys", "set-limits", ci_key.public_id, "plan=gold", "daily_quota=5000",
+                      TURNOUT_API_KEY=admin_secret)  # fmt: skip
+    everyone = turnout("--json", "keys", "list", "--owner", "olga", TURNOUT_API_KEY=admin_secret)
+
+    assert (created.code, limited.code, everyone.code) == (0, 0, 0), (created.err, limited.err, everyone.err)
+    assert "gold" in created.out
+    ci_key.refresh_from_db()
+    assert (ci_key.plan.name if ci_key.plan else None, ci_key.daily_quota) == ("gold", 5000)
+    assert [k["id"] for k in everyone.json()] == [ci_key.public_id]
+    record = services.key_record(ci_key.public_id)
+    assert record is not None
+    assert (record.policy.limit, record.priority) == (1000, "high")
+
+    in_use = turnout("plans", "delete", "gold", TURNOUT_API_KEY=admin_secret)
+    assert in_use.code == 3
+    assert "is the plan of 1 key(s)" in in_use.err

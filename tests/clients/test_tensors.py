@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from turnout_client import tensors
 
 from gateway.protocol import ParsedRequest, encode_response, parse_request
-from turnout_client import tensors
 
 SIGNATURE = {
     "inputs": [

@@ -64,7 +64,7 @@ def infer(
         if not sep or not name.strip():
             raise click.UsageError(f"--header {header!r} is not NAME:VALUE")
         extra[name.strip()] = value.strip()
-    request_id = None
+    request_id, parameters = None, None
     if input_file:
         body = read_json(input_file)
         if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
@@ -75,6 +75,7 @@ def infer(
                 raise click.UsageError(f"{input_file}: every input needs a `name`")
             inputs[entry["name"]] = {k: v for k, v in entry.items() if k != "name"}
         request_id = body.get("id")
+        parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else None
         outputs = outputs or tuple(o["name"] for o in body.get("outputs", []) if isinstance(o, dict) and "name" in o)
     else:
         inputs = _npy_inputs(npy)
@@ -86,6 +87,7 @@ def infer(
         binary=binary,
         headers=extra,
         request_id=request_id,
+        parameters=parameters,
     )
     emit(answer, _human)
 
