@@ -23,13 +23,27 @@ from urllib.parse import quote
 import httpx
 
 from turnout_client import config
-from turnout_client.errors import JobFailed, RolloutNotPromoted, Unreachable, WaitTimeout, error_for
+from turnout_client.errors import (
+    ApiError,
+    JobFailed,
+    RolloutNotPromoted,
+    ServerError,
+    TurnoutError,
+    Unreachable,
+    WaitTimeout,
+    error_for,
+)
 
 __all__ = ["Client"]
 
 USER_AGENT = "turnout-client/0.1.0"
 ENDED = {"promoted", "rolled_back", "aborted", "stopped"}
 VERSION_SETTLED = {"ready", "failed", "archived"}
+
+
+def transient(error: TurnoutError) -> bool:
+    """Worth another try while polling: no answer, a 5xx (a web process restarting), a 429."""
+    return isinstance(error, Unreachable | ServerError) or (isinstance(error, ApiError) and error.status == 429)
 
 
 def _segment(value: Any) -> str:
@@ -124,14 +138,28 @@ class Client:
         return self.request("PATCH", path, json=body)
 
     def pages(self, path: str, **params: Any) -> Iterator[Any]:
-        """Every item of a paginated list, page after page."""
+        """Every item of a list, page after page when it is paginated."""
         offset, limit = 0, 500
         while True:
             page = self.get(path, limit=limit, offset=offset, **params)
+            if isinstance(page, list):  # an endpoint that answers the whole list (a version's jobs)
+                yield from page
+                return
             yield from page["results"]
             offset += len(page["results"])
             if not page.get("next") or not page["results"]:
                 return
+
+    def _poll(self, read: Callable[[], Any], deadline: float, interval: float) -> Any:
+        """`read()`, tried again after `interval` on a transient error until `deadline`: a wait or a
+        watch outlives a deploy of the web processes."""
+        while True:
+            try:
+                return read()
+            except TurnoutError as exc:
+                if not transient(exc) or time.monotonic() + interval >= deadline:
+                    raise
+            time.sleep(interval)
 
     # --- Models, versions, aliases ----------------------------------------------------------------------------------
 
@@ -219,7 +247,7 @@ class Client:
         deadline = time.monotonic() + timeout
         last = None
         while True:
-            version = self.version(model, number)
+            version = self._poll(lambda: self.version(model, number), deadline, interval)
             if on_change is not None and version["status"] != last:
                 on_change(version)
             last = version["status"]
@@ -236,7 +264,8 @@ class Client:
         """Until a quantization, comparison or capacity report has ended; JobFailed if it failed."""
         deadline = time.monotonic() + timeout
         while True:
-            job = next((j for j in self.version_jobs(model, number, kind) if j.get("id") == job_id), None)
+            jobs = self._poll(lambda: self.version_jobs(model, number, kind), deadline, 1.0)
+            job = next((j for j in jobs if j.get("id") == job_id), None)
             if job is None:
                 raise JobFailed(f"{kind} {job_id} of {model} v{number} is gone")
             if job["status"] == "succeeded":
@@ -288,7 +317,7 @@ class Client:
         rolled back, aborted or stopped, WaitTimeout past `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while True:
-            rollout = self.rollout(rollout_id)
+            rollout = self._poll(lambda: self.rollout(rollout_id), deadline, interval)
             if on_update is not None:
                 on_update(rollout)
             if rollout["status"] == "promoted":

@@ -8,6 +8,8 @@ canary analysis end them."""
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,11 @@ import pytest
 from registry import services as registry_services
 from registry.demo_models import build_mlp
 from registry.models import Alias, ModelVersion, RegisteredModel, VersionStatus
+from rollouts import services as rollouts_services
 from rollouts.models import Rollout, RolloutStatus
-from tests.clients.conftest import Ran
+from tests.clients.conftest import TURNOUT, Ran, cli_env
 from tests.factories import ModelVersionFactory, RegisteredModelFactory
+from tests.support.tcpproxy import TcpProxy
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
@@ -186,3 +190,64 @@ def test_a_watch_that_runs_out_of_time_exits_6(turnout: Turnout, two_versions: R
     stopped = turnout("rollouts", "stop", rollout_id)
     assert stopped.code == 0
     assert Rollout.objects.get(pk=rollout_id).status == RolloutStatus.STOPPED
+
+
+def test_quantize_compare_and_capacity_are_requested_and_listed(
+    turnout: Turnout, two_versions: RegisteredModel
+) -> None:
+    quantized = turnout("--json", "versions", "quantize", "fraud", "1", "--method", "fp16")
+    compared = turnout("--json", "versions", "compare", "fraud", "2", "--baseline", "1", "--rows", "64")
+    measured = turnout("--json", "versions", "capacity", "fraud", "1", "--p99-target-ms", "50")
+    unknown_method = turnout("versions", "quantize", "fraud", "1", "--method", "int4")
+    apply_without_wait = turnout("versions", "capacity", "fraud", "1", "--p99-target-ms", "50", "--apply")
+
+    assert (quantized.code, compared.code, measured.code) == (0, 0, 0), (quantized.err, compared.err, measured.err)
+    assert (unknown_method.code, apply_without_wait.code) == (2, 2)
+    v1 = ModelVersion.objects.get(model=two_versions, number=1)
+    v2 = ModelVersion.objects.get(model=two_versions, number=2)
+    [job] = v1.quantization_jobs.all()
+    assert (job.pk, job.method, job.status) == (quantized.json()["id"], "fp16", "queued")
+    [comparison] = v2.comparisons.all()
+    assert (comparison.baseline, comparison.rows) == (v1, 64)
+    [report] = v1.capacity_reports.all()
+    assert report.p99_target_ms == 50
+
+    listed = turnout("--json", "versions", "jobs", "fraud", "1", "quantizations")
+    assert listed.code == 0
+    assert [j["id"] for j in listed.json()] == [job.pk]
+    again = turnout("versions", "quantize", "fraud", "1", "--method", "fp16")
+    assert again.code == 3
+    assert v1.quantization_jobs.count() == 1
+
+
+def test_a_watch_outlives_the_server_going_away_for_a_while(
+    live_server: Any, owner_key: str, owner: Any, two_versions: RegisteredModel, tmp_path: Path
+) -> None:
+    # Given a running canary, watched through a proxy in front of the server
+    candidate = ModelVersion.objects.get(model=two_versions, number=2)
+    rollout = rollouts_services.start_canary(two_versions, candidate, actor=owner)
+    host, port = live_server.url.removeprefix("http://").split(":")
+    proxy = TcpProxy((host, int(port)))
+    proxy.start()
+    env = cli_env(tmp_path, TURNOUT_URL=f"http://127.0.0.1:{proxy.port}", TURNOUT_API_KEY=owner_key)
+    watch = subprocess.Popen(
+        [str(TURNOUT), "rollouts", "watch", str(rollout.pk), "--interval", "0.3", "--timeout", "60"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert watch.stdout is not None
+        assert f"rollout {rollout.pk}" in watch.stdout.readline()  # it has read the rollout once
+
+        # When the server cannot be reached for a second and a half, and the canary is promoted meanwhile
+        proxy.stop()
+        time.sleep(1.5)
+        rollouts_services.promote(rollout, actor=owner)
+        proxy.start()
+
+        # Then the watch carried on and exits 0 with the promotion
+        out, err = watch.communicate(timeout=60)
+    finally:
+        watch.kill()
+        proxy.stop()
+    assert watch.returncode == 0, err
+    assert f"rollout {rollout.pk} promoted: fraud production is v2" in out
