@@ -12,9 +12,12 @@ $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-# Reinstalls only when the lock file changes.
-$(VENV)/.installed: $(LOCK) | $(BIN)/uv
+# Reinstalls only when the lock file or the client's metadata changes. The `turnout`
+# command and client (clients/, its dependencies pinned in the lock through the dev
+# extra) are installed editable, so the tests run the real entry point.
+$(VENV)/.installed: $(LOCK) clients/pyproject.toml | $(BIN)/uv
 	$(BIN)/uv pip sync --quiet --python $(BIN)/python $(LOCK)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e clients
 	touch $@
 
 .env:

@@ -9,36 +9,20 @@ gateways drop their cached copy of the key.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
-from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts import services
+from accounts import plan_services, services
 from accounts.models import ApiKey, Plan
-from audit.services import record
 
 LIMIT_FIELDS = ("requests_per_window", "window_seconds", "burst", "daily_quota")
-
-
-def _plan_snapshot(plan: Plan) -> dict[str, Any]:
-    fields = ("name", "requests_per_window", "window_seconds", "burst", "daily_quota", "priority", "is_default")
-    return {name: getattr(plan, name) for name in fields}
-
-
-def _keys_using(plans: Iterable[Plan], *, planless: bool) -> QuerySet[ApiKey]:
-    """Keys whose limits come from `plans`, and from the default plan when `planless`."""
-    condition = Q(plan__in=list(plans))
-    if planless:
-        condition |= Q(plan__isnull=True)
-    return ApiKey.objects.filter(condition)
 
 
 @admin.register(Plan)
@@ -49,34 +33,15 @@ class PlanAdmin(admin.ModelAdmin):
     readonly_fields = ("created_at", "updated_at")
 
     def save_model(self, request: HttpRequest, obj: Plan, form: Any, change: bool) -> None:
-        with transaction.atomic():
-            before = _plan_snapshot(Plan.objects.get(pk=obj.pk)) if change else None
-            super().save_model(request, obj, form, change)
-            record(
-                request.user,
-                "plan.changed" if change else "plan.created",
-                obj,
-                before=before,
-                after=_plan_snapshot(obj),
-            )
-            # Keys without a plan follow the default one, so they change too when the default
-            # plan changes, or when a plan becomes or stops being the default.
-            planless = obj.is_default or "is_default" in form.changed_data
-            services.keys_changed(_keys_using([obj], planless=planless).values_list("public_id", flat=True))
+        # Not obj.save(): the service audits the change and tells the gateways.
+        plan_services.save_plan(obj, actor=request.user, changed=form.changed_data if change else None)
 
     def delete_model(self, request: HttpRequest, obj: Plan) -> None:
         self.delete_queryset(request, Plan.objects.filter(pk=obj.pk))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Plan]) -> None:
-        # Keys protect their plan from deletion, so only keys without a plan can be
-        # affected: those that followed a deleted default plan.
-        with transaction.atomic():
-            plans = list(queryset)
-            for plan in plans:
-                record(request.user, "plan.deleted", plan, before=_plan_snapshot(plan))
-            super().delete_queryset(request, queryset)
-            planless = any(plan.is_default for plan in plans)
-            services.keys_changed(_keys_using([], planless=planless).values_list("public_id", flat=True))
+        # The admin's confirmation page already refuses plans that keys protect.
+        plan_services.delete_plans(queryset, actor=request.user)
 
 
 class StatusFilter(admin.SimpleListFilter):

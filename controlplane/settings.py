@@ -384,7 +384,12 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 # delivered it (dataplane/control.py says why and what replaced it).
 CELERY_BEAT_SCHEDULE = {
     "flush-key-last-used": {"task": "accounts.flush_last_used", "schedule": 60.0},
-    "analyze-canaries": {"task": "rollouts.analyze", "schedule": 10.0},
+    # How often beat looks for canaries whose analysis interval has passed: a canary's
+    # `analysis_interval_seconds` below this is effectively this (tests shorten it).
+    "analyze-canaries": {
+        "task": "rollouts.analyze",
+        "schedule": env_float("TURNOUT_CANARY_ANALYSIS_TICK_SECONDS", 10.0, 0.5),
+    },
     # Latency figures: a tick's message expires before the next one, so a backlog
     # behind stopped workers does not run the same rollup many times over.
     "observability-roll-up-minutes": {

@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/", include("registry.api.urls")),
     path("api/", include("rollouts.api.urls")),
     path("api/", include("variants.api.urls")),
+    path("api/", include("accounts.api_urls")),
     path("variants/", include("variants.urls")),
     path("rollouts/", include("rollouts.urls")),
     path("admin/", admin.site.urls),

@@ -167,3 +167,29 @@ class GrpcProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
         self._log.close()
+
+
+class BeatProcess:
+    """`celery -A controlplane beat`, as the Procfile runs it, with its schedule file in `log_path`'s folder."""
+
+    def __init__(self, log_path: Path, **env: str) -> None:
+        args = [sys.executable, "-m", "celery", "-A", "controlplane", "beat", "--loglevel", "INFO"]
+        args += ["--schedule", str(log_path.with_suffix(".schedule"))]
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            args, cwd=ROOT, env=process_env(**env), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        self._log.close()
