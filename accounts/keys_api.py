@@ -152,6 +152,7 @@ class ApiKeyViewSet(
                 model_patterns=fields["model_patterns"],
                 actions=fields["actions"],
                 expires_at=fields.get("expires_at"),
+                future_models=fields["future_models"],
             )
         except services.ApiKeyError as exc:
             raise Refused(str(exc)) from exc

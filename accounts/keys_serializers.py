@@ -117,6 +117,11 @@ class KeyCreateSerializer(StrictSerializer):
         help_text="Any of infer, read, manage (default: infer and read).",
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Empty: never expires.")
+    future_models = serializers.BooleanField(
+        default=False,
+        help_text="Accept model patterns that match no model yet (a key for models to come); otherwise each pattern "
+        "but '*' must match a registered model.",
+    )
 
 
 class KeyRotateSerializer(StrictSerializer):

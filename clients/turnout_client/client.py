@@ -338,7 +338,7 @@ class Client:
         return self.get(f"/api/keys/{_segment(key_id)}/")
 
     def create_key(self, name: str, **fields: Any) -> Any:
-        """model_patterns, actions, expires_at (ISO 8601). The answer's `secret` is shown once."""
+        """model_patterns, actions, expires_at (ISO 8601), future_models. The answer's `secret` is shown once."""
         return self.post("/api/keys/", {"name": name, **fields})
 
     def rotate_key(self, key_id: str, grace_seconds: int | None = None) -> Any:

@@ -130,6 +130,20 @@ def test_create_refuses_bad_input_naming_the_field(viewer_api: APIClient, viewer
     assert ApiKey.objects.filter(user=viewer).count() == 0
 
 
+def test_a_pattern_that_matches_no_model_is_refused_unless_meant_for_models_to_come(
+    viewer_api: APIClient, viewer: Any
+) -> None:
+    refused = viewer_api.post("/api/keys/", {"name": "job", "model_patterns": ["frod-*"]}, format="json")
+    assert refused.status_code == 400
+    assert "'frod-*' matches no model" in refused.json()["detail"]
+    assert ApiKey.objects.filter(user=viewer).count() == 0
+
+    body = {"name": "job", "model_patterns": ["frod-*"], "future_models": True}
+    created = viewer_api.post("/api/keys/", body, format="json")
+    assert created.status_code == 201, created.json()
+    assert ApiKey.objects.get(user=viewer).model_patterns == ["frod-*"]
+
+
 def test_a_revoked_key_cannot_be_rotated(viewer_api: APIClient, viewer_key: tuple[ApiKey, str]) -> None:
     key, _ = viewer_key
     services.revoke_key(key, actor=key.user)

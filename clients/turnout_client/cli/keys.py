@@ -58,9 +58,16 @@ def keys_show(key_id: str) -> None:
     help="What it may do (repeat; default infer and read).",
 )
 @click.option("--expires-at", help="ISO 8601 date and time, e.g. 2027-01-31T00:00:00Z (default: never).")
-def keys_create(name: str, patterns: tuple[str, ...], actions: tuple[str, ...], expires_at: str | None) -> None:
+@click.option(
+    "--future-models", is_flag=True, help="Accept --model patterns that match no model yet (a key for models to come)."
+)
+def keys_create(
+    name: str, patterns: tuple[str, ...], actions: tuple[str, ...], expires_at: str | None, future_models: bool
+) -> None:
     """Create a key; prints its secret (once) on stdout."""
     body: dict[str, Any] = {}
+    if future_models:
+        body["future_models"] = True
     if patterns:
         body["model_patterns"] = list(patterns)
     if actions:
