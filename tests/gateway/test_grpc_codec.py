@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dataplane.wire import decode_bytes_tensor
 from gateway.grpc_codec import to_payload, to_response
 from gateway.grpc_generated import grpc_predict_v2_pb2 as pb
 from gateway.protocol import ParsedRequest, ProtocolError, parse_payload
+from tests.support.v2 import parse_bytes_elements
 
 SIGNATURE: dict[str, Any] = {
     "batch_dim": True,
@@ -116,7 +116,7 @@ def test_bytes_contents_need_not_be_text() -> None:
     message = request()
     message.inputs.add(name="s", datatype="BYTES", shape=[2]).contents.bytes_contents.extend([b"\xff\x00", b"ok"])
     raw = parsed(message, signature).inputs[0].raw
-    assert list(decode_bytes_tensor(raw, 2)) == [b"\xff\x00", b"ok"]
+    assert parse_bytes_elements(raw) == [b"\xff\x00", b"ok"]
 
 
 def test_parameters_and_requested_outputs_carry_over() -> None:
@@ -143,6 +143,6 @@ def test_the_response_carries_outputs_raw_in_the_requests_order() -> None:
     assert response.id == "r9"
     assert [o.name for o in response.outputs] == ["a", "b"]
     assert np.frombuffer(response.raw_output_contents[0], np.float32).tolist() == [1.0, 1.0]
-    assert list(decode_bytes_tensor(response.raw_output_contents[1], 1)) == [b"x"]
+    assert parse_bytes_elements(response.raw_output_contents[1]) == [b"x"]
     assert response.parameters["arm"].string_param == "champion"
     assert response.parameters["n"].int64_param == 2

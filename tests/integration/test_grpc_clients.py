@@ -91,6 +91,27 @@ def test_grpc_client_reads_metadata_and_infers_with_raw_contents(servers: Any, m
     assert response["parameters"]["arm"] == {"string_param": "champion"}
 
 
+def test_grpc_client_reads_tritons_extensions(servers: Any, model: str, owner: Any, secret: str) -> None:
+    grpc_server, _ = servers
+    client = grpcclient.InferenceServerClient(grpc_server.url)
+    headers = bearer(secret)
+
+    config = client.get_model_config(model, headers=headers, as_json=True)["config"]
+    assert config["platform"] == "onnxruntime_onnx"
+    assert config["input"] == [{"name": "input", "data_type": "TYPE_FP32", "dims": ["4"]}]
+    index = client.get_model_repository_index(headers=headers, as_json=True)["models"]
+    assert {"name": model, "version": "1", "state": "READY"} in index
+    client.load_model(model, headers=headers)
+    client.unload_model(model, headers=headers)
+    stats = client.get_inference_statistics(model, headers=headers, as_json=True)["model_stats"]
+    assert [(entry["name"], entry["version"]) for entry in stats] == [(model, "1")]
+
+    reader = bearer(services.create_key(owner, name="reader", model_patterns=["*"], actions=["read"])[1])
+    with pytest.raises(InferenceServerException) as denied:
+        client.load_model(model, headers=reader)
+    assert status_of(denied.value) == "StatusCode.PERMISSION_DENIED"
+
+
 def test_grpc_refusals_have_their_status_codes(servers: Any, model: str, owner: Any, secret: str) -> None:
     grpc_server, _ = servers
     client = grpcclient.InferenceServerClient(grpc_server.url)
