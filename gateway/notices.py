@@ -47,7 +47,7 @@ class Notices:
                 if is_cluster_client(self._redis):
                     # A cluster client's pubsub picks its node from the slot map, which it
                     # only has once initialised (redis-py does not do it for pubsub).
-                    await self._redis.initialize()  # type: ignore[attr-defined]
+                    await self._redis.initialize()
             except (aioredis.RedisError, OSError):
                 logger.warning("change notices: cannot reach the Redis Cluster; retrying in 1 s")
                 await asyncio.sleep(1)
