@@ -27,7 +27,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.crc import key_slot
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisClusterException
 
 from dataplane.connection import is_cluster_client
 
@@ -98,9 +98,11 @@ class ScriptBatcher:
             return
         by_slot: dict[int, list[Call]] = {}
         for call in batch:
-            keys = call[0]
-            slot = key_slot(_encoded(keys[0])) if keys else -1
-            by_slot.setdefault(slot, []).append(call)
+            slots = {key_slot(_encoded(key)) for key in call[0]}
+            if len(slots) > 1:  # a naming mistake; it must not fail the other calls of its slot
+                self._fail([call], aioredis.RedisError(f"a script's keys are in {len(slots)} cluster slots"))
+                continue
+            by_slot.setdefault(slots.pop() if slots else -1, []).append(call)
         await asyncio.gather(*(self._run_group(group) for group in by_slot.values()))
 
     async def _run_group(self, batch: list[Call]) -> None:
@@ -121,6 +123,10 @@ class ScriptBatcher:
                 results = await self._client.evalsha(self._sha, *command)
         except (aioredis.RedisError, OSError) as exc:
             self._fail(batch, exc)
+            return
+        except RedisClusterException as exc:
+            # Not a RedisError: keys of several slots, or no slot map yet. The callers handle RedisError.
+            self._fail(batch, aioredis.RedisError(f"Redis Cluster: {exc}"))
             return
         if not isinstance(results, list) or len(results) != len(batch):
             self._fail(batch, aioredis.RedisError(f"the group script answered {results!r:.80} for {len(batch)} calls"))

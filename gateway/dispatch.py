@@ -205,7 +205,8 @@ class Dispatcher:
                 decision = await self._rate_limit(rate_keys, rate_args)
                 entry = None
                 if decision is not None and int(decision[0]) == 1:
-                    entry = await self._enqueue([stream, *others], [cap, *flat])
+                    # 0 for a full queue, as the admit script answers it (None means refused by the limit).
+                    entry = await self._enqueue([stream, *others], [cap, *flat]) or 0
             else:
                 rate_keys, rate_args = admission
                 decision, entry = await self._admit([stream, *rate_keys, *others], [cap, *rate_args, *flat])

@@ -22,10 +22,13 @@ from typing import Any
 import numpy as np
 import pytest
 from redis.crc import key_slot
+from redis.exceptions import RedisError
 
 from accounts import services as accounts_services
-from controlplane.redis_client import get_redis, redis_keys
+from controlplane.redis_client import get_redis, redis_keys, redis_target
+from dataplane.connection import async_client
 from dataplane.priority import NORMAL
+from gateway.coalesce import ScriptBatcher
 from registry.demo_models import build_mlp
 from rollouts import services as rollout_services
 from rollouts.models import RolloutStatus
@@ -191,6 +194,33 @@ def test_inference_runs_on_a_cluster_with_each_versions_queue_in_one_slot(
     assert cluster.node_for(normal).binary.xinfo_stream(normal)["entries-added"] == 10
 
 
+def test_grouped_scripts_run_one_group_per_slot_and_a_cross_slot_call_fails_alone(
+    cluster: ClusterSetup, on_cluster: None
+) -> None:
+    body = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
+    tags = [f"{{{redis_keys().prefix}:group-{i}}}" for i in range(6)]
+    assert len({key_slot(t.encode()) for t in tags}) > 1
+
+    async def go() -> list[Any]:
+        client = async_client(redis_target())
+        batcher = ScriptBatcher(client, body)
+        calls = [batcher([f"{tag}:n"], [1]) for tag in tags for _ in range(5)]
+        calls.append(batcher([f"{tags[0]}:n", f"{tags[1]}:n"], [1]))  # keys of two slots
+        try:
+            return await asyncio.gather(*calls, return_exceptions=True)
+        finally:
+            await client.aclose()
+
+    outcomes = asyncio.run(go())
+
+    assert [o for o in outcomes[:-1] if isinstance(o, BaseException)] == []
+    assert sorted(outcomes[:-1]) == sorted(list(range(1, 6)) * len(tags))  # each call saw the ones before it
+    assert isinstance(outcomes[-1], RedisError)
+    assert "2 cluster slots" in str(outcomes[-1])
+    for tag in tags:
+        assert cluster.node_for(f"{tag}:n").client.get(f"{tag}:n") == "5"
+
+
 def test_a_keys_rate_limit_holds_on_a_cluster_and_a_refused_request_is_never_queued(
     registry: Registry, viewer: Any, cluster: ClusterSetup, cluster_worker: Workers, keyed_cluster_gateway: Gateway
 ) -> None:
@@ -210,6 +240,38 @@ def test_a_keys_rate_limit_holds_on_a_cluster_and_a_refused_request_is_never_que
     assert accounts_services.flush_last_used() == 1
     key.refresh_from_db()
     assert key.last_used_at is not None
+
+
+def test_on_a_cluster_a_full_queue_sheds_with_503_and_the_shed_request_spent_its_rate_token(
+    registry: Registry, viewer: Any, cluster: ClusterSetup, keyed_cluster_gateway: Gateway
+) -> None:
+    # No worker serves `unserved-...`: the first request holds the only place in the queue.
+    version = registry.add("unserved-ha-full", build_mlp(4, [8], 2), max_queue_size=1)
+    key, secret = accounts_services.create_key(viewer, name="three", model_patterns=["*"], actions=["infer"])
+    accounts_services.set_limits(key, actor=viewer, requests_per_window=3, window_seconds=3600, burst=3)
+    body = {**BODY, "parameters": {"timeout": 3_000_000}}
+
+    async def two() -> list[AsgiResponse]:
+        first = asyncio.ensure_future(keyed_cluster_gateway.ainfer("unserved-ha-full", body, headers=bearer(secret)))
+        stream = redis_keys().request_stream(version.id, NORMAL)
+        for _ in range(1000):
+            if cluster.node_for(stream).binary.exists(stream):
+                break
+            await asyncio.sleep(0.01)
+        second = await keyed_cluster_gateway.ainfer("unserved-ha-full", body, headers=bearer(secret))
+        return [await first, second]
+
+    first, second = keyed_cluster_gateway.client.loop.run_until_complete(two())
+    third = keyed_cluster_gateway.infer("unserved-ha-full", body, headers=bearer(secret))
+    fourth = keyed_cluster_gateway.infer("unserved-ha-full", body, headers=bearer(secret))
+
+    assert first.status == 504  # queued, never served
+    assert second.status == 503  # shed: the queue was full
+    assert "queue is full" in second.json()["error"]
+    assert second.headers["retry-after"] == "1"
+    # On a cluster the rate limit runs before the enqueue (docs/operations.md): the shed request spent a token.
+    assert third.status == 504
+    assert fourth.status == 429
 
 
 def test_a_canary_is_split_analysed_and_promoted_on_a_cluster(
