@@ -187,6 +187,8 @@ def test_inference_runs_on_a_cluster_with_each_versions_queue_in_one_slot(
     answers = [cluster_gateway.infer("inf-ha-cluster", BODY) for _ in range(10)]
 
     assert [a.status for a in answers] == [200] * 10, answers[0].body
+    ready = cluster_gateway.get("/v2/health/ready")
+    assert ready.status == 200, ready.body  # PostgreSQL, the cluster and a live worker answer
     streams = redis_keys().request_streams(version.id)
     assert len({key_slot(s.encode()) for s in streams}) == 1  # one script may touch them all
     assert all(s.startswith(f"{{{redis_keys().prefix}:v{version.id}}}") for s in streams)
