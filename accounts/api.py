@@ -87,7 +87,7 @@ def _note_use(public_id: str) -> None:
     """Record the use where the gateway records its own, for the keys page's "last used"
     (the beat task `accounts.flush_last_used` copies it to the database)."""
     try:
-        get_redis().hset(redis_keys().keys_last_used(), public_id, str(int(time.time() * 1000)))
+        get_redis().hset(redis_keys().key_last_used(public_id), public_id, str(int(time.time() * 1000)))
     except redis.RedisError:
         logger.warning("could not record the use of key %s", public_id)
 

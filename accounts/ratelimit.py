@@ -110,7 +110,7 @@ def seconds_to_midnight(now: dt.datetime | None = None) -> int:
 
 def redis_keys(keys: RedisKeys, public_id: str) -> list[str]:
     """KEYS of the rate-limit script, in its order."""
-    return [keys.rate_state(public_id), keys.quota_prefix(public_id), keys.keys_last_used()]
+    return [keys.rate_state(public_id), keys.quota_prefix(public_id), keys.key_last_used(public_id)]
 
 
 def script_args(policy: RatePolicy, public_id: str) -> list[str | int | float]:

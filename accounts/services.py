@@ -25,6 +25,7 @@ from accounts.models import ApiKey, KeyAction, Plan
 from accounts.ratelimit import RatePolicy
 from audit.services import record
 from controlplane.redis_client import get_redis, redis_keys
+from dataplane.connection import is_cluster_client
 from dataplane.priority import DEFAULT_LEVEL
 
 logger = logging.getLogger(__name__)
@@ -58,9 +59,16 @@ def keys_changed(public_ids: Iterable[str]) -> None:
 
     def publish() -> None:
         try:
-            pipe = get_redis().pipeline(transaction=False)
+            client = get_redis()
+            channel = redis_keys().keys_channel()
+            if is_cluster_client(client):
+                # redis-py refuses PUBLISH in a cluster pipeline: one by one (each reaches every node).
+                for public_id in ids:
+                    client.publish(channel, public_id)
+                return
+            pipe = client.pipeline(transaction=False)
             for public_id in ids:
-                pipe.publish(redis_keys().keys_channel(), public_id)
+                pipe.publish(channel, public_id)
             pipe.execute()
         except redis.RedisError:
             # Web processes re-read every key from the database while they cannot hear these notices.
@@ -324,13 +332,34 @@ def key_record(public_id: str) -> KeyRecord | None:
 def flush_last_used() -> int:
     """Copy last-use times the gateway recorded in Redis to the database (run by beat)."""
     client = get_redis()
-    key = redis_keys().keys_last_used()
-    pipe = client.pipeline()
-    pipe.hgetall(key)
-    pipe.delete(key)
-    raw, _ = pipe.execute()
+    keys = redis_keys()
+    if keys.cluster:
+        raw = _take_last_used_per_key(client, keys)
+    else:
+        pipe = client.pipeline()
+        pipe.hgetall(keys.keys_last_used())
+        pipe.delete(keys.keys_last_used())
+        raw, _ = pipe.execute()
     updated = 0
     for public_id, stamp in raw.items():
         when = dt.datetime.fromtimestamp(float(stamp) / 1000, tz=dt.UTC)
         updated += ApiKey.objects.filter(public_id=public_id.decode()).update(last_used_at=when)
     return updated
+
+
+def _take_last_used_per_key(client: Any, keys: Any, chunk: int = 500) -> dict[bytes, bytes]:
+    """On a Redis Cluster every key records its last use beside its rate state (dataplane/keys.py):
+    read and delete each usable key's record, a chunk of keys per pipeline. Not atomic per key as
+    the single hash's MULTI is: a use recorded between the read and the delete is not copied, and
+    the key's next use records it again."""
+    found: dict[bytes, bytes] = {}
+    ids = list(ApiKey.objects.filter(revoked_at__isnull=True).values_list("public_id", flat=True))
+    for start in range(0, len(ids), chunk):
+        pipe = client.pipeline(transaction=False)
+        for public_id in ids[start : start + chunk]:
+            pipe.hgetall(keys.key_last_used(public_id))
+            pipe.delete(keys.key_last_used(public_id))
+        results = pipe.execute()
+        for used in results[::2]:
+            found.update(used)
+    return found

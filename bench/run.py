@@ -368,13 +368,17 @@ class Stack:
     def forget(self) -> None:
         """Drop what the benchmark left in Redis: its prefix's keys and its Celery queue."""
         import redis
-        from django.conf import settings
+
+        from controlplane.redis_client import new_redis
 
         try:
-            client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
-            stale = list(client.scan_iter(match=f"{self.prefix}:*", count=1000))
-            for start in range(0, len(stale), 500):
-                client.delete(*stale[start : start + 500])
+            client = new_redis()
+            # On a Redis Cluster the names start with a hash tag: `{prefix:...}` (dataplane/keys.py).
+            pipe = client.pipeline(transaction=False)  # a DEL per key: a cluster refuses one across slots
+            for pattern in (f"{self.prefix}:*", f"{{{self.prefix}:*"):
+                for key in client.scan_iter(match=pattern, count=1000):
+                    pipe.delete(key)
+            pipe.execute()
             client.delete(self.prefix)
             client.close()
         except redis.RedisError as exc:

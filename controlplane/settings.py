@@ -16,6 +16,8 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from dataplane.connection import RedisConfigError, celery_broker, parse_target
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -231,6 +233,18 @@ DATABASES["default"]["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME", "test_turn
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Sentinel (failover) and Redis Cluster (scale): dataplane/connection.py reads these with
+# REDIS_URL, and every client is built there (controlplane/redis_client.py).
+REDIS_SENTINELS = env_str("REDIS_SENTINELS", "")
+REDIS_SENTINEL_MASTER = env_str("REDIS_SENTINEL_MASTER", "")
+REDIS_SENTINEL_PASSWORD = env_str("REDIS_SENTINEL_PASSWORD", "")
+REDIS_CLUSTER = env_bool("REDIS_CLUSTER", False)
+try:
+    REDIS_TARGET = parse_target(
+        REDIS_URL, REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_CLUSTER, REDIS_SENTINEL_PASSWORD
+    )
+except RedisConfigError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -363,7 +377,12 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery: Redis is the broker. Results are not stored: jobs write their
 # outcome to PostgreSQL rows, and inference replies travel on Redis lists.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "") or REDIS_URL
+# CELERY_BROKER_URL takes the forms REDIS_URL does, but a Redis Cluster (Celery cannot use one).
+try:
+    _broker = env_str("CELERY_BROKER_URL", "")
+    CELERY_BROKER_URL, _broker_options = celery_broker(parse_target(_broker) if _broker else REDIS_TARGET)
+except RedisConfigError as exc:
+    raise ImproperlyConfigured(f"Celery's broker: {exc}") from None
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -372,7 +391,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, **_broker_options}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # Beat writes a heartbeat every turn of its loop; the loop turns at least this often.

@@ -13,6 +13,10 @@ packs one command and parses one reply per group instead of per request, and
 Redis starts one script instead of many. Each call runs under `pcall`, so an
 error in one call is that call's error alone; calls run in order, each seeing
 the effects of the ones before it, exactly as separate scripts would.
+
+On a Redis Cluster one script may only touch keys of one slot, so a group is
+split by the slot of its calls' keys (every call's keys share a slot: see
+dataplane/keys.py) and the slots' scripts run concurrently, one per slot.
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ import logging
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.crc import key_slot
+from redis.exceptions import NoScriptError, RedisClusterException
+
+from dataplane.connection import is_cluster_client
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +74,7 @@ class ScriptBatcher:
         self._max_batch = max_batch
         self._pending: list[Call] = []
         self._running = False
+        self._cluster = is_cluster_client(client)
 
     async def __call__(self, keys: list[Any], args: list[Any]) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -85,6 +93,19 @@ class ScriptBatcher:
             self._running = False
 
     async def _run(self, batch: list[Call]) -> None:
+        if not self._cluster:
+            await self._run_group(batch)
+            return
+        by_slot: dict[int, list[Call]] = {}
+        for call in batch:
+            slots = {key_slot(_encoded(key)) for key in call[0]}
+            if len(slots) > 1:  # a naming mistake; it must not fail the other calls of its slot
+                self._fail([call], aioredis.RedisError(f"a script's keys are in {len(slots)} cluster slots"))
+                continue
+            by_slot.setdefault(slots.pop() if slots else -1, []).append(call)
+        await asyncio.gather(*(self._run_group(group) for group in by_slot.values()))
+
+    async def _run_group(self, batch: list[Call]) -> None:
         counts: list[Any] = [len(batch)]
         all_keys: list[Any] = []
         all_args: list[Any] = []
@@ -103,6 +124,10 @@ class ScriptBatcher:
         except (aioredis.RedisError, OSError) as exc:
             self._fail(batch, exc)
             return
+        except RedisClusterException as exc:
+            # Not a RedisError: keys of several slots, or no slot map yet. The callers handle RedisError.
+            self._fail(batch, aioredis.RedisError(f"Redis Cluster: {exc}"))
+            return
         if not isinstance(results, list) or len(results) != len(batch):
             self._fail(batch, aioredis.RedisError(f"the group script answered {results!r:.80} for {len(batch)} calls"))
             return
@@ -119,3 +144,7 @@ class ScriptBatcher:
         for _, _, future in batch:
             if not future.done():
                 future.set_exception(exc)
+
+
+def _encoded(key: Any) -> bytes:
+    return key if isinstance(key, bytes) else str(key).encode()

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 
-from controlplane.redis_client import redis_keys
+from controlplane.redis_client import redis_keys, redis_target
 from gateway.auth import KeyAuth
 from gateway.catalog import Catalog
 from gateway.dispatch import Dispatcher
@@ -44,7 +44,7 @@ class GatewayCore:
         )
         self.readiness = readiness or Readiness()
         keys = redis_keys()
-        self.dispatcher = Dispatcher(settings.REDIS_URL, keys)
+        self.dispatcher = Dispatcher(redis_target(), keys)
         self.notices = Notices(self.dispatcher.redis)
         self.catalog = Catalog()
         self.keys = KeyAuth(self.dispatcher.redis, self.notices, keys)

@@ -33,6 +33,7 @@ import redis.asyncio as aioredis
 
 from accounts import ratelimit
 from dataplane import priority, scripts
+from dataplane.connection import RedisTarget, async_client, parse_target
 from dataplane.keys import RedisKeys
 from dataplane.wire import WireReply, decode_reply, decode_reply_id, encode_request
 from gateway.coalesce import ScriptBatcher
@@ -123,15 +124,20 @@ def _expire(future: asyncio.Future[WireReply]) -> None:
 
 
 class Dispatcher:
-    def __init__(self, redis_url: str, keys: RedisKeys) -> None:
+    def __init__(self, redis: RedisTarget | str, keys: RedisKeys) -> None:
+        target = parse_target(redis) if isinstance(redis, str) else redis
         self.keys = keys
         self.gateway_id = uuid.uuid4().hex
         self.reply_key = keys.reply_list(self.gateway_id)
-        self.redis = aioredis.Redis.from_url(redis_url, max_connections=512, socket_connect_timeout=2)
+        self.redis = async_client(target, max_connections=512)
         # Blocking pops get their own connection so they never hold up enqueues.
-        self._reply_redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2)
+        self._reply_redis = async_client(target)
         self._enqueue = ScriptBatcher(self.redis, scripts.ENQUEUE_SCRIPT)
         self._admit = ScriptBatcher(self.redis, scripts.ADMIT_BODY, prelude=ratelimit.FUNCTION)
+        # On a cluster a key's rate state and a version's streams live in different slots: the
+        # rate limit and the enqueue are two scripts there (docs/operations.md says what that trades).
+        self._split_admission = target.cluster
+        self._rate_limit = ScriptBatcher(self.redis, ratelimit.BODY, prelude=ratelimit.FUNCTION)
         self._waiting: dict[str, asyncio.Future[WireReply]] = {}
         # request key -> (stream, entry id, when enqueued): what the lost-queue check looks at.
         self._queued: dict[str, tuple[str, Any, float]] = {}
@@ -194,6 +200,13 @@ class Dispatcher:
         try:
             if admission is None:
                 entry = await self._enqueue([stream, *others], [cap, *flat])
+            elif self._split_admission:
+                rate_keys, rate_args = admission
+                decision = await self._rate_limit(rate_keys, rate_args)
+                entry = None
+                if decision is not None and int(decision[0]) == 1:
+                    # 0 for a full queue, as the admit script answers it (None means refused by the limit).
+                    entry = await self._enqueue([stream, *others], [cap, *flat]) or 0
             else:
                 rate_keys, rate_args = admission
                 decision, entry = await self._admit([stream, *rate_keys, *others], [cap, *rate_args, *flat])

@@ -19,7 +19,8 @@ import redis.asyncio as aioredis
 from django.conf import settings
 
 from controlplane.database import database_conninfo
-from controlplane.redis_client import redis_keys
+from controlplane.redis_client import redis_keys, redis_target
+from dataplane.connection import async_client, parse_target
 from dataplane.liveness import alive_since, beat_state
 
 logger = logging.getLogger(__name__)
@@ -48,9 +49,8 @@ class Readiness:
 
     def redis(self) -> aioredis.Redis:
         if self._redis is None:
-            self._redis = aioredis.Redis.from_url(
-                self._redis_url or settings.REDIS_URL, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
-            )
+            target = parse_target(self._redis_url) if self._redis_url else redis_target()
+            self._redis = async_client(target, socket_timeout=self.timeout, socket_connect_timeout=self.timeout)
         return self._redis
 
     async def close(self) -> None:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
+from dataplane.connection import is_cluster_client
+
 logger = logging.getLogger(__name__)
 
 Callback = Callable[[str | None], None]  # None: drop everything
@@ -41,6 +43,15 @@ class Notices:
 
     async def _run(self) -> None:
         while True:
+            try:
+                if is_cluster_client(self._redis):
+                    # A cluster client's pubsub picks its node from the slot map, which it
+                    # only has once initialised (redis-py does not do it for pubsub).
+                    await self._redis.initialize()
+            except (aioredis.RedisError, OSError):
+                logger.warning("change notices: cannot reach the Redis Cluster; retrying in 1 s")
+                await asyncio.sleep(1)
+                continue
             pubsub = self._redis.pubsub()
             try:
                 await pubsub.subscribe(*self._callbacks)

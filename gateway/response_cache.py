@@ -126,6 +126,10 @@ class ResponseCache:
         self.max_entry_bytes = max_entry_bytes
         self._lookup = ScriptBatcher(redis, LOOKUP_BODY, prelude=ratelimit.FUNCTION)
         self._store = ScriptBatcher(redis, STORE_BODY)
+        # On a cluster the stored answers ({prefix:cache}) and a key's rate state are in different
+        # slots: a hit is looked up first and rate-limited by a second script.
+        self._split_admission = keys.cluster
+        self._rate_limit = ScriptBatcher(redis, ratelimit.BODY, prelude=ratelimit.FUNCTION)
 
     async def get(self, key: str) -> WireReply | None:
         """The stored answer, or None (also when Redis cannot be asked)."""
@@ -139,9 +143,13 @@ class ResponseCache:
         for the enqueue), the rate limit's decision on a hit, in one round trip. A miss returns
         (None, None) and has not counted against the rate limit; a refused hit returns
         (None, the refusal)."""
-        keys, args = ([key], []) if admission is None else ([key, *admission[0]], list(admission[1]))
+        split = admission is not None and self._split_admission
+        keys, args = ([key], []) if admission is None or split else ([key, *admission[0]], list(admission[1]))
         try:
             found = await self._lookup(keys, args)
+            if found and split and admission is not None:
+                decision = await self._rate_limit(admission[0], list(admission[1]))
+                found = [decision, found[1] if int(decision[0]) == 1 else False]
         except (aioredis.RedisError, OSError) as exc:
             logger.warning("response cache look-up failed, answering as a miss: %s", exc)
             return None, None

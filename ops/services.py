@@ -10,6 +10,7 @@ from django.conf import settings
 from psycopg import sql
 
 from controlplane.database import database_conninfo
+from controlplane.redis_client import new_redis, redis_target
 
 POSTGRES_HOW = (
     "start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` "
@@ -51,7 +52,7 @@ def check_postgres(create_database: bool = False, timeout: int = 3) -> ServicePr
 
 def check_redis(timeout: float = 3.0) -> ServiceProblem | None:
     try:
-        redis.Redis.from_url(settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout).ping()
+        new_redis(socket_timeout=timeout, socket_connect_timeout=timeout).ping()
     except redis.RedisError as exc:
-        return ServiceProblem("Redis", f"Redis at {settings.REDIS_URL} is unreachable ({exc}); {REDIS_HOW}")
+        return ServiceProblem("Redis", f"{redis_target().describe()} is unreachable ({exc}); {REDIS_HOW}")
     return None

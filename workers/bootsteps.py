@@ -13,7 +13,7 @@ from celery import bootsteps
 from django.conf import settings
 from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
-from controlplane.redis_client import redis_keys
+from controlplane.redis_client import new_redis, redis_keys
 from dataplane.liveness import forget_worker, record_heartbeat
 from observability import tracing
 from observability.collectors import GpuCollector
@@ -93,7 +93,7 @@ class HeartbeatStep(bootsteps.StartStopStep):
             logger.warning("worker %s: could not remove heartbeat on shutdown", self._name)
 
     def _client(self) -> redis.Redis:
-        return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        return new_redis(socket_timeout=2)
 
     def _run(self) -> None:
         client = self._client()

@@ -100,6 +100,7 @@ class VersionConsumer(threading.Thread):
         self.version = version
         self.redis = client
         self.intake = Intake(client, keys.request_streams(version.id), worker_name)
+        self.cluster = keys.cluster
         self.worker_name = worker_name
         self.get_session = get_session
         self.reclaim_idle_ms = reclaim_idle_ms
@@ -329,6 +330,11 @@ class VersionConsumer(threading.Thread):
             if reply_to is not None and reply is not None:
                 pipe.rpush(reply_to, encode_reply(reply))
                 pipe.expire(reply_to, REPLY_TTL_SECONDS)
+        if self.cluster:
+            # A cluster pipeline sends each node its commands separately, in no set order: the
+            # replies must have landed before the deletes are sent.
+            pipe.execute()
+            pipe = self.redis.pipeline(transaction=False)
         self.intake.acknowledge(pipe, [(stream, entry_id) for _, stream, entry_id, _ in finished])
         pipe.execute()
 

@@ -21,7 +21,7 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 
-from controlplane.redis_client import redis_keys
+from controlplane.redis_client import new_redis, redis_keys
 from dataplane import control
 from dataplane.liveness import NOT_LOADED
 from observability import metrics
@@ -93,7 +93,7 @@ class Serving:
         self.keys = redis_keys()
         self.patterns = list(conf["WORKER_MODELS"])
         self.reclaim_idle_ms = int(conf["WORKER_RECLAIM_IDLE_MS"])
-        self.redis = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=30)
+        self.redis = new_redis(health_check_interval=30)
         # Before any session exists: sessions take the capped arena when they are created.
         inference_memory.cap(int(conf["WORKER_RUN_MEMORY_BYTES"]))
         self.pool = SessionPool(int(conf["WORKER_MEMORY_BUDGET_BYTES"]), int(conf["WORKER_INTRA_OP_THREADS"]))

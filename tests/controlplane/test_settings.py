@@ -59,6 +59,31 @@ def test_a_bad_tracing_setting_is_a_clear_startup_error(variable: str, value: st
     assert expected in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"REDIS_URL": "redis+sentinel://s1:26379"}, "REDIS_URL: a redis+sentinel:// URL ends with the primary's name"),
+        ({"REDIS_SENTINELS": "s1:26379"}, "REDIS_SENTINEL_MASTER must name the primary"),
+        ({"REDIS_CLUSTER": "yes please"}, "REDIS_CLUSTER='yes please' is not a boolean"),
+        ({"REDIS_URL": "redis+cluster://n1:7000"}, "Celery's broker: REDIS_URL is a Redis Cluster"),
+    ],
+)
+def test_an_unusable_redis_setting_is_a_clear_startup_error(env: dict[str, str], expected: str) -> None:
+    result = run_manage("check", DEBUG="true", **env)
+
+    assert result.returncode != 0
+    assert expected in result.stderr
+
+
+def test_a_cluster_with_its_own_celery_broker_starts() -> None:
+    code = "from django.conf import settings; print('target', settings.REDIS_TARGET.mode, settings.CELERY_BROKER_URL)"
+    env = {"REDIS_URL": "redis+cluster://n1:7000,n2:7001", "CELERY_BROKER_URL": "redis://broker:6379/0"}
+    result = run_manage("shell", "-c", code, DEBUG="true", **env)
+
+    assert result.returncode == 0, result.stderr
+    assert "target cluster redis://broker:6379/0" in result.stdout
+
+
 def test_non_postgres_database_url_is_refused() -> None:
     result = run_manage("check", DEBUG="false", SECRET_KEY=STRONG_KEY, DATABASE_URL="sqlite:///tmp/x.db")
 
