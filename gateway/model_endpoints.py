@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from accounts.services import KeyRecord
 from controlplane.redis_client import redis_keys
@@ -46,6 +47,7 @@ from observability.recorder import Observation, Recorder
 from registry.models import NAME_VALIDATOR
 
 logger = logging.getLogger(__name__)
+RETRY = [(b"retry-after", b"5")]
 
 PLATFORM = "onnx_onnxv1"
 PIPELINE_PLATFORM = "turnout_pipeline"  # stages run back to back in one worker, as Triton's "ensemble"
@@ -228,14 +230,18 @@ class ModelEndpoints:
         routing.require_ready(model, entry)
         providers = await self._providers(entry)
         if not providers:
-            raise ProtocolError(
-                503, f"no live worker serves model '{model.name}' version {entry.number}", [(b"retry-after", b"5")]
-            )
+            raise ProtocolError(503, f"no live worker serves model '{model.name}' version {entry.number}", RETRY)
         return {"name": model.name, "version": str(entry.number), "ready": True, "execution_providers": providers}
 
     async def _providers(self, entry: VersionEntry) -> dict[str, str]:
-        """worker name -> execution provider, for the live workers serving this version."""
-        return await read_served_by(self.dispatcher.redis, redis_keys(), entry.id, self.worker_ttl_seconds)
+        """worker name -> execution provider, for the live workers serving this version; 503 while
+        Redis is unreachable (nothing could be queued either), never a 500."""
+        try:
+            return await read_served_by(self.dispatcher.redis, redis_keys(), entry.id, self.worker_ttl_seconds)
+        except (RedisError, OSError) as exc:
+            raise ProtocolError(
+                503, f"Redis is unreachable, so no worker of version {entry.number} can be reached: {exc}", RETRY
+            ) from exc
 
     async def infer(self, call: Call) -> Served:
         model, entry = _routed(call)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -113,3 +114,24 @@ def test_redis_down_is_503_naming_redis_and_workers_unknown() -> None:
     assert status == 503
     assert body["down"] == ["redis", "workers"]
     assert "Redis unreachable" in body["checks"]["redis"]["error"]
+
+
+@pytest.mark.django_db(transaction=True)  # the gateway reads the catalog on its own connection
+def test_a_models_readiness_and_metadata_are_503_not_500_while_redis_is_down(ready_model: str, settings: Any) -> None:
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    gateway = Gateway(Readiness(redis_url=settings.REDIS_URL))
+    gateway.models.require_key = False
+    client = AsgiClient(build_application(gateway))
+    try:
+        for path in (
+            f"/v2/models/{ready_model}/ready",
+            f"/v2/models/{ready_model}",
+            f"/v2/models/{ready_model}/versions/1",
+        ):
+            response = client.get(path)
+            assert response.status == 503, (path, response.status, response.body)
+            assert "Redis is unreachable" in response.json()["error"]
+            assert response.headers.get("retry-after") == "5"
+    finally:
+        client.loop.run_until_complete(gateway.close())
+        client.close()
