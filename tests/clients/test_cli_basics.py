@@ -118,7 +118,12 @@ def test_a_named_profile_wins_over_the_environment_and_the_default_profile_fills
 
 
 def test_keys_are_created_listed_rotated_and_revoked_from_the_cli(turnout: Turnout, owner: Any) -> None:
-    created = turnout("keys", "create", "scoring", "--model", "fraud-*", "--action", "infer")
+    typo = turnout("keys", "create", "scoring", "--model", "fraud-*", "--action", "infer")
+    assert typo.code == 3  # an API refusal: no model is called fraud-* yet
+    assert "'fraud-*' matches no model" in typo.err
+    assert not ApiKey.objects.filter(user=owner, name="scoring").exists()
+
+    created = turnout("keys", "create", "scoring", "--model", "fraud-*", "--action", "infer", "--future-models")
 
     assert created.code == 0, created.err
     secret = created.out.strip()  # only the secret on stdout
