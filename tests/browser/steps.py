@@ -129,6 +129,10 @@ def promote(page: Any, rollout: int) -> str:
     expect(actions.get_by_role("button", name="Abort: all traffic back to production…")).to_have_class("danger")
     button = actions.get_by_role("button", name="Promote the canary now…")
     expect(button).to_have_class("primary")
+    # The irreversible abort must not look like the primary action beside it.
+    abort = actions.get_by_role("button", name="Abort: all traffic back to production…")
+    background = "b => getComputedStyle(b).backgroundColor"
+    assert abort.evaluate(background) != button.evaluate(background)
     button.click()
     page.wait_for_url(re.compile(f"/rollouts/{rollout}/promote/\\?arm=canary$"))
     effect = str(page.locator("#confirm-effect").inner_text())
