@@ -125,14 +125,17 @@ def browser(stack: Stack) -> Iterator[Any]:
 
 @pytest.fixture
 def new_page(browser: Any, stack: Stack) -> Iterator[Any]:
-    """Opens pages (`new_page(width=1440, color_scheme="light")`) that record console
-    errors; the test fails on any at the end."""
+    """Opens pages (`new_page(width=1440, color_scheme="light", javascript=True)`) that record
+    console errors; the test fails on any at the end."""
     contexts: list[Any] = []
     errors: list[str] = []
 
-    def make(width: int = 1440, height: int = 900, color_scheme: str = "light") -> Any:
+    def make(width: int = 1440, height: int = 900, color_scheme: str = "light", javascript: bool = True) -> Any:
         context = browser.new_context(
-            base_url=stack.url, viewport={"width": width, "height": height}, color_scheme=color_scheme
+            base_url=stack.url,
+            viewport={"width": width, "height": height},
+            color_scheme=color_scheme,
+            java_script_enabled=javascript,
         )
         context.set_default_timeout(15_000)
         contexts.append(context)

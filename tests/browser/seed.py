@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from accounts import services as accounts_services
+from registry.demo_models import build_mlp
 from rollouts import services as rollout_services
 from tests.factories import AdminFactory
 from tests.support.processes import wait_for
@@ -35,6 +36,12 @@ def seed(registry: Registry, stack: Any) -> dict[str, Any]:
     canary = registry.add("brw-canary", champion_model(seed=3), production=False)
     first = registry.add("brw-ab", champion_model(seed=4))
     second = registry.add("brw-ab", champion_model(seed=5), production=False)
+    # brw-next: a ready v2 beside production, whose next steps offer everything; brw-wide: a
+    # ready v2 that takes five features where production takes four, which no rollout may take.
+    registry.add("brw-next", champion_model(seed=6))
+    registry.add("brw-next", champion_model(seed=7), production=False)
+    registry.add("brw-wide", champion_model(seed=8))
+    wide = registry.add("brw-wide", build_mlp(5, [8], 3, seed=9), production=False)
     experiment = rollout_services.start_experiment(
         first.model, [("a", first, 50.0), ("b", second, 50.0)], actor=owner, control="a", minimum_effect=0.05
     )
@@ -42,7 +49,7 @@ def seed(registry: Registry, stack: Any) -> dict[str, Any]:
         owner, name="seed traffic", model_patterns=["*"], actions=["infer", "read"]
     )
     # The admin's own key, with a long name and several patterns: the keys page's widest row.
-    accounts_services.create_key(
+    admin_key, _ = accounts_services.create_key(
         admin,
         name="nightly scoring job of the fraud team",
         model_patterns=["brw-*", "fraud-*", "churn"],
@@ -59,4 +66,6 @@ def seed(registry: Registry, stack: Any) -> dict[str, Any]:
         "secret": secret,
         "experiment": experiment.pk,
         "canary_version": canary.number,
+        "wide_version": wide.number,
+        "admin_key": admin_key.public_id,
     }

@@ -53,12 +53,21 @@ def wait_until_ready(page: Any, model: str, number: int, timeout_s: float = 60) 
         page.wait_for_timeout(500)
 
 
+def next_steps(page: Any, model: str, number: int) -> Any:
+    """The version page's `#next-steps`, once htmx has swapped the section in for its placeholder
+    (the placeholder, a link to the same section as a page, is what a browser without JS keeps)."""
+    page.goto(f"/models/{model}/versions/{number}/")
+    section = page.locator("#next-steps")
+    expect(section).not_to_have_attribute("hx-get", re.compile("."))
+    expect(section.get_by_role("heading", name="Next steps")).to_be_visible()
+    return section
+
+
 def set_production(page: Any, model: str, number: int) -> None:
-    page.goto(f"/models/{model}/")
-    form = page.locator("#set-alias form")
-    form.get_by_label("Alias").fill("production")
-    form.get_by_label("Version").select_option(str(number))
-    form.get_by_role("button", name="Set alias").click()
+    """The version's next steps: "Make vN production"; the alias moves at once."""
+    next_steps(page, model, number).get_by_role("button", name=f"Make v{number} production").click()
+    page.wait_for_url(re.compile(f"/models/{model}/$"))
+    expect(page.get_by_text(f"Alias 'production' now points at version {number}.")).to_be_visible()
 
 
 def create_key(page: Any, name: str, models: str = "*") -> str:
@@ -73,26 +82,63 @@ def create_key(page: Any, name: str, models: str = "*") -> str:
     return str(secret.inner_text()).strip()
 
 
-def revoke_key(page: Any, name: str) -> None:
+def revoke_key(page: Any, name: str) -> str:
+    """Revoke… on the keys page, accepting the confirmation it asks first; returns its text."""
     page.goto("/keys/")
     row = page.locator("tr", has_text=name)
-    page.once("dialog", lambda dialog: dialog.accept())
-    row.get_by_role("button", name="Revoke").click()
+    asked: list[str] = []
+
+    def accept(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", accept)
+    row.get_by_role("button", name="Revoke…").click()
     expect(page.locator("tr", has_text=name).locator(".status")).to_have_text("revoked")
+    assert asked, "revoking did not ask first"
+    return asked[0]
 
 
-def start_canary(page: Any, model: str, number: int) -> None:
-    page.goto(f"/rollouts/new/{model}/?kind=canary")
-    page.get_by_label("Version").select_option(str(number))
+def revoke_key_without_js(page: Any, name: str) -> str:
+    """The same without JavaScript: Revoke… opens a confirmation page; returns what it says will happen."""
+    page.goto("/keys/")
+    page.locator("tr", has_text=name).get_by_role("button", name="Revoke…").click()
+    expect(page.get_by_role("heading", name=re.compile("Revoke the key"))).to_be_visible()
+    effect = str(page.locator("#confirm-effect").inner_text())
+    page.get_by_role("button", name="Yes, revoke it now").click()
+    page.wait_for_url(re.compile("/keys/$"))
+    expect(page.locator("tr", has_text=name).locator(".status")).to_have_text("revoked")
+    return effect
+
+
+def start_canary(page: Any, model: str, number: int) -> int:
+    """From the version's next steps to the canary form (vN chosen), started; returns the rollout's id."""
+    next_steps(page, model, number).get_by_role("button", name=f"Start a canary of v{number}…").click()
+    page.wait_for_url(re.compile(f"/rollouts/new/{model}/\\?kind=canary&version={number}$"))
+    expect(page.get_by_label("Version")).to_have_value(str(number))
     page.get_by_role("button", name="Start canary").click()
+    page.wait_for_url(re.compile("/rollouts/\\d+/$"))
+    expect(page.get_by_text("Canary started. This page follows it live.")).to_be_visible()
     expect(page.get_by_role("heading", name=re.compile(f"Canary #\\d+ of {model}"))).to_be_visible()
+    return int(re.search(r"/rollouts/(\d+)/$", page.url).group(1))  # type: ignore[union-attr]
 
 
-def promote(page: Any) -> None:
-    # The other helper's confirmation step for promotion lands here once merged.
-    page.once("dialog", lambda dialog: dialog.accept())
-    page.get_by_role("button", name=re.compile("Promote the canary")).click()
-    expect(page.locator(".status").first).to_have_text(re.compile("[Pp]romoted"))
+def promote(page: Any, rollout: int) -> str:
+    """The rollout's "Promote the canary now…", then its confirmation page; returns what that said would happen."""
+    actions = page.locator("#rollout-actions")
+    expect(actions.get_by_role("button", name="Abort: all traffic back to production…")).to_have_class("danger")
+    button = actions.get_by_role("button", name="Promote the canary now…")
+    expect(button).to_have_class("primary")
+    # The irreversible abort must not look like the primary action beside it.
+    abort = actions.get_by_role("button", name="Abort: all traffic back to production…")
+    background = "b => getComputedStyle(b).backgroundColor"
+    assert abort.evaluate(background) != button.evaluate(background)
+    button.click()
+    page.wait_for_url(re.compile(f"/rollouts/{rollout}/promote/\\?arm=canary$"))
+    effect = str(page.locator("#confirm-effect").inner_text())
+    page.get_by_role("button", name="Yes, promote").click()
+    page.wait_for_url(re.compile(f"/rollouts/{rollout}/$"))
+    return effect
 
 
 def infer(url: str, model: str, secret: str) -> int:

@@ -70,6 +70,10 @@ def test_upload_validation_and_set_production(new_page: Any, stack: Any, tmp_pat
     steps.wait_until_ready(page, "brw-browser", number)
     steps.set_production(page, "brw-browser", number)
     assert steps.production_version(page, "brw-browser") == f"v{number}"
+    # Now production, its next steps say so and offer neither production nor a canary.
+    section = steps.next_steps(page, "brw-browser", number)
+    expect(section).to_contain_text(f"v{number} is brw-browser's production version")
+    expect(section.get_by_role("button")).to_have_count(0)
 
 
 def test_sign_up_create_key_infer_revoke(new_page: Any, stack: Any) -> None:
@@ -77,19 +81,71 @@ def test_sign_up_create_key_infer_revoke(new_page: Any, stack: Any) -> None:
     steps.sign_up(page, "newcomer", "a long and new passphrase 42")
     secret = steps.create_key(page, "browser journey", models="brw-*")
     assert steps.infer(stack.url, "brw-browser", secret) == 200
-    steps.revoke_key(page, "browser journey")
+    asked = steps.revoke_key(page, "browser journey")
+    assert "Revoke “browser journey”?" in asked, asked
+    assert "revoking has no grace period" in asked, asked
+    assert refused_soon(stack, secret)
+
+
+def test_revoke_asks_first_without_javascript(new_page: Any, stack: Any) -> None:
+    page = new_page(javascript=False)
+    steps.log_in(page, "olga")
+    secret = steps.create_key(page, "no script journey", models="brw-*")
+    assert steps.infer(stack.url, "brw-browser", secret) == 200
+    effect = steps.revoke_key_without_js(page, "no script journey")
+    assert effect.startswith("What will happen: Requests with 'no script journey'"), effect
+    assert "a revoked key has no grace period" in effect, effect
+    assert refused_soon(stack, secret)
+
+
+def refused_soon(stack: Any, secret: str) -> bool:
+    """The gateway refuses a revoked key within a few seconds (its key cache's lifetime)."""
     deadline = time.monotonic() + 5
     while (status := steps.infer(stack.url, "brw-browser", secret)) == 200 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert status == 401, status
+    return True
 
 
 def test_canary_start_live_page_promote(new_page: Any, stack: Any) -> None:
     page = new_page()
     steps.log_in(page, "olga")
     number = stack.seeded["canary_version"]
-    steps.start_canary(page, "brw-canary", number)
+    rollout = steps.start_canary(page, "brw-canary", number)
     expect(page.locator(".live-bar")).to_be_visible()
     expect(page.locator("#rollout-live")).to_contain_text("Step 1 of")
-    steps.promote(page)
+    effect = steps.promote(page, rollout)
+    assert effect.startswith(f"What will happen: Production moves from v1 to v{number} at once"), effect
+    expect(page.locator("#rollout-ended")).to_have_text(
+        re.compile(f"^Promoted: v{number} took 100 % of the traffic\\.")
+    )
     assert steps.production_version(page, "brw-canary") == f"v{number}"
+
+
+def test_canary_form_is_safe_by_default(new_page: Any, stack: Any) -> None:
+    """brw-wide's only other ready version takes five features where production takes four:
+    the form preselects no version, shows that one disabled and says why, even when asked
+    for it by number, and the version's next steps offer no rollout of it."""
+    page = new_page()
+    steps.log_in(page, "olga")
+    wide = stack.seeded["wide_version"]
+    for path in ("/rollouts/new/brw-wide/?kind=canary", f"/rollouts/new/brw-wide/?kind=canary&version={wide}"):
+        page.goto(path)
+        picker = page.get_by_label("Version")
+        expect(picker).to_have_value("")
+        option = picker.locator(f"option[value='{wide}']")
+        expect(option).to_be_disabled()
+        expect(option).to_have_text(f"v{wide}: its signature does not fit production's, it cannot take traffic")
+        listed = page.locator("#incompatible-versions")
+        expect(listed).to_be_visible()
+        why = (
+            f"version {wide} cannot take production's traffic (v1): input 'input' has shape [-1, 5] in v{wide}, [-1, 4]"
+        )
+        expect(listed.locator("li")).to_have_text([re.compile("^" + re.escape(why))])
+    # Submitting anyway starts nothing and names the missing choice.
+    page.get_by_role("button", name="Start canary").click()
+    expect(page.get_by_role("heading", name="Start a rollout of brw-wide")).to_be_visible()
+    expect(page.locator("main")).to_contain_text("This field is required")
+    section = steps.next_steps(page, "brw-wide", wide)
+    expect(section.locator(".warn")).to_contain_text("it cannot be a canary, a shadow or an experiment arm")
+    expect(section.get_by_role("button", name=re.compile("Start a"))).to_have_count(0)

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser import checks, steps
 
 
 def signed_in_pages(stack: Any) -> list[str]:
     experiment = stack.seeded["experiment"]
+    wide = stack.seeded["wide_version"]
     return [
         "/",
         "/dashboard/models/brw-ab/",
@@ -26,18 +28,45 @@ def signed_in_pages(stack: Any) -> list[str]:
         f"/rollouts/{experiment}/",
         "/rollouts/new/brw-ab/?kind=canary",
         "/audit/",
+        "/audit/?model=brw-ab&action=rollout.started&since=2020-01-01",
         "/keys/",
+        # The console's safety defaults and next steps: a version's next steps (loaded into its
+        # page, and as a page of their own), an incompatible version's, the canary form that
+        # marks it, and every confirmation page.
+        "/models/brw-next/versions/2/",
+        "/rollouts/models/brw-next/versions/2/next/",
+        f"/models/brw-wide/versions/{wide}/",
+        "/rollouts/new/brw-wide/?kind=canary",
+        f"/rollouts/{experiment}/promote/?arm=b",
+        f"/rollouts/{experiment}/stop/",
+        f"/rollouts/{experiment}/abort/",
+        "/models/brw-next/versions/2/archive/",
+        REVOKE_CONFIRMATION,
     ]
+
+
+# Revoking asks with a POST (no GET page): the keys page's form, sent without htmx.
+REVOKE_CONFIRMATION = "/keys/ (Revoke… without JS)"
 
 
 ANONYMOUS_PAGES = ["/login/", "/signup/", "/password-reset/"]
 
 
 def visit(page: Any, path: str) -> None:
-    page.goto(path, wait_until="load")
+    if path == REVOKE_CONFIRMATION:
+        page.goto("/keys/", wait_until="load")
+        # form.submit() skips the submit event, so htmx neither asks nor adds `confirm=yes`:
+        # what a browser without JS sends, which is answered with the confirmation page.
+        with page.expect_navigation():
+            page.evaluate("() => document.querySelector('form[action$=\"/revoke/\"]').submit()")
+        expect(page.locator("#confirm-effect")).to_contain_text("no grace period")
+    else:
+        page.goto(path, wait_until="load")
     # charts.js and live.js run on DOMContentLoaded; a frame later tables are measured.
     page.wait_for_function("window.TurnoutLive !== undefined")
     page.evaluate("() => { window.TurnoutLive.enhance(); }")
+    # Sections htmx swaps in for a placeholder on `load` (a version's next steps) are checked once in.
+    page.wait_for_function("document.querySelector('[hx-trigger=load][hx-swap=outerHTML]') === null")
 
 
 @pytest.mark.parametrize(
@@ -89,8 +118,9 @@ def test_charts_draw_sparse_data_on_one_scale_in_utc(new_page: Any, stack: Any) 
 
 
 def test_screenshots(new_page: Any, stack: Any, request: pytest.FixtureRequest) -> None:
-    """`--screenshots DIR` refreshes docs/screenshots: light theme at 1440 px, the overview at 390 px,
-    and the model page in the dark theme."""
+    """`--screenshots DIR` refreshes docs/screenshots: light theme at 1440 px (a version with its next
+    steps, a confirmation, the canary form marking an incompatible version among them), the overview
+    at 390 px, and the model page in the dark theme."""
     # Registered by tests/browser/conftest.py, which a run from the root may load too late for options.
     folder = request.config.getoption("--screenshots", default=None)
     if not folder:
@@ -103,7 +133,9 @@ def test_screenshots(new_page: Any, stack: Any, request: pytest.FixtureRequest) 
         "rollout-live": f"/rollouts/{stack.seeded['experiment']}/",
         "keys": "/keys/",
         "audit": "/audit/",
-        "version": "/models/brw-ab/versions/1/",
+        "version": "/models/brw-next/versions/2/",
+        "confirm-promote": f"/rollouts/{stack.seeded['experiment']}/promote/?arm=b",
+        "canary-new-incompatible": "/rollouts/new/brw-wide/?kind=canary",
     }
     page = new_page(width=1440)
     steps.log_in(page, "ada")
