@@ -3,9 +3,10 @@
 What Kubernetes' native gRPC probes (`grpc: {port: 8001}`), grpc_health_probe, Envoy and gRPC
 load balancers ask. SERVING means what HTTP `/v2/health/ready` means (gateway/health.py's
 Readiness: PostgreSQL, Redis and a live worker answer); NOT_SERVING otherwise, and from the
-moment the server starts draining. Two names are known: "" (the server) and
-`inference.GRPCInferenceService`; any other is NOT_FOUND to Check and SERVICE_UNKNOWN to Watch,
-as the protocol says. The messages and stubs are grpcio-health-checking's; its own servicer
+moment the server starts draining. Those names are "" (the server) and
+`inference.GRPCInferenceService`. A third, "liveness", is SERVING whenever the process answers at
+all (HTTP `/v2/health/live`): a liveness probe on it does not restart every pod while Redis is
+down. Any other name is NOT_FOUND to Check and SERVICE_UNKNOWN to Watch, as the protocol says. The messages and stubs are grpcio-health-checking's; its own servicer
 holds statuses someone must push, while this one asks Readiness when asked.
 """
 
@@ -28,6 +29,7 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+LIVENESS = "liveness"
 
 # Probes arriving within this of a finished check share its answer: several kubelets, load
 # balancers and Watch streams then cost one database and one Redis round trip a second at most.
@@ -88,17 +90,23 @@ class ReadinessHealth(health_pb2_grpc.HealthServicer):
         self._set(NOT_SERVING)
         await asyncio.sleep(0)  # let the streams write it
 
+    async def _status_of(self, service: str) -> int | None:
+        if service == LIVENESS:
+            return SERVING  # answering is the proof
+        return await self.status() if service in self.services else None
+
     async def Check(self, request: Any, context: Any) -> Any:
-        if request.service not in self.services:
+        status = await self._status_of(request.service)
+        if status is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
-        return health_pb2.HealthCheckResponse(status=await self.status())
+        return health_pb2.HealthCheckResponse(status=status)
 
     async def Watch(self, request: Any, context: Any) -> None:
-        known = request.service in self.services
         last = None
         while True:
             changed = self._changed
-            status = await self.status() if known else SERVICE_UNKNOWN
+            status = await self._status_of(request.service)
+            status = SERVICE_UNKNOWN if status is None else status
             if status != last:
                 await context.write(health_pb2.HealthCheckResponse(status=status))
                 last = status

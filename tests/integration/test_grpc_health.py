@@ -1,6 +1,6 @@
 """The standard gRPC health service (grpc.health.v1.Health) of a real `manage.py serve_grpc`, as
 Kubernetes' gRPC probes and grpc_health_probe ask it: SERVING with PostgreSQL, Redis and a live
-worker, NOT_SERVING without Redis (and no crash), NOT_SERVING to open Watch streams on SIGTERM.
+worker, NOT_SERVING without Redis (and no crash, "liveness" still SERVING), NOT_SERVING to open Watch streams on SIGTERM.
 Server reflection lists the services, as grpcurl reads them."""
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ def test_unknown_service_is_not_found_and_watch_says_service_unknown(grpc_server
 def test_check_and_watch_are_serving_with_database_redis_and_a_worker(grpc_server: GrpcProcess) -> None:
     assert check(grpc_server.url, "").status == SERVING
     assert check(grpc_server.url, INFERENCE).status == SERVING
+    assert check(grpc_server.url, "liveness").status == SERVING
     # The same meaning as the protocol's own ServerReady (and HTTP /v2/health/ready).
     assert grpcclient.InferenceServerClient(grpc_server.url).is_server_ready()
     with grpc.insecure_channel(grpc_server.url) as channel:
@@ -94,7 +95,8 @@ def test_not_serving_when_redis_is_unreachable_and_the_process_lives_on(artifact
             stream = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=INFERENCE))
             assert next(stream).status == NOT_SERVING
             stream.cancel()
-        # Live, not ready: the liveness answer is not Redis's.
+        # Live, not ready: the liveness answers are not Redis's.
+        assert check(server.url, "liveness").status == SERVING
         assert grpcclient.InferenceServerClient(server.url).is_server_live()
         assert check(server.url, "").status == NOT_SERVING
         assert server.process.poll() is None, server.log()
