@@ -51,6 +51,7 @@ class ReadinessHealth(health_pb2_grpc.HealthServicer):
         self._pending: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._draining = False
+        self._was_ready: bool | None = None
 
     async def status(self) -> int:
         """The current status, checked anew unless a check finished less than FRESH_SECONDS ago."""
@@ -72,9 +73,13 @@ class ReadinessHealth(health_pb2_grpc.HealthServicer):
         finally:
             self._checked_at = time.monotonic()
             self._pending = None
-        if not ready and self._status == SERVING:
-            failing = sorted(name for name, item in report.items() if not item.get("ok", True))
-            logger.warning("gRPC health: NOT_SERVING (%s)", ", ".join(failing) or "the check failed")
+        if ready != self._was_ready:  # one line per change, not per probe
+            self._was_ready = ready
+            failing = [name for name, item in report.items() if not item.get("ok") and item.get("required", True)]
+            if ready:
+                logger.info("gRPC health: SERVING")
+            else:
+                logger.warning("gRPC health: NOT_SERVING (%s)", ", ".join(failing) or "the check failed")
         if not self._draining:
             self._set(SERVING if ready else NOT_SERVING)
 
