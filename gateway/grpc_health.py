@@ -1,13 +1,15 @@
 """The standard gRPC health service, `grpc.health.v1.Health` (Check and Watch), for the gRPC server.
 
 What Kubernetes' native gRPC probes (`grpc: {port: 8001}`), grpc_health_probe, Envoy and gRPC
-load balancers ask. SERVING means what HTTP `/v2/health/ready` means (gateway/health.py's
-Readiness: PostgreSQL, Redis and a live worker answer); NOT_SERVING otherwise, and from the
-moment the server starts draining. Those names are "" (the server) and
-`inference.GRPCInferenceService`. A third, "liveness", is SERVING whenever the process answers at
-all (HTTP `/v2/health/live`): a liveness probe on it does not restart every pod while Redis is
-down. Any other name is NOT_FOUND to Check and SERVICE_UNKNOWN to Watch, as the protocol says. The messages and stubs are grpcio-health-checking's; its own servicer
-holds statuses someone must push, while this one asks Readiness when asked.
+load balancers ask. For the names "" (the server) and `inference.GRPCInferenceService`, SERVING
+means what HTTP `/v2/health/ready` means (gateway/health.py's Readiness: PostgreSQL, Redis and a
+live worker answer); NOT_SERVING otherwise, and from the moment the server starts draining. A
+third name, "liveness", is SERVING whenever the process answers at all (HTTP `/v2/health/live`):
+a liveness probe on it does not restart every pod while Redis is down. Any other name is
+NOT_FOUND to Check and SERVICE_UNKNOWN to Watch, as the protocol says.
+
+The messages and stubs are grpcio-health-checking's; its own servicer holds statuses that
+someone must push, while this one asks Readiness when a client asks.
 """
 
 from __future__ import annotations

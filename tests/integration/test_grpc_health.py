@@ -1,7 +1,7 @@
 """The standard gRPC health service (grpc.health.v1.Health) of a real `manage.py serve_grpc`, as
 Kubernetes' gRPC probes and grpc_health_probe ask it: SERVING with PostgreSQL, Redis and a live
-worker, NOT_SERVING without Redis (and no crash, "liveness" still SERVING), NOT_SERVING to open Watch streams on SIGTERM.
-Server reflection lists the services, as grpcurl reads them."""
+worker, NOT_SERVING without Redis (and no crash, "liveness" still SERVING), NOT_SERVING to open
+Watch streams on SIGTERM. Server reflection lists the services, as grpcurl reads them."""
 
 from __future__ import annotations
 
