@@ -95,7 +95,6 @@ class ReadinessHealth(health_pb2_grpc.HealthServicer):
         """NOT_SERVING from now on, sent to every Watch stream, so clients move away before the server stops."""
         self._draining = True
         self._set(NOT_SERVING)
-        await asyncio.sleep(0)  # let the streams write it
 
     async def _status_of(self, service: str) -> int | None:
         if service == LIVENESS:
@@ -117,6 +116,9 @@ class ReadinessHealth(health_pb2_grpc.HealthServicer):
             if status != last:
                 await context.write(health_pb2.HealthCheckResponse(status=status))
                 last = status
+            if self._draining:
+                # Said; an open stream would hold the server's stop for its whole grace period.
+                return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(WATCH_SECONDS):
                     await changed.wait()
