@@ -10,6 +10,7 @@ x-turnout-*, server-timing, retry-after). The call's gRPC deadline is the reques
 Runs in its own process (`manage.py serve_grpc`, the Procfile's `grpc`), or with
 TURNOUT_GRPC_IN_WEB inside each web process beside HTTP, sharing its core (gateway/app.py's
 lifespan): docs/architecture.md compares the two. grpc's own message compression (gzip, deflate) works both ways.
+Beside it: the standard health service (gateway/grpc_health.py) and server reflection (grpcurl).
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ from typing import Any
 import grpc
 from django.conf import settings
 from google.protobuf import json_format
+from grpc_health.v1 import health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from gateway.answers import Served
 from gateway.core import GatewayCore
 from gateway.grpc_codec import to_payload, to_response
 from gateway.grpc_generated import grpc_predict_v2_pb2 as pb
 from gateway.grpc_generated import grpc_predict_v2_pb2_grpc as pb_grpc
+from gateway.grpc_health import HEALTH_SERVICE, ReadinessHealth
 from gateway.http import Scope
 from gateway.model_endpoints import Call
 from gateway.protocol import ParsedRequest, ProtocolError, parse_payload
@@ -224,15 +228,30 @@ def server_options() -> list[tuple[str, Any]]:
     ]
 
 
-async def start_server(core: GatewayCore, bind: str) -> Any:
+class GrpcServer:
+    """A started grpc.aio server and its health service, stopped together."""
+
+    def __init__(self, server: Any, health: ReadinessHealth) -> None:
+        self.server = server
+        self.health = health
+
+    async def stop(self, grace: float) -> None:
+        await self.health.drain()
+        await self.server.stop(grace)
+
+
+async def start_server(core: GatewayCore, bind: str) -> GrpcServer:
     """A started grpc.aio server of `core` on `bind` (its own process's, or a web process's)."""
     server = grpc.aio.server(options=server_options())
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(core), server)
+    health = ReadinessHealth(core.server_ready, (SERVICE,))
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection((SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
     if server.add_insecure_port(bind) == 0:
         raise OSError(f"cannot listen on {bind} (TURNOUT_GRPC_BIND)")
     await server.start()
     logger.info("gRPC inference service listening on %s", bind)
-    return server
+    return GrpcServer(server, health)
 
 
 async def serve(bind: str, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> None:

@@ -20,6 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from gateway.grpc_health import LIVENESS
 from tests.ops.test_deploy_files import exposed_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,12 +130,13 @@ def test_the_stream_length_example_is_valid_too() -> None:
 
 def test_production_runs_web_worker_gpu_worker_beat_and_a_migration_job() -> None:
     objects = render("production")
-    expected = {"turnout-web", "turnout-worker", "turnout-worker-gpu", "turnout-beat"}
+    expected = {"turnout-web", "turnout-grpc", "turnout-worker", "turnout-worker-gpu", "turnout-beat"}
     assert set(of_kind(objects, "Deployment")) == expected
     [job] = of_kind(objects, "Job").values()
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
     assert {o["metadata"].get("namespace") for o in objects} == {"turnout"}
-    assert set(of_kind(render("staging"), "Deployment")) == {"turnout-web", "turnout-worker", "turnout-beat"}
+    staging = {"turnout-web", "turnout-grpc", "turnout-worker", "turnout-beat"}
+    assert set(of_kind(render("staging"), "Deployment")) == staging
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -147,16 +149,56 @@ def test_there_is_exactly_one_beat_and_an_upgrade_never_runs_two(overlay: str) -
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_web_is_probed_on_the_v2_health_endpoints_and_serves_http_and_a_grpc_port(overlay: str) -> None:
+def test_web_is_probed_on_the_v2_health_endpoints_and_serves_http_only(overlay: str) -> None:
     objects = render(overlay)
     [web] = of_kind(objects, "Deployment")["turnout-web"]["spec"]["template"]["spec"]["containers"]
     assert web["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert web["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
-    assert {p["name"]: p["containerPort"] for p in web["ports"]} == {"http": 8000, "grpc": 8001}
+    assert {p["name"]: p["containerPort"] for p in web["ports"]} == {"http": 8000}
     service = of_kind(objects, "Service")["turnout-web"]
-    assert {p["name"]: p["targetPort"] for p in service["spec"]["ports"]} == {"http": "http", "grpc": "grpc"}
+    assert {p["name"]: p["targetPort"] for p in service["spec"]["ports"]} == {"http": "http"}
     pod_labels = of_kind(objects, "Deployment")["turnout-web"]["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_grpc_runs_in_its_own_pods_probed_by_kubernetes_grpc_probes_on_8001(overlay: str) -> None:
+    objects = render(overlay)
+    deployment = of_kind(objects, "Deployment")["turnout-grpc"]
+    pod = deployment["spec"]["template"]["spec"]
+    [grpc] = pod["containers"]
+    assert grpc["args"] == ["grpc"]  # the entrypoint's role: serve_grpc on 0.0.0.0:8001
+    assert {p["name"]: p["containerPort"] for p in grpc["ports"]} == {"grpc": 8001}
+    # Native gRPC probes ask grpc.health.v1.Health for names gateway/grpc_health.py answers:
+    # "liveness" (the process answers) for liveness and startup, "" (ready) for readiness.
+    probes = {kind: grpc[kind]["grpc"] for kind in ("livenessProbe", "readinessProbe", "startupProbe")}
+    assert {probe["port"] for probe in probes.values()} == {8001}
+    assert probes["livenessProbe"].get("service") == LIVENESS == probes["startupProbe"].get("service")
+    assert probes["readinessProbe"].get("service", "") == ""
+    config = next(iter(of_kind(objects, "ConfigMap").values()))
+    assert int(config["data"]["TURNOUT_GRPC_PROCESSES"]) == int(grpc["resources"]["limits"]["cpu"])
+    assert [c["name"] for c in pod["initContainers"]] == ["wait-for-migrations"]
+    web = of_kind(objects, "Deployment")["turnout-web"]["spec"]["template"]["spec"]
+    assert pod["securityContext"] == web["securityContext"]
+    assert grpc["securityContext"] == web["containers"][0]["securityContext"]
+    service = of_kind(objects, "Service")["turnout-grpc"]
+    [port] = service["spec"]["ports"]
+    assert (port["port"], port["targetPort"], port["appProtocol"]) == (8001, "grpc", "grpc")
+    web_labels = of_kind(objects, "Deployment")["turnout-web"]["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert not service["spec"]["selector"].items() <= web_labels.items()  # gRPC reaches gRPC pods only
+
+
+def test_production_exposes_grpc_through_its_own_grpc_ingress() -> None:
+    objects = render("production")
+    ingresses = of_kind(objects, "Ingress")
+    grpc = ingresses["turnout-grpc"]
+    assert grpc["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+    [rule] = grpc["spec"]["rules"]
+    assert rule["host"] in grpc["spec"]["tls"][0]["hosts"]
+    [path] = rule["http"]["paths"]
+    assert path["backend"]["service"] == {"name": "turnout-grpc", "port": {"name": "grpc"}}
+    assert "backend-protocol" not in str(ingresses["turnout"]["metadata"].get("annotations"))
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -186,8 +228,12 @@ def test_the_gpu_worker_asks_for_one_gpu_and_lands_only_on_gpu_nodes() -> None:
 def test_autoscalers_and_disruption_budgets_point_at_deployments_that_exist(overlay: str) -> None:
     objects = render(overlay)
     deployments = of_kind(objects, "Deployment")
-    [hpa] = of_kind(objects, "HorizontalPodAutoscaler").values()
-    assert hpa["spec"]["scaleTargetRef"]["name"] == "turnout-web"
+    hpas = of_kind(objects, "HorizontalPodAutoscaler").values()
+    assert {h["spec"]["scaleTargetRef"]["name"] for h in hpas} == {"turnout-web", "turnout-grpc"}
+    for hpa in hpas:
+        assert hpa["spec"]["scaleTargetRef"]["name"] in deployments
+        [metric] = hpa["spec"]["metrics"]
+        assert metric["resource"]["name"] == "cpu"
     scaled = of_kind(objects, "ScaledObject")
     assert {s["spec"]["scaleTargetRef"]["name"] for s in scaled.values()} == {
         n for n in deployments if n.startswith("turnout-worker")
