@@ -38,6 +38,8 @@ LIVENESS = "liveness"
 FRESH_SECONDS = 1.0
 # How often an open Watch stream re-checks; a change seen by a Check is sent to it at once.
 WATCH_SECONDS = 5.0
+# How long a drain waits for the open Watch streams to send NOT_SERVING before the server stops.
+DRAIN_WRITE_SECONDS = 1.0
 
 ReadyCheck = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 
@@ -54,6 +56,7 @@ class ReadinessHealth(health_pb2_grpc.HealthServicer):
         self._changed = asyncio.Event()
         self._draining = False
         self._was_ready: bool | None = None
+        self._watching: set[asyncio.Task[Any]] = set()  # the open Watch streams' handlers
 
     async def status(self) -> int:
         """The current status, checked anew unless a check finished less than FRESH_SECONDS ago."""
@@ -95,6 +98,10 @@ class ReadinessHealth(health_pb2_grpc.HealthServicer):
         """NOT_SERVING from now on, sent to every Watch stream, so clients move away before the server stops."""
         self._draining = True
         self._set(NOT_SERVING)
+        # Let each open stream send NOT_SERVING and end before the server stops: woken is not yet
+        # written, and a server stopping at once could close a stream before its last message.
+        if self._watching:
+            await asyncio.wait(set(self._watching), timeout=DRAIN_WRITE_SECONDS)
 
     async def _status_of(self, service: str) -> int | None:
         if service == LIVENESS:
@@ -108,6 +115,10 @@ class ReadinessHealth(health_pb2_grpc.HealthServicer):
         return health_pb2.HealthCheckResponse(status=status)
 
     async def Watch(self, request: Any, context: Any) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._watching.add(task)
+            task.add_done_callback(self._watching.discard)
         last = None
         while True:
             changed = self._changed
