@@ -216,11 +216,16 @@ def test_grouped_scripts_run_one_group_per_slot_and_a_cross_slot_call_fails_alon
     outcomes = asyncio.run(go())
 
     assert [o for o in outcomes[:-1] if isinstance(o, BaseException)] == []
-    assert sorted(outcomes[:-1]) == sorted(list(range(1, 6)) * len(tags))  # each call saw the ones before it
     assert isinstance(outcomes[-1], RedisError)
     assert "2 cluster slots" in str(outcomes[-1])
-    for tag in tags:
-        assert cluster.node_for(f"{tag}:n").client.get(f"{tag}:n") == "5"
+    for i, tag in enumerate(tags):
+        seen = outcomes[5 * i : 5 * i + 5]
+        stored = int(cluster.node_for(f"{tag}:n").client.get(f"{tag}:n"))
+        # Each call saw the ones before it, in order. redis-py re-sends a command whose connection
+        # dropped before the reply (a topology refresh elsewhere closes a client's connections):
+        # the tag's group then ran twice, whole, never in part (docs/operations.md).
+        assert seen == list(range(stored - 4, stored + 1)), (tag, seen, stored)
+        assert stored in (5, 10), (tag, stored)
 
 
 def test_a_keys_rate_limit_holds_on_a_cluster_and_a_refused_request_is_never_queued(
