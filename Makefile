@@ -63,9 +63,9 @@ lock: | $(BIN)/uv
 
 ## Benchmark: raw onnxruntime against Turnout end to end, two MLPs (docs/benchmarks.md). Options: BENCH_ARGS="--seconds 5".
 bench: setup
-	@command -v wrk >/dev/null 2>&1 || { \
+	@{ command -v wrk && command -v h2load; } >/dev/null 2>&1 || { \
 		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
-		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nghttp2-client >/dev/null; }
 	$(BIN)/python manage.py check_services --create-database
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -8,6 +8,12 @@ end
 local file = assert(io.open(path, "rb"))
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+-- The binary tensor extension: the JSON header's length, and the body as octets.
+local header_length = os.getenv("BENCH_HEADER_LENGTH")
+if header_length ~= nil and header_length ~= "" then
+  wrk.headers["Content-Type"] = "application/octet-stream"
+  wrk.headers["Inference-Header-Content-Length"] = header_length
+end
 wrk.body = file:read("*a")
 file:close()
 local key = os.getenv("BENCH_API_KEY")

@@ -76,6 +76,7 @@ if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
 import cache as bench_cache  # noqa: E402 (bench/cache.py, beside this script)
+import grpc_h2load  # noqa: E402 (bench/grpc_h2load.py)
 
 
 class BenchError(Exception):
@@ -483,6 +484,27 @@ def request_body(input_dim: int, seed: int) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
+def binary_body(input_dim: int, seed: int) -> tuple[bytes, int]:
+    """The same request in the binary tensor extension, the output asked for in binary too:
+    the body and its JSON header's length (Inference-Header-Content-Length)."""
+    import numpy as np
+
+    values = np.random.default_rng(seed).standard_normal((1, input_dim)).astype(np.float32)
+    header = {
+        "inputs": [
+            {
+                "name": "input",
+                "shape": [1, input_dim],
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": values.nbytes},
+            }
+        ],
+        "parameters": {"binary_data_output": True},
+    }
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return head + values.tobytes(), len(head)
+
+
 def text_body() -> bytes:
     payload = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [SENTENCE]}]}
     return json.dumps(payload, separators=(",", ":")).encode()
@@ -636,29 +658,52 @@ class StageMeter:
         return out
 
 
-# --- gRPC (bench/grpc_load.py, a process of its own as wrk is) -----------------------
+# --- gRPC (h2load, a C load generator as wrk is: bench/grpc_h2load.py) ---------------
+GRPC_TITLE = (
+    "gRPC (h2load, raw_input_contents; c64: 8 connections of 8 streams) beside HTTP JSON (wrk), batching on, "
+    "same run; the last row: each transport with no gateway work (GET /v2/health/live, ServerLive):"
+)
+_REPLY_SIZES: dict[tuple[str, str, str], int] = {}
 
 
 def run_grpc(
-    target: str, model: str, input_dim: int, concurrency: int, seconds: float, meter: CpuMeter | None = None
+    target: str,
+    model: str,
+    input_dim: int,
+    concurrency: int,
+    seconds: float,
+    meter: CpuMeter | None = None,
+    method: str = grpc_h2load.INFER,
+    warmup: float = 1.0,
 ) -> Cell:
-    args = [str(BIN / "python"), str(BENCH / "grpc_load.py"), target, model, str(input_dim), str(concurrency)]
-    args += [str(max(1.0, seconds)), API_KEY]
+    """Batch-1 ModelInfer calls (or, with method LIVE, empty ServerLive calls: the transport alone)."""
+    request = grpc_h2load.infer_request(model, input_dim) if method == grpc_h2load.INFER else b""
+    size_key = (target, method, model)
+    if size_key not in _REPLY_SIZES:
+        _REPLY_SIZES[size_key] = grpc_h2load.reply_bytes(target, method, request, API_KEY)
     before = meter.snapshot() if meter is not None else None
-    done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60, check=False)  # noqa: S603
-    if done.returncode != 0:
-        raise BenchError(f"grpc_load failed ({done.returncode}): {done.stderr or done.stdout}")
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
-    if figures["errors"]:
-        raise BenchError(f"the gRPC load saw {figures['errors']} errors")
-    cell = Cell(figures["rps"], figures["p50_ms"], figures["p99_ms"], figures["requests"], figures["mean_ms"])
+    try:
+        figures = grpc_h2load.run(
+            target, method, request, concurrency, seconds, API_KEY, _REPLY_SIZES[size_key], warmup=warmup
+        )
+    except grpc_h2load.H2LoadError as exc:
+        raise BenchError(str(exc)) from exc
+    cell = Cell(figures.rps, figures.p50_ms, figures.p99_ms, figures.requests, figures.mean_ms)
     if meter is not None and before is not None:
         cell.cpu = CpuMeter.usage(before, meter.snapshot())
     return cell
 
 
-def grpc_rows(results: dict[str, ModelResult]) -> tuple[list[str], list[list[str]]]:
-    """gRPC beside HTTP JSON (batching on, the same run): batch-1 latency at c1, throughput at c64."""
+def transport_floor(url: str, grpc_target: str, seconds: float, meter: CpuMeter) -> dict[str, Cell]:
+    """Each transport's own cost at c64, without the gateway's work: HTTP `GET /v2/health/live`
+    (wrk) and gRPC ServerLive (h2load), on the same processes as the cells."""
+    live = run_wrk(f"{url}/v2/health/live", None, 64, seconds, meter)
+    return {"http": live, "grpc": run_grpc(grpc_target, "", 0, 64, seconds, meter, method=grpc_h2load.LIVE)}
+
+
+def grpc_rows(results: dict[str, ModelResult], floors: dict[str, Cell]) -> tuple[list[str], list[list[str]]]:
+    """gRPC (h2load) beside HTTP JSON (wrk), batching on, the same run: batch-1 latency at c1,
+    throughput at c64; then each transport alone (HTTP `GET /v2/health/live`, gRPC ServerLive)."""
     header = ["model", "HTTP c1 p50 ms", "gRPC c1 p50 ms", "HTTP c64 req/s", "gRPC c64 req/s", "gRPC/HTTP c64"]
     rows = []
     for key, result in results.items():
@@ -675,6 +720,18 @@ def grpc_rows(results: dict[str, ModelResult]) -> tuple[list[str], list[list[str
                 fmt(http64.rps if http64 else None, 0),
                 fmt(grpc64.rps, 0),
                 fmt(ratio, 2),
+            ]
+        )
+    http_floor, grpc_floor = floors.get("http"), floors.get("grpc")
+    if rows and http_floor is not None and grpc_floor is not None:
+        rows.append(
+            [
+                "transport alone (live)",
+                "",
+                "",
+                fmt(http_floor.rps, 0),
+                fmt(grpc_floor.rps, 0),
+                fmt(grpc_floor.rps / http_floor.rps if http_floor.rps else None, 2),
             ]
         )
     return header, rows
@@ -714,17 +771,18 @@ def parse_wrk(output: str) -> Cell:
 
 def run_wrk(
     url: str,
-    body_file: Path,
+    body_file: Path | None,
     concurrency: int,
     seconds: float,
     meter: CpuMeter | None = None,
     script: Path = POST_LUA,
     extra_env: dict[str, str] | None = None,
 ) -> Cell:
+    """wrk POSTing `body_file` through `script` (no body: plain GETs)."""
     before = meter.snapshot() if meter is not None else None
     args = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "--latency"]
-    args += ["-s", str(script), url]
-    env = dict(os.environ, BENCH_BODY_FILE=str(body_file), BENCH_API_KEY=API_KEY, **(extra_env or {}))
+    args += ["-s", str(script), url] if body_file is not None else [url]
+    env = dict(os.environ, BENCH_BODY_FILE=str(body_file or ""), BENCH_API_KEY=API_KEY, **(extra_env or {}))
     done = subprocess.run(  # noqa: S603 (wrk, our arguments)
         args, env=env, capture_output=True, text=True, timeout=seconds + 60, check=False
     )
@@ -836,6 +894,23 @@ def bars(results: dict[str, ModelResult]) -> list[Bar]:
         on64, on1 = small.cell("on", 64), small.cell("on", 1)
         out.append(Bar("mlp_small", "c64 >= 3,000 req/s", None if on64 is None else on64.rps >= 3000))
         out.append(Bar("mlp_small", "c1 p50 <= 1 ms", None if on1 is None else on1.p50_ms <= 1.0))
+    large = results.get("mlp_large")
+    if large is not None:
+        on64, binary64 = large.cell("on", 64), large.cell("binary", 64)
+        out.append(
+            Bar(
+                "mlp_large",
+                "binary c64 >= 1.5 x JSON c64",
+                None if on64 is None or binary64 is None else binary64.rps >= 1.5 * on64.rps,
+            )
+        )
+        out.append(
+            Bar(
+                "mlp_large",
+                "c64 req/s >= 0.30 x raw b64 samples/s",
+                None if on64 is None else on64.rps >= 0.30 * large.raw.b64_sps,
+            )
+        )
     # The hot-path goals against the per-request server measured in the same run.
     for key, slack_ms in (("mlp_small", 0.2), ("mlp_large", 0.5)):
         result = results.get(key)
@@ -911,6 +986,17 @@ def table_rows(results: dict[str, ModelResult]) -> tuple[list[str], list[list[st
         return "-" if cell is None or not r.raw.b64_sps_1thread else f"{cell.rps / r.raw.b64_sps_1thread:.2f}"
 
     row("c64 req/s / raw b64 1-thread (on)", ratio_single)
+
+    def binary(r: ModelResult) -> str:
+        cell = r.cell("binary", 64)
+        return fmt(None if cell is None else cell.rps, 1)
+
+    def binary_over_json(r: ModelResult) -> str:
+        ours, json_cell = r.cell("binary", 64), r.cell("on", 64)
+        return "-" if ours is None or json_cell is None else f"{ours.rps / json_cell.rps:.2f}"
+
+    row("binary extension c64 req/s (on)", binary)
+    row("binary c64 / JSON c64 (on)", binary_over_json)
     row("c1 p50 - raw b1 p50 ms (on)", c1_over_raw)
 
     for label, attr in (("per-request", "baseline"), ("lean per-request", "lean")):
@@ -1118,6 +1204,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, ModelResult] = {}
     bodies: dict[str, Path] = {}
     artifacts: dict[str, bytes] = {}
+    floors: dict[str, Cell] = {}  # each transport's own cost (transport_floor)
     for key in keys:
         spec = BENCH_MODELS[key]
         print(f"raw onnxruntime: {key} ...", flush=True)
@@ -1194,12 +1281,28 @@ def main(argv: list[str] | None = None) -> int:
                         f"p50 {cell.p50_ms:8.3f} ms  p99 {cell.p99_ms:8.3f} ms  cpu% {cpu_text(cell.cpu)}",
                         flush=True,
                     )
+                if mode == "on" and spec.build is not None:
+                    # The binary tensor extension (issue 20: at least 1.5x JSON for mlp_large at c64).
+                    body, header_length = binary_body(spec.input_dim, seed=7)
+                    binary_file = OUT / f"body-{key}.bin"
+                    binary_file.write_bytes(body)
+                    binary_env = {"BENCH_HEADER_LENGTH": str(header_length)}
+                    wait_quiet(args.quiet_wait, args.quiet_threshold)
+                    if args.warmup > 0:
+                        run_wrk(target, binary_file, 64, args.warmup, extra_env=binary_env)
+                    cell = run_wrk(target, binary_file, 64, args.seconds, meter, extra_env=binary_env)
+                    results[key].cells[("binary", 64)] = cell
+                    print(
+                        f"  {key:9} binary      c64: {cell.rps:9.1f} req/s  "
+                        f"p50 {cell.p50_ms:8.3f} ms  p99 {cell.p99_ms:8.3f} ms  cpu% {cpu_text(cell.cpu)}",
+                        flush=True,
+                    )
                 if mode == "on" and stack is not None and spec.build is not None:
                     for conc in CONCURRENCIES:
                         wait_quiet(args.quiet_wait, args.quiet_threshold)
-                        if args.warmup > 0:
-                            run_grpc(stack.grpc_target, name, spec.input_dim, conc, args.warmup)
-                        cell = run_grpc(stack.grpc_target, name, spec.input_dim, conc, args.seconds, meter)
+                        cell = run_grpc(
+                            stack.grpc_target, name, spec.input_dim, conc, args.seconds, meter, warmup=args.warmup
+                        )
                         stack.check_alive()
                         results[key].cells[("grpc", conc)] = cell
                         print(
@@ -1207,6 +1310,13 @@ def main(argv: list[str] | None = None) -> int:
                             f"p50 {cell.p50_ms:8.3f} ms  p99 {cell.p99_ms:8.3f} ms  cpu% {cpu_text(cell.cpu)}",
                             flush=True,
                         )
+        if stack is not None and not args.cache and any(("grpc", 64) in r.cells for r in results.values()):
+            wait_quiet(args.quiet_wait, args.quiet_threshold)
+            floors.update(transport_floor(url, stack.grpc_target, args.seconds, meter))
+            for transport, cell in floors.items():
+                print(
+                    f"  transport floor {transport:4} c64: {cell.rps:9.1f} req/s  cpu% {cpu_text(cell.cpu)}", flush=True
+                )
         if args.hold and stack is not None:
             print(f"holding the stack at {stack.url}; Ctrl-C to stop", flush=True)
             while True:
@@ -1274,10 +1384,10 @@ def main(argv: list[str] | None = None) -> int:
         f"(the machine has {os.cpu_count()}); other: every other process on the machine"
         + (", the stack under test included." if args.url else ".")
     )
-    grpc_header, grpc_table = grpc_rows(results)
+    grpc_header, grpc_table = grpc_rows(results, floors)
     grpc_markdown = render_markdown(grpc_header, grpc_table)
     if grpc_table:
-        print("\ngRPC (bench/grpc_load.py, raw_input_contents) beside HTTP JSON (wrk), batching on, same run:\n")
+        print(f"\n{GRPC_TITLE}\n")
         print(render_text(grpc_header, grpc_table))
     print(f"\n{detail_note}\n")
     print(render_text(detail_header, detail_table))
@@ -1290,11 +1400,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
             render_markdown(header, rows),
             "",
-            *(
-                ["gRPC (bench/grpc_load.py) beside HTTP JSON (wrk), batching on, same run:", "", grpc_markdown, ""]
-                if grpc_table
-                else []
-            ),
+            *([GRPC_TITLE, "", grpc_markdown, ""] if grpc_table else []),
             detail_note,
             "",
             render_markdown(detail_header, detail_table),

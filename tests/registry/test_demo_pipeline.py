@@ -10,9 +10,9 @@ from collections.abc import Callable
 import numpy as np
 import onnx
 import onnxruntime as ort
-import onnxruntime_extensions
 import pytest
 
+from registry import custom_ops
 from registry.demo_pipeline import (
     LABELS,
     SENTIMENT_INPUTS,
@@ -41,7 +41,7 @@ MIXED = [
 
 def session(data: bytes) -> ort.InferenceSession:
     options = ort.SessionOptions()
-    options.register_custom_ops_library(onnxruntime_extensions.get_library_path())
+    custom_ops.enable(options)
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
