@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fnmatch
+import functools
 import hashlib
 import hmac
 import logging
@@ -305,7 +306,13 @@ class KeyRecord:
         )
 
     def allows_model(self, model: str) -> bool:
-        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.model_patterns)
+        return _patterns_match(model, self.model_patterns)
+
+
+@functools.lru_cache(maxsize=8192)
+def _patterns_match(model: str, patterns: tuple[str, ...]) -> bool:
+    # Asked on every request with the same few (model, patterns) pairs: fnmatch costs more.
+    return any(fnmatch.fnmatchcase(model, pattern) for pattern in patterns)
 
 
 def key_record(public_id: str) -> KeyRecord | None:

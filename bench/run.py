@@ -287,7 +287,7 @@ class Stack:
             str(BIN / "gunicorn"),
             "controlplane.asgi:application",
             "--worker-class",
-            "uvicorn_worker.UvicornWorker",
+            "controlplane.web_worker.TurnoutUvicornWorker",
             "--workers",
             str(self.web_workers),
             "--bind",

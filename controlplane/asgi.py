@@ -7,6 +7,8 @@ docs/architecture.md), which the inference path cannot afford. Everything else
 `controlplane.body_limits`.
 """
 
+import gc
+import logging
 import os
 from typing import Any
 
@@ -42,3 +44,12 @@ def build_application(gateway: Gateway) -> Any:
 
 
 application = build_application(Gateway())
+
+# Every inference writes a log record (the access log). In the web processes a record skips
+# what no configured format prints, as the logging HOWTO's "Optimization" section shows: the
+# caller's frame and the thread (gunicorn's own lines print the process id, which stays).
+# And what the imports built is left out of the collector's scans.
+logging._srcfile = None
+logging.logThreads = False
+logging.logMultiprocessing = False
+gc.freeze()

@@ -547,7 +547,8 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
         # The access log is always one JSON object per line, whatever LOG_FORMAT says;
         # the gateway serialises each line itself.
-        "access": {"class": "logging.StreamHandler", "formatter": "message"},
+        # Lines of one event-loop turn written together (controlplane/log_handlers.py).
+        "access": {"class": "controlplane.log_handlers.LoopBufferedStreamHandler", "formatter": "message"},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

@@ -55,6 +55,17 @@ def server_timing(obs: Observation) -> str:
     )
 
 
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
+def _timestamp(now: float) -> str:
+    """ISO 8601 UTC with milliseconds; the seconds part is formatted once per second."""
+    whole = int(now)
+    if _second[0] != whole:
+        _second[0], _second[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{_second[1]}.{int((now - whole) * 1000):03d}Z"
+
+
 def access_log(scope: Scope, request_id: str, obs: Observation) -> None:
     """One JSON line per inference; never the tensors. Serialised here with orjson
     (the handler only writes it): python-json-logger would cost several times more
@@ -63,7 +74,7 @@ def access_log(scope: Scope, request_id: str, obs: Observation) -> None:
         return
     client = scope.get("client")
     line = {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f"{time.time() % 1:.3f}"[1:] + "Z",
+        "time": _timestamp(time.time()),
         "level": "INFO",
         "logger": "turnout.access",
         "message": f"{scope['method']} {scope['path']} {obs.code}",
