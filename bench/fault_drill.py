@@ -163,12 +163,7 @@ class Stack:
     def start(self) -> None:
         shutil.rmtree(OUT / "drill-prometheus", ignore_errors=True)
         (OUT / "drill-prometheus").mkdir(parents=True)
-        web = [
-            str(BIN / "gunicorn"),
-            "controlplane.asgi:application",
-            "--worker-class",
-            "controlplane.web_worker.TurnoutUvicornWorker",
-        ]
+        web = [str(BIN / "gunicorn"), "controlplane.asgi:application", "--worker-class", "uvicorn_worker.UvicornWorker"]
         web += ["--workers", "2", "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "5"]
         self._spawn("web", web)
         for name in ("a", "b"):

@@ -287,7 +287,7 @@ class Stack:
             str(BIN / "gunicorn"),
             "controlplane.asgi:application",
             "--worker-class",
-            "controlplane.web_worker.TurnoutUvicornWorker",
+            "uvicorn_worker.UvicornWorker",
             "--workers",
             str(self.web_workers),
             "--bind",

@@ -127,7 +127,7 @@ def stack(port: int) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
         "web": [
             str(BIN / "gunicorn"),
             "controlplane.asgi:application",
-            *("--worker-class", "controlplane.web_worker.TurnoutUvicornWorker", "--workers", "1"),
+            *("--worker-class", "uvicorn_worker.UvicornWorker", "--workers", "1"),
             *("--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5"),
         ],
     }

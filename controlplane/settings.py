@@ -547,8 +547,7 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
         # The access log is always one JSON object per line, whatever LOG_FORMAT says;
         # the gateway serialises each line itself.
-        # Lines of one event-loop turn written together (controlplane/log_handlers.py).
-        "access": {"class": "controlplane.log_handlers.LoopBufferedStreamHandler", "formatter": "message"},
+        "access": {"class": "logging.StreamHandler", "formatter": "message"},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

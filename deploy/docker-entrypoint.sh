@@ -36,7 +36,7 @@ case "$role" in
         # constantly; on the container's overlay filesystem that can stall
         # workers, /dev/shm is a tmpfs in every container.
         exec gunicorn controlplane.asgi:application --config deploy/gunicorn.conf.py \
-            --worker-class controlplane.web_worker.TurnoutUvicornWorker \
+            --worker-class uvicorn_worker.UvicornWorker \
             --bind 0.0.0.0:8000 \
             --workers "${WEB_CONCURRENCY:-2}" \
             --graceful-timeout 10 \

@@ -90,7 +90,8 @@ class WebProcess:
         self.port = free_port()
         self.log_path = log_path
         self._log = log_path.open("wb")
-        args = [sys.executable, "-m", "tests.support.web_server", str(self.port)]
+        args = [sys.executable, "-m", "uvicorn", "controlplane.asgi:application", "--host", "127.0.0.1"]
+        args += ["--port", str(self.port), "--no-access-log", "--lifespan", "on"]
         self.process = subprocess.Popen(
             args, cwd=ROOT, env=process_env(**env), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
