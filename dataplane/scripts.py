@@ -75,3 +75,40 @@ for i = 1, #KEYS do
 end
 return taken
 """
+
+
+# A worker's answers to one batch in one command: each gateway's replies pushed on its reply
+# list (which then lives REPLY_TTL seconds more), then the answered entries acknowledged and
+# deleted, in that order (a gateway that finds an entry gone relies on its reply being in its
+# list already: gateway/dispatch.py). Not on a Redis Cluster, where the lists and a version's
+# streams are in different slots (workers/consumer.py sends two pipelines there).
+# KEYS: the reply lists, then the streams. ARGV: the number of lists, the TTL, the group, then
+# per list its reply count and replies, then per stream its entry count and entry ids.
+ANSWER_SCRIPT = """
+local lists, ttl, group = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local a = 4
+local function each(command, key, prefix, count)
+    -- in chunks: unpack is limited by Lua's C stack
+    for first = a, a + count - 1, 1000 do
+        local last = math.min(first + 999, a + count - 1)
+        if prefix then
+            redis.call(command, key, prefix, unpack(ARGV, first, last))
+        else
+            redis.call(command, key, unpack(ARGV, first, last))
+        end
+    end
+end
+for i = 1, lists do
+    local count = tonumber(ARGV[a]); a = a + 1
+    each('RPUSH', KEYS[i], nil, count)
+    redis.call('EXPIRE', KEYS[i], ttl)
+    a = a + count
+end
+for i = lists + 1, #KEYS do
+    local count = tonumber(ARGV[a]); a = a + 1
+    each('XACK', KEYS[i], group, count)
+    each('XDEL', KEYS[i], nil, count)
+    a = a + count
+end
+return 0
+"""
