@@ -20,14 +20,13 @@ from typing import Any
 import numpy as np
 import redis
 
-from dataplane import scripts
 from dataplane.keys import RedisKeys
 from dataplane.wire import MalformedRequest, WireReply, WireRequest, decode_request, encode_reply
 from observability import tracing
 from registry import inference_memory
 from registry.pipelines import StageDeadlineExceeded, StageFailed
 from workers.batching import Batch, concatenate, plan_batches, split
-from workers.intake import Entry, Intake, by_stream
+from workers.intake import Entry, Intake
 from workers.pipeline import LoadedPipeline, ServedStage
 from workers.runtime import LoadedSession, RunMemoryExceeded
 
@@ -101,7 +100,6 @@ class VersionConsumer(threading.Thread):
         self.version = version
         self.redis = client
         self.intake = Intake(client, keys.request_streams(version.id), worker_name)
-        self._answer = client.register_script(scripts.ANSWER_SCRIPT)
         self.cluster = keys.cluster
         self.worker_name = worker_name
         self.get_session = get_session
@@ -326,31 +324,17 @@ class VersionConsumer(threading.Thread):
     def _send(self, finished: list[Finished]) -> None:
         """Replies and acknowledgements in one round trip; acknowledged only once answered.
         (Each reply is pushed before its entry is deleted: a gateway that finds an entry
-        gone can rely on its reply being in its list already, see gateway/dispatch.py.)
-        Each gateway's replies go in one push: a batch's requests mostly come from a few."""
-        replies: dict[str, list[bytes]] = {}
+        gone can rely on its reply being in its list already, see gateway/dispatch.py.)"""
+        pipe = self.redis.pipeline(transaction=False)
         for reply_to, _, _, reply in finished:
             if reply_to is not None and reply is not None:
-                replies.setdefault(reply_to, []).append(encode_reply(reply))
-        answered = by_stream((stream, entry_id) for _, stream, entry_id, _ in finished)
-        if not self.cluster:
-            # One script, one command to pack and parse (a pipeline of four costs the batch
-            # about 80 µs of Python at concurrency 1, on its way back to the client).
-            keys: list[str] = [*replies, *answered]
-            args: list[Any] = [len(replies), REPLY_TTL_SECONDS, scripts.GROUP]
-            for group in (replies, answered):
-                for values in group.values():
-                    args += [len(values), *values]
-            self._answer(keys=keys, args=args)
-            return
-        # A cluster pipeline sends each node its commands separately, in no set order: the
-        # replies must have landed before the deletes are sent.
-        pipe = self.redis.pipeline(transaction=False)
-        for reply_to, blobs in replies.items():
-            pipe.rpush(reply_to, *blobs)
-            pipe.expire(reply_to, REPLY_TTL_SECONDS)
-        pipe.execute()
-        pipe = self.redis.pipeline(transaction=False)
+                pipe.rpush(reply_to, encode_reply(reply))
+                pipe.expire(reply_to, REPLY_TTL_SECONDS)
+        if self.cluster:
+            # A cluster pipeline sends each node its commands separately, in no set order: the
+            # replies must have landed before the deletes are sent.
+            pipe.execute()
+            pipe = self.redis.pipeline(transaction=False)
         self.intake.acknowledge(pipe, [(stream, entry_id) for _, stream, entry_id, _ in finished])
         pipe.execute()
 
