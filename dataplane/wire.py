@@ -78,15 +78,6 @@ def tensor_to_bytes(datatype: str, array: np.ndarray) -> bytes:
     return np.ascontiguousarray(array, dtype=NUMPY_DTYPES[datatype]).tobytes()
 
 
-def tensor_buffer(datatype: str, array: np.ndarray) -> bytes | memoryview:
-    """As tensor_to_bytes, without a copy when the array already has the wire's layout (an
-    output decoded from a worker's reply is a view of the reply's bytes: its bytes go out as they came)."""
-    if datatype == "BYTES":
-        return encode_bytes_tensor(array)
-    contiguous = np.ascontiguousarray(array, dtype=NUMPY_DTYPES[datatype])
-    return contiguous.reshape(-1).view(np.uint8).data
-
-
 def tensor_from_bytes(datatype: str, shape: list[int], raw: bytes | memoryview) -> np.ndarray:
     count = 1
     for dim in shape:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from dataplane.wire import NUMPY_DTYPES, decode_bytes_tensor, encode_bytes_tensor, tensor_buffer
+from dataplane.wire import NUMPY_DTYPES, decode_bytes_tensor, encode_bytes_tensor, tensor_to_bytes
 
 MAX_RANK = 32
 # The most elements a shape may name, counting only its non-zero dimensions: a zero
@@ -345,7 +345,7 @@ def encode_response(
     for name, datatype, array in outputs:
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if name in request.binary_outputs:
-            raw = tensor_buffer(datatype, array)  # joined into the body below: the one copy
+            raw = tensor_to_bytes(datatype, array)
             entry["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
         else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from dataplane import wire
 from dataplane.wire import decode_request, encode_request
 
 
@@ -63,19 +62,3 @@ def test_only_a_sampled_request_carries_its_traceparent_to_the_worker() -> None:
 
 def test_an_entry_from_a_gateway_before_tracing_still_decodes() -> None:
     assert decode_request(b"1-0", entry()).traceparent is None
-
-
-def test_a_tensor_buffer_is_the_wire_bytes_without_a_copy_when_the_layout_matches() -> None:
-    reply = np.arange(12, dtype=np.float32).tobytes()
-    view = wire.tensor_from_bytes("FP32", [3, 4], reply)  # as the gateway decodes a worker's reply
-
-    buffer = wire.tensor_buffer("FP32", view)
-
-    assert bytes(buffer) == reply
-    assert np.shares_memory(np.frombuffer(buffer, dtype=np.uint8), view)  # the reply's own bytes
-    transposed = wire.tensor_buffer("FP32", view.T)  # another layout: copied, in C order
-    assert bytes(transposed) == np.ascontiguousarray(view.T).tobytes()
-    assert bytes(wire.tensor_buffer("FP16", np.ones((0, 2), dtype=np.float16))) == b""
-    assert bytes(wire.tensor_buffer("BYTES", np.array([b"ab"], dtype=object))) == wire.tensor_to_bytes(
-        "BYTES", np.array([b"ab"], dtype=object)
-    )
