@@ -4,6 +4,7 @@ access log line. Used by gateway/model_endpoints.py."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -55,15 +56,15 @@ def server_timing(obs: Observation) -> str:
     )
 
 
-_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+@functools.lru_cache(maxsize=1)
+def _utc_second(whole: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
 
 
 def _timestamp(now: float) -> str:
     """ISO 8601 UTC with milliseconds; the seconds part is formatted once per second."""
     whole = int(now)
-    if _second[0] != whole:
-        _second[0], _second[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-    return f"{_second[1]}.{int((now - whole) * 1000):03d}Z"
+    return f"{_utc_second(whole)}.{int((now - whole) * 1000):03d}Z"
 
 
 def access_log(scope: Scope, request_id: str, obs: Observation) -> None:
