@@ -15,11 +15,12 @@ import dataclasses
 import fnmatch
 import logging
 import threading
+from collections.abc import Iterator
 from typing import Any, cast
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection, transaction
 
 from controlplane.redis_client import new_redis, redis_keys
 from dataplane import control
@@ -57,13 +58,32 @@ def _stages(version: ModelVersion) -> tuple[ServedStage, ...]:
     )
 
 
+@contextlib.contextmanager
+def _one_snapshot() -> Iterator[None]:
+    """The reads inside see the registry as of one moment.
+
+    A prefetch is several queries, and under READ COMMITTED each sees what was committed when it
+    started: a pipeline and its stage version deleted between the stage query and the version
+    query leave a stage without its version. A read-only REPEATABLE READ transaction reads every
+    query from the first one's snapshot and takes no lock that writers wait on.
+    """
+    if connection.in_atomic_block:  # an outer transaction already chose its isolation
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield
+
+
 def ready_versions(patterns: list[str]) -> list[ServedVersion]:
-    versions = (
-        ModelVersion.objects.filter(status=VersionStatus.READY)
-        .select_related("model")
-        .prefetch_related("stages__version__model")
-    )
-    production = set(Alias.objects.filter(name=PRODUCTION).values_list("version_id", flat=True))
+    with _one_snapshot():
+        versions = list(
+            ModelVersion.objects.filter(status=VersionStatus.READY)
+            .select_related("model")
+            .prefetch_related("stages__version__model")
+        )
+        production = set(Alias.objects.filter(name=PRODUCTION).values_list("version_id", flat=True))
     return [
         ServedVersion(
             id=v.id,
@@ -267,6 +287,10 @@ class Serving:
                 self._reconcile()
             except (DatabaseError, redis.RedisError):
                 logger.warning("cannot refresh the served versions; retrying", exc_info=True)
+            except Exception:
+                # Whatever one refresh hit, the next one runs: a worker that stops
+                # reconciling never loads another version.
+                logger.exception("unexpected error while refreshing the served versions; retrying")
             self._wake.wait(REFRESH_SECONDS)
             self._wake.clear()
 
