@@ -36,10 +36,11 @@ run: setup
 
 ## The whole suite against the real PostgreSQL and Redis: the in-process tests on two
 ## pytest-xdist workers, then the ones that start processes (tests/integration/) alone.
+## Each run names its slowest tests, to keep CI's time in view.
 test: setup
 	$(BIN)/python manage.py check_services
-	$(BIN)/pytest -n 2 -m "not integration"
-	$(BIN)/pytest -m integration
+	$(BIN)/pytest -n 2 -m "not integration" --durations=10
+	$(BIN)/pytest -m integration --durations=15
 
 lint: setup
 	$(BIN)/ruff check .
