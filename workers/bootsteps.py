@@ -102,10 +102,17 @@ class HeartbeatStep(bootsteps.StartStopStep):
         keys = redis_keys()
         while not self._stop.is_set():
             info: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname()}
-            if serving.current is not None:
-                info.update(serving.current.describe())
+            try:
+                if serving.current is not None:
+                    info.update(serving.current.describe())
+            except Exception:
+                # The worker is alive whatever its description hit: a heartbeat that
+                # stopped here would make every gateway count it dead.
+                logger.exception("worker %s: could not describe what it serves; heartbeat without it", self._name)
             try:
                 record_heartbeat(client, keys, self._name, info, ttl)
             except redis.RedisError as exc:
                 logger.warning("worker %s: heartbeat failed: %s", self._name, exc)
+            except Exception:
+                logger.exception("worker %s: heartbeat failed", self._name)
             self._stop.wait(interval)

@@ -238,7 +238,11 @@ class Serving:
         return True
 
     def describe(self) -> dict[str, Any]:
-        loaded: dict[int, LoadedSession | LoadedPipeline] = {**self.pool.loaded(), **self._pipelines}
+        """For the heartbeat thread, while the others add and remove versions: it reads copies."""
+        with self._pipelines_lock:
+            pipelines = dict(self._pipelines)
+        loaded: dict[int, LoadedSession | LoadedPipeline] = {**self.pool.loaded(), **pipelines}
+        consumers = list(self.consumers.items())  # one C-level copy: no thread runs in between
         return {
             "serving": {
                 str(vid): {
@@ -246,7 +250,7 @@ class Serving:
                     "version": c.version.number,
                     "provider": loaded[vid].provider if vid in loaded else None,
                 }
-                for vid, c in self.consumers.items()
+                for vid, c in consumers
             },
             "memory_bytes": self.pool.memory_bytes(),
             "batches": self.batches,
