@@ -275,18 +275,20 @@ class Dispatcher:
                 await asyncio.sleep(0.5)
 
     def _deliver(self, blobs: list[Any]) -> None:
+        # Whatever a reply holds, the listener goes on: a stray or truncated blob must not
+        # stop the delivery of every other request's answer.
         for blob in blobs:
             try:
                 request_key = decode_reply_id(blob)
-            except (ValueError, KeyError):
-                logger.error("dropping a malformed reply")
+            except Exception:
+                logger.error("dropping a malformed reply (%d bytes)", len(blob))
                 continue
             future = self._waiting.get(request_key)
             if future is not None and not future.done():
                 try:
                     future.set_result(decode_reply(blob))
-                except (ValueError, KeyError) as exc:
-                    future.set_exception(ProtocolError(500, f"malformed reply from the worker: {exc}"))
+                except Exception as exc:
+                    future.set_exception(ProtocolError(500, f"malformed reply from the worker: {exc!r}"))
 
     async def _fail_lost(self, everything: bool) -> None:
         """Answer 503 the waiting requests whose stream entry is gone (see the module docstring)."""
