@@ -88,7 +88,12 @@ class ScriptBatcher:
         try:
             while self._pending:
                 batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-                await self._run(batch)
+                try:
+                    await self._run(batch)
+                except Exception as exc:
+                    # A bug, not Redis: its callers get an error they handle, instead of waiting forever.
+                    logger.exception("a grouped script call failed unexpectedly")
+                    self._fail(batch, aioredis.RedisError(f"the grouped script call failed: {exc!r}"))
         finally:
             self._running = False
 

@@ -102,3 +102,38 @@ def test_an_answer_that_does_not_fit_the_group_fails_every_call_rather_than_leav
 
     # The three calls went as one group, and the one answer cannot be matched to them.
     assert [type(outcome) for outcome in outcomes] == [redis.RedisError] * 3
+
+
+def test_an_unexpected_error_answers_every_call_of_the_group_and_the_next_group_runs(
+    key: str, redis_client: redis.Redis
+) -> None:
+    """Only Redis's own errors were caught: anything else left the group's callers waiting forever."""
+
+    async def go() -> tuple[list[Any], Any]:
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+        batcher = ScriptBatcher(client, BODY, prelude=PRELUDE)
+        evalsha = client.evalsha
+        calls = 0
+
+        async def failing_once(*args: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise TypeError("an argument redis-py cannot encode")
+            return await evalsha(*args)
+
+        client.evalsha = failing_once  # type: ignore[method-assign]
+        try:
+            first = await asyncio.wait_for(
+                asyncio.gather(*(batcher([key], [1, f"call-{i}"]) for i in range(3)), return_exceptions=True), 5
+            )
+            after = await asyncio.wait_for(batcher([key], [1, "after"]), 5)
+        finally:
+            await client.aclose()
+        return list(first), after
+
+    first, after = asyncio.run(go())
+
+    assert all(isinstance(outcome, aioredis.RedisError) for outcome in first)
+    assert "TypeError" in str(first[0])
+    assert after == [1, b"after"]
