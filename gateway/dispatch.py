@@ -273,6 +273,10 @@ class Dispatcher:
                 logger.warning("reply listener lost Redis; retrying in 0.5 s", exc_info=True)
                 suspect = True
                 await asyncio.sleep(0.5)
+            except Exception:
+                # A bug must not end the listener: the answers of every other request go through it.
+                logger.exception("unexpected error in the reply listener; going on in 0.5 s")
+                await asyncio.sleep(0.5)
 
     def _deliver(self, blobs: list[Any]) -> None:
         # Whatever a reply holds, the listener goes on: a stray or truncated blob must not

@@ -62,3 +62,32 @@ def test_malformed_replies_are_dropped_and_the_others_still_delivered(redis_clie
     assert failure.status == 500
     assert "malformed reply from the worker" in str(failure)
     assert listening, "the listener stopped on a malformed reply"
+
+
+def test_the_listener_goes_on_after_an_unexpected_error(redis_client: redis.Redis) -> None:
+    async def go() -> tuple[WireReply, bool]:
+        dispatcher = Dispatcher(settings.REDIS_URL, redis_keys())
+        deliver = dispatcher._deliver
+        failed = asyncio.Event()
+
+        def failing_once(blobs: list[object]) -> None:
+            if not failed.is_set():
+                failed.set()
+                raise RuntimeError("a bug in delivery")
+            deliver(blobs)  # type: ignore[arg-type]
+
+        dispatcher._deliver = failing_once  # type: ignore[method-assign]
+        try:
+            lost = await dispatcher.enqueue(VERSION, request(), 10, 100)
+            later = await dispatcher.enqueue(VERSION, request(), 10, 100)  # no enqueue after the error
+            redis_client.rpush(dispatcher.reply_key, encode_reply(WireReply(lost.request_key)))
+            await asyncio.wait_for(failed.wait(), 5)
+            redis_client.rpush(dispatcher.reply_key, encode_reply(WireReply(later.request_key)))
+            delivered = await asyncio.wait_for(dispatcher.wait(later), 5)
+            return delivered, dispatcher._listener is not None and not dispatcher._listener.done()
+        finally:
+            await dispatcher.close()
+
+    delivered, listening = asyncio.run(go())
+
+    assert (delivered.status, listening) == (200, True)
