@@ -413,6 +413,10 @@ class Serving:
                 pubsub.close()
             except redis.RedisError:
                 self._stop.wait(1.0)
+            except Exception:
+                # Notices only hurry the refresh along; they must not end on a bug.
+                logger.exception("unexpected error while listening for change notices; retrying in 1 s")
+                self._stop.wait(1.0)
 
 
 # The one Serving of this process, set by the bootstep; control tasks use it.

@@ -1,11 +1,13 @@
-"""How a worker reads what it serves from the registry: one consistent snapshot, whatever is
-deleted between the queries of the read, and a refresh loop that outlives an unexpected error.
-Real PostgreSQL; the concurrent delete runs on a second connection (another thread)."""
+"""How a worker keeps track of what it serves: one consistent snapshot of the registry, whatever is
+deleted between the queries of the read, and a refresh loop and a notice listener that outlive
+an unexpected error. Real PostgreSQL; the concurrent delete runs on a second connection (another
+thread)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -118,3 +120,34 @@ def test_the_refresh_loop_goes_on_after_an_unexpected_error(monkeypatch: pytest.
 
     assert not loop.is_alive()
     assert len(calls) == 2
+
+
+def test_the_notice_listener_goes_on_after_an_unexpected_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    worker = serving.Serving.__new__(serving.Serving)  # the listener only
+    worker._stop = threading.Event()
+    worker._wake = threading.Event()
+    worker.keys = SimpleNamespace(catalog_channel=lambda: "notices")
+    subscriptions: list[str] = []
+
+    class PubSub:
+        def subscribe(self, channel: str) -> None:
+            subscriptions.append(channel)
+            if len(subscriptions) == 1:
+                raise TypeError("a bug while subscribing")
+
+        def get_message(self, timeout: float) -> dict[str, Any]:
+            worker._stop.set()
+            return {"type": "message"}
+
+        def close(self) -> None:
+            pass
+
+    worker.redis = SimpleNamespace(pubsub=lambda ignore_subscribe_messages: PubSub())
+    monkeypatch.setattr(worker._stop, "wait", lambda seconds: False)  # no 1 s pause in the test
+    listener = threading.Thread(target=worker._listen)
+    listener.start()
+    listener.join(timeout=10)
+
+    assert not listener.is_alive()
+    assert subscriptions == ["notices", "notices"]
+    assert worker._wake.is_set()
