@@ -18,8 +18,8 @@ two cores), as Turnout's own worker runs.
 
     BENCH_MODEL_DIR=bench/out/baseline-models uvicorn per_request:app --app-dir bench --workers 2
 
-`run.py` writes each model's artifact to BENCH_MODEL_DIR as `<name>.onnx` and starts it with
-`PerRequestServer`.
+`run.py` (measure_baseline, in load.py) writes each model's artifact to BENCH_MODEL_DIR as
+`<name>.onnx` and starts it with `PerRequestServer`.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ floods the same model? (issue 15, priority levels by client tier)
    --priority-queue, 256 by default, so low is refused past 128 queued), and two API keys on the
    plans `bench-high` and `bench-low` (priority high and low, no effective rate
    limit). The keys are revoked at the end.
-2. Starts the benchmark's own stack (bench/run.py's Stack: gunicorn with uvicorn
+2. Starts the benchmark's own stack (bench/stack.py's Stack: gunicorn with uvicorn
    workers, one Celery worker, a private Redis prefix).
    The low tier's clients honour Retry-After: after a 503 a connection waits 1 s
    (bench/post_backoff.lua), so they overload the model's queue rather than the
@@ -27,6 +27,7 @@ floods the same model? (issue 15, priority levels by client tier)
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import threading
@@ -34,8 +35,13 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
+
+import stack as bench_stack  # for API_KEY, which the requests read at each call
+from load import POST_LUA, wait_quiet
+from report import git_revision, machine
+from results import OUT
+from stack import PREFIX, Stack, check_answer, request_body, setup_django, wait_ready
 
 MODEL = "bench-priority"
 TARGET_RATIO = 1.5
@@ -80,13 +86,11 @@ def parse(output: str) -> Load:
     )
 
 
-def wrk(
-    bench: ModuleType, url: str, body: Path, key: str, connections: int, seconds: float, backoff: bool = False
-) -> Load:
+def wrk(url: str, body: Path, key: str, connections: int, seconds: float, backoff: bool = False) -> Load:
     """`backoff`: the clients wait out Retry-After (1 s) after a 503 (bench/post_backoff.lua)."""
     args = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "--latency"]
-    args += ["-s", str(BACKOFF_LUA if backoff else bench.POST_LUA), url]
-    env = dict(bench.os.environ, BENCH_BODY_FILE=str(body), BENCH_API_KEY=key, BENCH_POST_LUA=str(bench.POST_LUA))
+    args += ["-s", str(BACKOFF_LUA if backoff else POST_LUA), url]
+    env = dict(os.environ, BENCH_BODY_FILE=str(body), BENCH_API_KEY=key, BENCH_POST_LUA=str(POST_LUA))
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=seconds + 60, check=False)  # noqa: S603
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
@@ -142,10 +146,10 @@ def queue_means(counts: dict[tuple[str, str], float]) -> str:
     return ", ".join(means) or "none"
 
 
-def run(args: argparse.Namespace, bench: ModuleType) -> int:
-    prefix = args.redis_prefix or bench.PREFIX
-    bench.os.environ["TURNOUT_REDIS_PREFIX"] = prefix
-    bench.setup_django(prefix)
+def run(args: argparse.Namespace) -> int:
+    prefix = args.redis_prefix or PREFIX
+    os.environ["TURNOUT_REDIS_PREFIX"] = prefix
+    setup_django(prefix)
     from accounts import services
     from ops.benchmark import register
     from registry import demo_models
@@ -157,24 +161,24 @@ def run(args: argparse.Namespace, bench: ModuleType) -> int:
     }
     print(register(MODEL, "Benchmark MLP for priority tiers.", demo_models.build_mlp_large(), serving), flush=True)
     secrets, keys = tier_keys()
-    bench.API_KEY = secrets["high"]
-    body = bench.OUT / "body-priority.json"
-    bench.OUT.mkdir(parents=True, exist_ok=True)
-    body.write_bytes(bench.request_body(512, seed=7))
-    stack = bench.Stack(args.web_workers, args.intra_op_threads, args.log_level, None, prefix)
+    bench_stack.API_KEY = secrets["high"]
+    body = OUT / "body-priority.json"
+    OUT.mkdir(parents=True, exist_ok=True)
+    body.write_bytes(request_body(512, seed=7))
+    stack = Stack(args.web_workers, args.intra_op_threads, args.log_level, None, prefix)
     seconds = args.seconds
     high_conc, low_conc = args.priority_high_conc, args.priority_low_conc
     try:
         print(f"starting web ({args.web_workers} worker(s)) and worker on {stack.url} ...", flush=True)
         stack.start()
-        bench.wait_ready(stack.url, [MODEL], args.ready_timeout, stack)
+        wait_ready(stack.url, [MODEL], args.ready_timeout, stack)
         target = f"{stack.url}/v2/models/{MODEL}/infer"
-        bench.check_answer(stack.url, MODEL, body.read_bytes(), 1000)
+        check_answer(stack.url, MODEL, body.read_bytes(), 1000)
 
         def high(label: str) -> Load:
-            bench.wait_quiet(args.quiet_wait, args.quiet_threshold)
-            wrk(bench, target, body, secrets["high"], high_conc, args.warmup)
-            load = wrk(bench, target, body, secrets["high"], high_conc, seconds)
+            wait_quiet(args.quiet_wait, args.quiet_threshold)
+            wrk(target, body, secrets["high"], high_conc, args.warmup)
+            load = wrk(target, body, secrets["high"], high_conc, seconds)
             print(f"  high tier {label}: p50 {load.p50_ms:.2f} ms, p99 {load.p99_ms:.2f} ms, {load.rps:.0f} req/s")
             return load
 
@@ -185,15 +189,15 @@ def run(args: argparse.Namespace, bench: ModuleType) -> int:
             low: list[Load] = []
             flood = threading.Thread(
                 target=lambda: low.append(
-                    wrk(bench, target, body, secrets["low"], low_conc, LOW_WARMUP_SECONDS + seconds + 2, backoff=True)
+                    wrk(target, body, secrets["low"], low_conc, LOW_WARMUP_SECONDS + seconds + 2, backoff=True)
                 )
             )
-            counted = level_counts(bench.OUT / "prometheus")
+            counted = level_counts(OUT / "prometheus")
             flood.start()
             time.sleep(LOW_WARMUP_SECONDS)
-            load = wrk(bench, target, body, key, high_conc, seconds, backoff=True)
+            load = wrk(target, body, key, high_conc, seconds, backoff=True)
             flood.join()
-            counts = {k: v - counted.get(k, 0.0) for k, v in level_counts(bench.OUT / "prometheus").items()}
+            counts = {k: v - counted.get(k, 0.0) for k, v in level_counts(OUT / "prometheus").items()}
             stack.check_alive()
             return load, low[0], counts
 
@@ -210,12 +214,12 @@ def run(args: argparse.Namespace, bench: ModuleType) -> int:
     baseline = min(before.p99_ms, after.p99_ms)
     ratio = loaded.p99_ms / baseline
     lines = [
-        f"# Priority tiers: {MODEL} (mlp_large), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {bench.machine()}",
+        f"# Priority tiers: {MODEL} (mlp_large), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}",
         "",
         f"max_batch_size {args.priority_batch}, max_queue_size {args.priority_queue} "
         f"(low refused past {args.priority_queue // 2} queued), low-tier clients wait 1 s after a 503, "
         f"high tier {high_conc} connections, low tier {low_conc} connections, {seconds:.0f} s per run, "
-        f"{args.web_workers} web worker(s), revision {bench.git_revision()}",
+        f"{args.web_workers} web worker(s), revision {git_revision()}",
         "",
         "| run | high p50 ms | high p99 ms | high req/s |",
         "| --- | --- | --- | --- |",
@@ -239,5 +243,5 @@ def run(args: argparse.Namespace, bench: ModuleType) -> int:
     ]
     text = "\n".join(lines)
     print("\n" + text)
-    (bench.OUT / "priority.md").write_text(text + "\n")
+    (OUT / "priority.md").write_text(text + "\n")
     return 0
