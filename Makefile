@@ -52,6 +52,7 @@ format: setup
 
 typecheck: setup
 	$(BIN)/mypy
+	$(BIN)/mypy bench
 
 check: lint typecheck
 	$(BIN)/python manage.py makemigrations --check --dry-run

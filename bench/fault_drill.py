@@ -240,7 +240,8 @@ class Load:
                     connection = None
             except (OSError, http.client.HTTPException) as exc:
                 outcome = Outcome(sent - self.started, time.monotonic() - sent, 0, type(exc).__name__)
-                connection.close()
+                if connection is not None:
+                    connection.close()
                 connection = None
                 time.sleep(0.05)
             with self.lock:

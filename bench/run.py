@@ -92,6 +92,20 @@ from stack import (  # noqa: E402
 
 
 # --- main ---------------------------------------------------------------------------
+def batching_modes(text: str) -> list[str]:
+    """--modes: "on", "off", "both" or a comma-separated list of them, in order, each once."""
+    modes: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if part not in ("on", "off", "both", ""):
+            raise argparse.ArgumentTypeError(f"unknown batching mode {part!r}: give on, off or both")
+        for mode in ("on", "off") if part == "both" else (part,) if part else ():
+            if mode not in modes:
+                modes.append(mode)
+    if not modes:
+        raise argparse.ArgumentTypeError("no batching mode: give on, off or both")
+    return modes
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per cell (default 10)")
@@ -107,7 +121,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="mlp_small,mlp_large,mlp_large_int8,sentiment",
         help="comma-separated: mlp_small, mlp_large, mlp_large_int8 (its INT8 variant), sentiment (the demo pipeline)",
     )
-    parser.add_argument("--modes", default="on,off", help="batching modes to measure: on, off or both")
+    parser.add_argument(
+        "--modes",
+        type=batching_modes,
+        default="on,off",
+        help="batching modes to measure, comma-separated: on, off, or both (on,off)",
+    )
     parser.add_argument("--url", default="", help="use the stack at this URL instead of starting one")
     parser.add_argument(
         "--redis-prefix",
@@ -176,7 +195,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     keys = [k.strip() for k in args.models.split(",") if k.strip()]
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    modes: list[str] = args.modes
     if shutil.which("wrk") is None:
         raise BenchError("wrk is not installed: apt-get install -y wrk (make bench installs it)")
     if args.priority:

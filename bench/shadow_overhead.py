@@ -85,7 +85,9 @@ def register(width: int) -> tuple[Any, Any, Any]:
 
         version = registry.upload_version(model, BytesIO(artifact), actor=user).version
         if version.status != VersionStatus.READY:
-            registry.run_validation(version.validation_jobs.order_by("-created_at").first().pk)
+            job = version.validation_jobs.order_by("-created_at").first()
+            assert job is not None, "an upload always has a validation job"
+            registry.run_validation(job.pk)
             version.refresh_from_db()
         if version.status != VersionStatus.READY:
             raise BenchError(f"{MODEL} v{version.number} is {version.status}: {version.status_reason}")
@@ -203,7 +205,7 @@ def shadow_copies(version: int) -> tuple[int, int]:
     client = get_redis()
     answered = refused = 0
     for key in client.scan_iter(match=f"{PREFIX}:obs:*:{MODEL}:{version}:shadow"):
-        fields = {k.decode(): int(v) for k, v in client.hgetall(key).items()}
+        fields = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in client.hgetall(key).items()}
         answered += fields.get("c:200", 0)
         refused += fields.get("n", 0) - fields.get("c:200", 0)
     return answered, refused
