@@ -21,6 +21,7 @@ import numpy as np
 import redis
 
 from dataplane.keys import RedisKeys
+from dataplane.link import Command
 from dataplane.wire import MalformedRequest, WireReply, WireRequest, decode_request, encode_reply
 from observability import tracing
 from registry import inference_memory
@@ -155,6 +156,7 @@ class VersionConsumer(threading.Thread):
             except Exception:
                 logger.exception("%s: unexpected error in the batching loop", version.label)
                 self._stop_event.wait(0.5)
+        self.intake.close()  # the loop's own connection (dataplane/link.py)
 
     def _reclaim(self) -> None:
         """Take over requests another consumer read but never answered (it died)."""
@@ -325,6 +327,15 @@ class VersionConsumer(threading.Thread):
         """Replies and acknowledgements in one round trip; acknowledged only once answered.
         (Each reply is pushed before its entry is deleted: a gateway that finds an entry
         gone can rely on its reply being in its list already, see gateway/dispatch.py.)"""
+        link = self.intake.link
+        if link is not None:
+            commands: list[Command] = []
+            for reply_to, _, _, reply in finished:
+                if reply_to is not None and reply is not None:
+                    commands.append(("RPUSH", reply_to, encode_reply(reply)))
+                    commands.append(("EXPIRE", reply_to, REPLY_TTL_SECONDS))
+            link.pipeline(commands + self.intake.acknowledgements((s, e) for _, s, e, _ in finished))
+            return
         pipe = self.redis.pipeline(transaction=False)
         for reply_to, _, _, reply in finished:
             if reply_to is not None and reply is not None:

@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from dataplane import scripts
+from dataplane.link import Command, link_for
 
 Entry = tuple[str, bytes, dict[bytes, bytes]]
 
@@ -41,6 +42,8 @@ def read_entries(streams: Sequence[str], response: Any) -> list[Entry]:
     """A multi-stream XREADGROUP's answer as entries, highest level first."""
     rank = {stream: i for i, stream in enumerate(streams)}
     by_level: list[tuple[int, Any]] = []
+    if isinstance(response, dict):  # RESP3 answers a map
+        response = response.items()
     for stream, entries in response or []:
         name = stream.decode() if isinstance(stream, bytes) else stream
         by_level.append((rank[name] + 1, entries))
@@ -64,6 +67,11 @@ class Intake:
         self.consumer = consumer
         self._take = client.register_script(scripts.TAKE_SCRIPT)
         self._drained = False  # the last read found fewer entries than it asked for
+        # The reads and the acknowledgements of every batch go over the loop's own connection
+        # (dataplane/link.py); None on a Redis Cluster, where the client routes each command.
+        self.link = link_for(client)
+        self._read_args = ("GROUP", scripts.GROUP, consumer)
+        self._read_streams = ("STREAMS", *self.streams, *(">" for _ in self.streams))
 
     def ensure_groups(self) -> None:
         for stream in self.streams:
@@ -83,16 +91,24 @@ class Intake:
         stream cost (one blocking round trip per request), and the read returns at once if
         anything arrived meanwhile, up to `count` from each level that has some, highest
         first (the batch planner cuts what exceeds a batch)."""
+        link = self.link
         if not self._drained:
-            entries = taken_entries(
-                self.streams, self._take(keys=self.streams, args=[scripts.GROUP, self.consumer, count])
-            )
+            take_args: list[Any] = [scripts.GROUP, self.consumer, count]
+            if link is not None:
+                taken = link.evalsha(self._take.sha, scripts.TAKE_SCRIPT, self.streams, take_args)
+            else:
+                taken = self._take(keys=self.streams, args=take_args)
+            entries = taken_entries(self.streams, taken)
             if entries:
                 self._drained = len(entries) < count
                 return entries
-        response: Any = self.redis.xreadgroup(
-            scripts.GROUP, self.consumer, dict.fromkeys(self.streams, ">"), count=count, block=block_ms
-        )
+        response: Any
+        if link is not None:
+            response = link.call("XREADGROUP", *self._read_args, "COUNT", count, "BLOCK", block_ms, *self._read_streams)
+        else:
+            response = self.redis.xreadgroup(
+                scripts.GROUP, self.consumer, dict.fromkeys(self.streams, ">"), count=count, block=block_ms
+            )
         entries = read_entries(self.streams, response)
         self._drained = len(entries) < count
         return entries
@@ -123,6 +139,17 @@ class Intake:
 
     def acknowledge(self, pipe: Any, entries: Iterable[tuple[str, bytes]]) -> None:
         """Queue, on `pipe`, the XACK and XDEL of answered entries (after their replies)."""
+        for command in self.acknowledgements(entries):
+            pipe.execute_command(*command)
+
+    def acknowledgements(self, entries: Iterable[tuple[str, bytes]]) -> list[Command]:
+        """The XACK and XDEL commands of answered entries, per stream."""
+        commands: list[Command] = []
         for stream, ids in by_stream(entries).items():
-            pipe.xack(stream, scripts.GROUP, *ids)
-            pipe.xdel(stream, *ids)
+            commands.append(("XACK", stream, scripts.GROUP, *ids))
+            commands.append(("XDEL", stream, *ids))
+        return commands
+
+    def close(self) -> None:
+        if self.link is not None:
+            self.link.close()
