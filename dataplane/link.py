@@ -77,8 +77,8 @@ class Link:
         try:
             return self.call("EVALSHA", sha, len(keys), *keys, *args)
         except NoScriptError:
-            self.call("SCRIPT", "LOAD", source)
-            return self.call("EVALSHA", sha, len(keys), *keys, *args)
+            loaded = self.call("SCRIPT", "LOAD", source)
+            return self.call("EVALSHA", loaded, len(keys), *keys, *args)
 
     def close(self) -> None:
         self._drop()
@@ -126,8 +126,8 @@ class AsyncLink:
         try:
             return await self.call("EVALSHA", sha, len(keys), *keys, *args)
         except NoScriptError:
-            await self.call("SCRIPT", "LOAD", source)
-            return await self.call("EVALSHA", sha, len(keys), *keys, *args)
+            loaded = await self.call("SCRIPT", "LOAD", source)
+            return await self.call("EVALSHA", loaded, len(keys), *keys, *args)
 
     async def close(self) -> None:
         await self._drop()

@@ -30,6 +30,7 @@ from redis.crc import key_slot
 from redis.exceptions import NoScriptError, RedisClusterException
 
 from dataplane.connection import is_cluster_client
+from dataplane.link import async_link_for
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,9 @@ class ScriptBatcher:
         self._pending: list[Call] = []
         self._running = False
         self._cluster = is_cluster_client(client)
+        # One group in flight at a time (see _drain): on one Redis or Sentinel it goes on a
+        # connection of its own, straight (dataplane/link.py); a cluster routes each slot's group.
+        self._link = async_link_for(client)
 
     async def __call__(self, keys: list[Any], args: list[Any]) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -118,14 +122,17 @@ class ScriptBatcher:
             counts += [len(keys), len(args)]
             all_keys += keys
             all_args += args
-        command = (len(all_keys), *all_keys, *counts, *all_args)
         try:
-            try:
-                results = await self._client.evalsha(self._sha, *command)
-            except NoScriptError:
-                # Redis restarted or its scripts were flushed: load it again, once.
-                self._sha = await self._client.script_load(self._source)
-                results = await self._client.evalsha(self._sha, *command)
+            if self._link is not None:
+                results = await self._link.evalsha(self._sha, self._source, all_keys, [*counts, *all_args])
+            else:
+                command = (len(all_keys), *all_keys, *counts, *all_args)
+                try:
+                    results = await self._client.evalsha(self._sha, *command)
+                except NoScriptError:
+                    # Redis restarted or its scripts were flushed: load it again, once.
+                    self._sha = await self._client.script_load(self._source)
+                    results = await self._client.evalsha(self._sha, *command)
         except (aioredis.RedisError, OSError) as exc:
             self._fail(batch, exc)
             return

@@ -35,6 +35,7 @@ from accounts import ratelimit
 from dataplane import priority, scripts
 from dataplane.connection import RedisTarget, async_client, parse_target
 from dataplane.keys import RedisKeys
+from dataplane.link import async_link_for
 from dataplane.wire import WireReply, decode_reply, decode_reply_id, encode_request
 from gateway.coalesce import ScriptBatcher
 from gateway.protocol import ParsedRequest, ProtocolError
@@ -132,6 +133,7 @@ class Dispatcher:
         self.redis = async_client(target, max_connections=512)
         # Blocking pops get their own connection so they never hold up enqueues.
         self._reply_redis = async_client(target)
+        self._reply_link = async_link_for(self._reply_redis)  # the listener's pops, straight (dataplane/link.py)
         self._enqueue = ScriptBatcher(self.redis, scripts.ENQUEUE_SCRIPT)
         self._admit = ScriptBatcher(self.redis, scripts.ADMIT_BODY, prelude=ratelimit.FUNCTION)
         # On a cluster a key's rate state and a version's streams live in different slots: the
@@ -258,7 +260,11 @@ class Dispatcher:
         suspect = False  # the connection was lost: whatever waited may be gone
         while True:
             try:
-                popped: Any = await self._reply_redis.blmpop(1, 1, self.reply_key, direction="LEFT", count=REPLY_BATCH)
+                popped: Any
+                if self._reply_link is not None:
+                    popped = await self._reply_link.call("BLMPOP", 1, 1, self.reply_key, "LEFT", "COUNT", REPLY_BATCH)
+                else:
+                    popped = await self._reply_redis.blmpop(1, 1, self.reply_key, direction="LEFT", count=REPLY_BATCH)
                 if popped:
                     self._deliver(popped[1])
                 if suspect or (self._queued and time.monotonic() >= next_check):

@@ -50,7 +50,7 @@ def test_a_repeated_request_is_a_hit_that_never_reaches_the_queue(
     version = serve("inf-cache", build_mlp(4, [8], 3, seed=1), cache_ttl_seconds=60)
 
     first = gateway.infer("inf-cache", body(id="a"))
-    time.sleep(0.2)  # the miss is stored after its answer was sent
+    gateway.settle()  # the miss is stored after its answer was sent
     second = gateway.infer("inf-cache", body(id="b"))
 
     assert first.status == second.status == 200, (first.body, second.body)
@@ -81,13 +81,13 @@ def test_a_different_input_output_selection_or_version_is_a_miss(
         return str(response.headers["x-turnout-cache"])
 
     assert cached(gateway.infer("inf-iris-cache", request)) == "miss"
-    time.sleep(0.2)
+    gateway.settle()
     assert cached(gateway.infer("inf-iris-cache", request)) == "hit"
     only_label = {**request, "outputs": [{"name": "label"}]}
     assert cached(gateway.infer("inf-iris-cache", only_label)) == "miss"
     other_flowers = {"inputs": [tensor("input", "FP32", FLOWERS[::-1].copy())]}
     assert cached(gateway.infer("inf-iris-cache", other_flowers)) == "miss"
-    time.sleep(0.2)
+    gateway.settle()
     label = gateway.infer("inf-iris-cache", only_label)
     assert cached(label) == "hit"
     assert [o["name"] for o in label.json()["outputs"]] == ["label"]
@@ -125,7 +125,7 @@ def test_an_answer_expires_with_its_ttl(serve: Callable[..., Any], gateway: Gate
     version = serve("inf-cache-ttl", build_mlp(4, [8], 3, seed=3), cache_ttl_seconds=1)
 
     first = gateway.infer("inf-cache-ttl", body())
-    time.sleep(0.2)
+    gateway.settle()
     second = gateway.infer("inf-cache-ttl", body())
     time.sleep(1.1)
     third = gateway.infer("inf-cache-ttl", body())
@@ -140,7 +140,7 @@ def test_json_and_binary_requests_of_the_same_tensors_share_an_answer(
 ) -> None:
     version = serve("inf-cache-bin", build_mlp(4, [8], 3, seed=4), cache_ttl_seconds=60)
     as_json = gateway.infer("inf-cache-bin", body())
-    time.sleep(0.2)
+    gateway.settle()
     header = {
         "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": 16}}],
         "parameters": {"binary_data_output": True},
@@ -171,7 +171,7 @@ def test_every_request_gets_exactly_one_answer_hit_or_miss(
         return await asyncio.gather(*(exchange(gateway.app, "POST", path, orjson.dumps(b), headers) for b in bodies))
 
     first = gateway.client.loop.run_until_complete(all_at_once(distinct))
-    time.sleep(0.2)
+    gateway.settle()
     second = gateway.client.loop.run_until_complete(all_at_once(repeated + distinct))
 
     for response, starts in [*first, *second]:

@@ -80,6 +80,12 @@ class Gateway:
     def infer(self, model: str, body: Any, version: int | str | None = None, **kwargs: Any) -> AsgiResponse:
         return self.client.loop.run_until_complete(self.ainfer(model, body, version, **kwargs))
 
+    def settle(self, seconds: float = 0.2) -> None:
+        """Run the gateway's event loop for `seconds`, so that what it does after an answer (a
+        response cache store, a kept answer) is done, as a served process's always-running loop
+        would do it; a plain sleep leaves this in-process loop stopped."""
+        self.client.loop.run_until_complete(asyncio.sleep(seconds))
+
     async def ainfer(
         self, model: str, body: Any, version: int | str | None = None, headers: dict[str, str] | None = None
     ) -> AsgiResponse:
