@@ -101,7 +101,6 @@ class VersionConsumer(threading.Thread):
         self.version = version
         self.redis = client
         self.intake = Intake(client, keys.request_streams(version.id), worker_name)
-        self.cluster = keys.cluster
         self.worker_name = worker_name
         self.get_session = get_session
         self.reclaim_idle_ms = reclaim_idle_ms
@@ -327,27 +326,22 @@ class VersionConsumer(threading.Thread):
         """Replies and acknowledgements in one round trip; acknowledged only once answered.
         (Each reply is pushed before its entry is deleted: a gateway that finds an entry
         gone can rely on its reply being in its list already, see gateway/dispatch.py.)"""
-        link = self.intake.link
-        if link is not None:
-            commands: list[Command] = []
-            for reply_to, _, _, reply in finished:
-                if reply_to is not None and reply is not None:
-                    commands.append(("RPUSH", reply_to, encode_reply(reply)))
-                    commands.append(("EXPIRE", reply_to, REPLY_TTL_SECONDS))
-            link.pipeline(commands + self.intake.acknowledgements((s, e) for _, s, e, _ in finished))
-            return
-        pipe = self.redis.pipeline(transaction=False)
+        replies: list[Command] = []
         for reply_to, _, _, reply in finished:
             if reply_to is not None and reply is not None:
-                pipe.rpush(reply_to, encode_reply(reply))
-                pipe.expire(reply_to, REPLY_TTL_SECONDS)
-        if self.cluster:
-            # A cluster pipeline sends each node its commands separately, in no set order: the
-            # replies must have landed before the deletes are sent.
-            pipe.execute()
+                replies += [("RPUSH", reply_to, encode_reply(reply)), ("EXPIRE", reply_to, REPLY_TTL_SECONDS)]
+        acknowledgements = self.intake.acknowledgements((stream, entry_id) for _, stream, entry_id, _ in finished)
+        link = self.intake.link
+        if link is not None:
+            link.pipeline(replies + acknowledgements)
+            return
+        # A Redis Cluster: its pipeline sends each node its commands separately, in no set
+        # order, so the replies must have landed before the deletes are sent.
+        for commands in (replies, acknowledgements):
             pipe = self.redis.pipeline(transaction=False)
-        self.intake.acknowledge(pipe, [(stream, entry_id) for _, stream, entry_id, _ in finished])
-        pipe.execute()
+            for command in commands:
+                pipe.execute_command(*command)
+            pipe.execute()
 
 
 def _late_in(request: WireRequest, started_wall: float, stages: list[tuple[str, float]]) -> str:

@@ -137,11 +137,6 @@ class Intake:
             pipe.execute()
         return live
 
-    def acknowledge(self, pipe: Any, entries: Iterable[tuple[str, bytes]]) -> None:
-        """Queue, on `pipe`, the XACK and XDEL of answered entries (after their replies)."""
-        for command in self.acknowledgements(entries):
-            pipe.execute_command(*command)
-
     def acknowledgements(self, entries: Iterable[tuple[str, bytes]]) -> list[Command]:
         """The XACK and XDEL commands of answered entries, per stream."""
         commands: list[Command] = []

@@ -107,7 +107,8 @@ def test_acknowledged_entries_leave_their_own_stream_only(
     entries = intake.next(4, 10)
 
     pipe = redis_client.pipeline(transaction=False)
-    intake.acknowledge(pipe, [(entries[0][0], entries[0][1])])
+    for command in intake.acknowledgements([(entries[0][0], entries[0][1])]):
+        pipe.execute_command(*command)
     pipe.execute()
 
     assert [redis_client.xlen(s) for s in streams] == [0, 0, 1]
