@@ -12,98 +12,30 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fnmatch
 import logging
 import threading
-from collections.abc import Iterator
 from typing import Any, cast
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db import DatabaseError, close_old_connections, connection
 
 from controlplane.redis_client import new_redis, redis_keys
 from dataplane import control
 from dataplane.liveness import NOT_LOADED
 from observability import metrics
 from registry import inference_memory
-from registry.models import Alias, ModelVersion, VersionStatus
-from registry.services import PRODUCTION
 from registry.signature import Signature
 from registry.storage import local_copy
 from workers.consumer import ServedVersion, VersionConsumer
-from workers.pipeline import LoadedPipeline, ServedStage, wiring_of
+from workers.pipeline import LoadedPipeline, wiring_of
 from workers.runtime import LoadedSession, SessionPool, sample_inputs, warm_up
+from workers.served import ready_versions
 
 logger = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 2.0
 CONTROL_BLOCK_MS = 1000
-
-
-def _stages(version: ModelVersion) -> tuple[ServedStage, ...]:
-    return tuple(
-        ServedStage(
-            name=stage.name,
-            version_id=stage.version.id,
-            label=str(stage.version),
-            artifact=stage.version.artifact,
-            signature=stage.version.signature or {},
-            inputs=tuple(sorted(stage.inputs.items())),
-            timeout_ms=stage.timeout_ms,
-            execution_provider=stage.version.execution_provider,
-            intra_op_threads=stage.version.intra_op_threads,
-        )
-        for stage in sorted(version.stages.all(), key=lambda s: s.position)
-    )
-
-
-@contextlib.contextmanager
-def _one_snapshot() -> Iterator[None]:
-    """The reads inside see the registry as of one moment.
-
-    A prefetch is several queries, and under READ COMMITTED each sees what was committed when it
-    started: a pipeline and its stage version deleted between the stage query and the version
-    query leave a stage without its version. A read-only REPEATABLE READ transaction reads every
-    query from the first one's snapshot and takes no lock that writers wait on.
-    """
-    if connection.in_atomic_block:  # an outer transaction already chose its isolation
-        yield
-        return
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        yield
-
-
-def ready_versions(patterns: list[str]) -> list[ServedVersion]:
-    with _one_snapshot():
-        versions = list(
-            ModelVersion.objects.filter(status=VersionStatus.READY)
-            .select_related("model")
-            .prefetch_related("stages__version__model")
-        )
-        production = set(Alias.objects.filter(name=PRODUCTION).values_list("version_id", flat=True))
-    return [
-        ServedVersion(
-            id=v.id,
-            model=v.model.name,
-            number=v.number,
-            signature=v.signature or {},
-            artifact=v.artifact,
-            max_batch_size=v.max_batch_size,
-            max_queue_delay_ms=v.max_queue_delay_ms,
-            preferred_batch_sizes=tuple(v.preferred_batch_sizes or ()),
-            execution_provider=v.execution_provider,
-            warmup=v.warmup,
-            intra_op_threads=v.intra_op_threads,
-            production=v.id in production,
-            stages=_stages(v) if v.is_pipeline else (),
-            pipeline_outputs=tuple((name, source) for name, source in v.pipeline_outputs or []),
-        )
-        for v in versions
-        if any(fnmatch.fnmatchcase(v.model.name, pattern) for pattern in patterns)
-    ]
 
 
 class Serving:

@@ -15,7 +15,7 @@ from django.db import connection, connections, transaction
 
 from registry.models import PIPELINE_FRAMEWORK, ModelKind, ModelVersion, PipelineStage, RegisteredModel, VersionStatus
 from workers import serving
-from workers.serving import ready_versions
+from workers.served import ready_versions
 
 SIGNATURE = {
     "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
