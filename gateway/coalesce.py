@@ -29,7 +29,6 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError, RedisClusterException
 
-from dataplane.connection import is_cluster_client
 from dataplane.link import async_link_for
 
 logger = logging.getLogger(__name__)
@@ -75,9 +74,9 @@ class ScriptBatcher:
         self._max_batch = max_batch
         self._pending: list[Call] = []
         self._running = False
-        self._cluster = is_cluster_client(client)
         # One group in flight at a time (see _drain): on one Redis or Sentinel it goes on a
-        # connection of its own, straight (dataplane/link.py); a cluster routes each slot's group.
+        # connection of its own, straight (dataplane/link.py); None on a cluster, whose client
+        # routes each slot's group.
         self._link = async_link_for(client)
 
     async def __call__(self, keys: list[Any], args: list[Any]) -> Any:
@@ -102,7 +101,7 @@ class ScriptBatcher:
             self._running = False
 
     async def _run(self, batch: list[Call]) -> None:
-        if not self._cluster:
+        if self._link is not None:
             await self._run_group(batch)
             return
         by_slot: dict[int, list[Call]] = {}
