@@ -168,7 +168,9 @@ def test_the_ci_recipe_promotes_a_sound_candidate_and_watch_exits_0(
 
     # When CI uploads a candidate, waits for it, starts a canary and watches it under traffic
     candidate = publish(ci, stack, "cli-ok", write(tmp_path, "v2.onnx", champion_model(seed=1)))
-    rollout_id = start_canary(ci, "cli-ok", candidate, "max_p95_ratio=3.0")
+    # The latency gate stays on, loose enough for ~20 requests of ~1 ms each on a shared machine,
+    # where one slow request moves a p95 threefold (seen in CI: canary p95 4.5 ms against 1.4 ms).
+    rollout_id = start_canary(ci, "cli-ok", candidate, "max_p95_ratio=10.0")
     with Traffic(stack.web.url, traffic_key, "cli-ok") as traffic:
         watched = ci("rollouts", "watch", str(rollout_id), "--interval", "1", "--timeout", "150", timeout=180)
 
